@@ -1,0 +1,108 @@
+//! # postern-store — what Postern keeps, behind traits
+//!
+//! The store traits ([`Store`], [`BlobStore`]) and the embedded backend
+//! ([`sqlite::SqliteStore`] + [`blob::FsBlobStore`]). `core` sees only the traits and
+//! the plain records of [`model`]; nothing here decides who may do what.
+//!
+//! **Standards:** none on the wire. Mailbox state follows the needs of RFC 9051
+//! (UIDVALIDITY, UIDNEXT, flags) and RFC 7162 (per-account modification sequences).
+//!
+//! **Security:** record fields hold untrusted text (names, headers) and are only ever
+//! bound as SQL parameters, never spliced into SQL. Blob names are checked hex digests,
+//! so no stored value becomes a file path.
+//!
+//! **Invariants:**
+//! - A batch of [`ops::Op`] is atomic; when `write` returns Ok the batch is durable
+//!   (committed with fsync) — the basis of every protocol's acknowledgement.
+//! - Each account's change journal numbers changes 1, 2, 3, … in commit order, with
+//!   no gaps; `highest_modseq` is the last number.
+//! - The ledger is append-only and hash-chained ([`ledger`]).
+//! - A blob is durable before any record refers to it.
+#![forbid(unsafe_code)]
+
+pub mod blob;
+pub mod conformance;
+pub mod error;
+pub mod ledger;
+pub mod model;
+pub mod ops;
+pub mod sqlite;
+pub mod verify;
+
+pub use blob::{BlobStore, FsBlobStore};
+pub use error::{Result, StoreError};
+pub use model::*;
+pub use ops::{FlagAction, Op, OpResult};
+
+use async_trait::async_trait;
+
+/// A random positive, non-zero 63-bit id.
+pub(crate) fn random_id() -> i64 {
+    loop {
+        let v = (rand::random::<u64>() >> 1) as i64;
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A ledger entry exactly as stored, for chain verification.
+#[derive(Debug, Clone)]
+pub struct RawLedgerEntry {
+    pub seq: u64,
+    pub record_json: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Metadata, journal and ledger. Every read is one consistent snapshot.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Applies the batch atomically and durably; one result per op, in order.
+    async fn write(&self, ops: Vec<Op>) -> Result<Vec<OpResult>>;
+    /// Notices sent after each commit that changed an account's journal.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ChangeNotice>;
+
+    async fn domains(&self) -> Result<Vec<Domain>>;
+    async fn domain_by_name(&self, name: &str) -> Result<Option<Domain>>;
+    async fn principals(&self, domain: Option<DomainId>) -> Result<Vec<Principal>>;
+    async fn principal(&self, id: PrincipalId) -> Result<Option<Principal>>;
+    async fn principal_by_local(&self, domain: DomainId, local: &str) -> Result<Option<Principal>>;
+    async fn usage(&self, id: PrincipalId) -> Result<Usage>;
+    async fn credentials(&self, principal: PrincipalId) -> Result<Vec<Credential>>;
+    async fn aliases(&self, domain: Option<DomainId>) -> Result<Vec<Alias>>;
+    /// Aliases with this exact local part (`*` for the catch-all).
+    async fn aliases_for(&self, domain: DomainId, local: &str) -> Result<Vec<Alias>>;
+    async fn group_members(&self, group: PrincipalId) -> Result<Vec<String>>;
+
+    async fn mailboxes(&self, account: PrincipalId) -> Result<Vec<Mailbox>>;
+    /// A mailbox and its entries in UID order, from one snapshot.
+    async fn mailbox_entries(
+        &self,
+        account: PrincipalId,
+        mailbox: MailboxId,
+    ) -> Result<(Mailbox, Vec<MailboxEntry>)>;
+    async fn message(&self, account: PrincipalId, id: MessageId) -> Result<Option<MessageRecord>>;
+    /// The thread of the first message of the account whose Message-ID is one of these.
+    async fn thread_of(&self, account: PrincipalId, message_ids: &[String]) -> Result<Option<String>>;
+
+    async fn highest_modseq(&self, account: PrincipalId) -> Result<u64>;
+    /// Journal entries with modseq > `since`, oldest first, at most `limit`.
+    async fn changes_since(&self, account: PrincipalId, since: u64, limit: usize) -> Result<Vec<Change>>;
+
+    async fn ledger(&self, query: &LedgerQuery) -> Result<Vec<LedgerEntry>>;
+    async fn ledger_raw(&self, from_seq: u64, limit: usize) -> Result<Vec<RawLedgerEntry>>;
+
+    /// Every (blob, size) that a message record refers to.
+    async fn referenced_blobs(&self) -> Result<Vec<BlobRef>>;
+    /// Problems the backend can see in its own files (e.g. SQLite's integrity_check).
+    async fn backend_check(&self) -> Result<Vec<String>>;
+}

@@ -1,0 +1,99 @@
+//! Write operations as plain data. A batch of them is applied atomically: all or none.
+//! Being data rather than closures, a batch means the same to every backend (the
+//! embedded writer thread applies it synchronously; PostgreSQL applies it in one
+//! transaction), and several batches can share one commit (group commit).
+
+use crate::model::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagAction {
+    /// Replace the flags and keywords (IMAP `FLAGS`).
+    Set,
+    /// Add them (`+FLAGS`).
+    Add,
+    /// Remove them (`-FLAGS`).
+    Remove,
+}
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    CreateDomain(Domain),
+    /// Refused while the domain still has principals or aliases.
+    RemoveDomain(DomainId),
+    /// Refused when the local part is taken by a principal or an alias of the domain.
+    CreatePrincipal(Principal),
+    /// Removes the principal with its credentials, mailboxes, messages and journal.
+    RemovePrincipal(PrincipalId),
+    SetQuota {
+        principal: PrincipalId,
+        quota_bytes: Option<u64>,
+    },
+    AddCredential(Credential),
+    RemoveCredential(CredentialId),
+    /// Replace the principal's main password (creates it when there is none).
+    SetPassword {
+        principal: PrincipalId,
+        credential: Credential,
+    },
+    /// Refused when the local part is a principal's, or the same alias exists.
+    AddAlias(Alias),
+    RemoveAlias(AliasId),
+    AddGroupMember {
+        group: PrincipalId,
+        member: String,
+    },
+    RemoveGroupMember {
+        group: PrincipalId,
+        member: String,
+    },
+    /// `uid_validity`, `uid_next` and `highest_modseq` are set by the store.
+    CreateMailbox(Mailbox),
+    RenameMailbox {
+        account: PrincipalId,
+        mailbox: MailboxId,
+        name: String,
+    },
+    /// Removes the mailbox and expunges what it holds.
+    DeleteMailbox {
+        account: PrincipalId,
+        mailbox: MailboxId,
+    },
+    /// Adds a message to a mailbox. When `message.id` already exists for the account
+    /// (a copy), only a new mailbox entry is made. Refused over quota.
+    AppendMessage {
+        message: MessageRecord,
+        mailbox: MailboxId,
+        flags: Flags,
+        keywords: Vec<String>,
+    },
+    /// Change flags of the given UIDs (missing UIDs are ignored, as IMAP requires).
+    StoreFlags {
+        account: PrincipalId,
+        mailbox: MailboxId,
+        uids: Vec<u32>,
+        action: FlagAction,
+        flags: Flags,
+        keywords: Vec<String>,
+        /// CONDSTORE: skip UIDs whose modseq is above this (RFC 7162 §3.1.3).
+        unchanged_since: Option<u64>,
+    },
+    /// Remove the given UIDs from the mailbox.
+    Expunge {
+        account: PrincipalId,
+        mailbox: MailboxId,
+        uids: Vec<u32>,
+    },
+    /// Append to the access ledger, chained to the entry before it.
+    AppendLedger(LedgerRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpResult {
+    Done,
+    MailboxCreated { uid_validity: u32 },
+    Appended { uid: u32, modseq: u64 },
+    /// UIDs changed with their new modseq; `skipped` failed `unchanged_since`.
+    FlagsStored { changed: Vec<(u32, u64)>, skipped: Vec<u32> },
+    Expunged { uids: Vec<u32> },
+    LedgerAppended { seq: u64, hash: String },
+}

@@ -1,0 +1,715 @@
+//! The embedded backend: SQLite in WAL mode.
+//!
+//! One writer thread owns the only writing connection. It takes every batch that is
+//! waiting (up to `group_commit_max`), applies each inside its own savepoint, and
+//! commits them together: parallel sessions share one fsync (group commit), and a batch
+//! that fails rolls back alone. Readers use a small pool of read-only connections, each
+//! read inside one transaction, so it sees one snapshot.
+
+mod apply;
+
+use crate::error::{Result, StoreError};
+use crate::model::*;
+use crate::ops::{Op, OpResult};
+use crate::{RawLedgerEntry, Store};
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, oneshot};
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// Settings of the embedded backend.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// How many waiting write batches share one commit (one fsync).
+    pub group_commit_max: usize,
+    /// Read connections kept open.
+    pub reader_connections: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            group_commit_max: 256,
+            reader_connections: 4,
+        }
+    }
+}
+
+struct WriteJob {
+    ops: Vec<Op>,
+    reply: oneshot::Sender<Result<Vec<OpResult>>>,
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Option<std::sync::mpsc::SyncSender<WriteJob>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    opts: SqliteOptions,
+    notify: broadcast::Sender<ChangeNotice>,
+}
+
+pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            StoreError::Conflict(e.to_string())
+        }
+        _ => StoreError::Unavailable(format!("sqlite: {e}")),
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        db_err(e)
+    }
+}
+
+fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    // Another process (the CLI next to a running server) may hold the write lock briefly.
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    // FULL: the WAL is fsynced at every commit, so a commit is durable when it returns.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        tx.execute_batch(include_str!("schema.sql"))?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    } else if version > SCHEMA_VERSION {
+        return Err(StoreError::Invalid(format!(
+            "the data directory has schema version {version}, this build knows {SCHEMA_VERSION}: upgrade Postern"
+        )));
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating when needed) the database file at `path`.
+    pub fn open(path: &Path, opts: SqliteOptions) -> Result<Self> {
+        let mut conn = open_conn(path, false)?;
+        migrate(&mut conn)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<WriteJob>(opts.group_commit_max.max(1) * 4);
+        let (notify, _) = broadcast::channel(4096);
+        let n2 = notify.clone();
+        let max = opts.group_commit_max.max(1);
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(conn, rx, n2, max))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(handle)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            opts,
+            notify,
+        })
+    }
+
+    /// Stops the writer after the batches already queued are committed.
+    pub fn close(&self) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+        if let Some(h) = self.writer_thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = h.join();
+        }
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        let keep = self.opts.reader_connections;
+        tokio::task::spawn_blocking(move || {
+            let pooled = pool.lock().ok().and_then(|mut p| p.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_conn(&path, true)?,
+            };
+            // One transaction: every statement of this read sees the same snapshot.
+            conn.execute_batch("BEGIN DEFERRED")?;
+            let out = f(&conn);
+            let _ = conn.execute_batch("COMMIT");
+            if let Ok(mut p) = pool.lock() {
+                if p.len() < keep {
+                    p.push(conn);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    rx: std::sync::mpsc::Receiver<WriteJob>,
+    notify: broadcast::Sender<ChangeNotice>,
+    max: usize,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < max {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut outcomes: Vec<Result<(Vec<OpResult>, Vec<ChangeNotice>)>> = Vec::with_capacity(jobs.len());
+        let committed = (|| -> Result<()> {
+            let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for job in &jobs {
+                let mut sp = tx.savepoint()?;
+                let mut notices = Vec::new();
+                let mut results = Vec::with_capacity(job.ops.len());
+                let mut failed = None;
+                for op in &job.ops {
+                    match apply::apply(&sp, op, &mut notices) {
+                        Ok(r) => results.push(r),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                match failed {
+                    None => {
+                        sp.commit()?;
+                        outcomes.push(Ok((results, notices)));
+                    }
+                    Some(e) => {
+                        sp.rollback()?;
+                        drop(sp);
+                        outcomes.push(Err(e));
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        match committed {
+            Ok(()) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    match outcome {
+                        Ok((results, notices)) => {
+                            let _ = job.reply.send(Ok(results));
+                            for n in notices {
+                                let _ = notify.send(n);
+                            }
+                        }
+                        Err(e) => {
+                            let _ = job.reply.send(Err(e));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(StoreError::Unavailable(format!("commit failed: {msg}"))));
+                }
+            }
+        }
+    }
+}
+
+// ---- row decoding --------------------------------------------------------------------
+
+fn u64_of(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+fn principal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Principal> {
+    let kind: String = r.get(3)?;
+    Ok(Principal {
+        id: PrincipalId(r.get(0)?),
+        domain: DomainId(r.get(1)?),
+        local_part: r.get(2)?,
+        kind: PrincipalKind::parse(&kind).unwrap_or(PrincipalKind::Individual),
+        display_name: r.get(4)?,
+        quota_bytes: r.get::<_, Option<i64>>(5)?.map(u64_of),
+        created_ms: r.get(6)?,
+    })
+}
+const PRINCIPAL_COLS: &str = "id, domain_id, local_part, kind, display_name, quota_bytes, created_ms";
+
+fn mailbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
+    let su: Option<String> = r.get(3)?;
+    Ok(Mailbox {
+        id: MailboxId(r.get(0)?),
+        account: PrincipalId(r.get(1)?),
+        name: r.get(2)?,
+        special_use: su.as_deref().and_then(SpecialUse::parse),
+        uid_validity: r.get::<_, i64>(4)? as u32,
+        uid_next: r.get::<_, i64>(5)? as u32,
+        highest_modseq: u64_of(r.get(6)?),
+        subscribed: r.get(7)?,
+        created_ms: r.get(8)?,
+    })
+}
+pub(crate) const MAILBOX_COLS: &str =
+    "id, account_id, name, special_use, uid_validity, uid_next, highest_modseq, subscribed, created_ms";
+
+fn alias_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alias> {
+    Ok(Alias {
+        id: AliasId(r.get(0)?),
+        domain: DomainId(r.get(1)?),
+        local_part: r.get(2)?,
+        target: r.get(3)?,
+        created_ms: r.get(4)?,
+    })
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Invalid(format!("{what}: {e}")))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        let sender = self
+            .writer
+            .lock()
+            .ok()
+            .and_then(|w| w.clone())
+            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+        // The channel is bounded: when the writer falls behind, writers wait here.
+        let job = WriteJob { ops, reply };
+        tokio::task::spawn_blocking(move || sender.send(job))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("write task failed: {e}")))?
+            .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ChangeNotice> {
+        self.notify.subscribe()
+    }
+
+    async fn domains(&self) -> Result<Vec<Domain>> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT id, name, created_ms FROM domains ORDER BY name")?;
+            let rows = st.query_map([], |r| {
+                Ok(Domain {
+                    id: DomainId(r.get(0)?),
+                    name: r.get(1)?,
+                    created_ms: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn domain_by_name(&self, name: &str) -> Result<Option<Domain>> {
+        let name = name.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT id, name, created_ms FROM domains WHERE name = ?1",
+                [&name],
+                |r| {
+                    Ok(Domain {
+                        id: DomainId(r.get(0)?),
+                        name: r.get(1)?,
+                        created_ms: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn principals(&self, domain: Option<DomainId>) -> Result<Vec<Principal>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {PRINCIPAL_COLS} FROM principals WHERE ?1 IS NULL OR domain_id = ?1 ORDER BY domain_id, local_part"
+            );
+            let mut st = c.prepare(&sql)?;
+            let rows = st.query_map([domain.map(|d| d.0)], principal_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn principal(&self, id: PrincipalId) -> Result<Option<Principal>> {
+        self.read(move |c| {
+            let sql = format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE id = ?1");
+            Ok(c.query_row(&sql, [id.0], principal_row).optional()?)
+        })
+        .await
+    }
+
+    async fn principal_by_local(&self, domain: DomainId, local: &str) -> Result<Option<Principal>> {
+        let local = local.to_string();
+        self.read(move |c| {
+            let sql = format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE domain_id = ?1 AND local_part = ?2");
+            Ok(c.query_row(&sql, params![domain.0, local], principal_row).optional()?)
+        })
+        .await
+    }
+
+    async fn usage(&self, id: PrincipalId) -> Result<Usage> {
+        self.read(move |c| {
+            c.query_row(
+                "SELECT used_bytes, message_count FROM principals WHERE id = ?1",
+                [id.0],
+                |r| {
+                    Ok(Usage {
+                        used_bytes: u64_of(r.get(0)?),
+                        messages: u64_of(r.get(1)?),
+                    })
+                },
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("principal {id}")))
+        })
+        .await
+    }
+
+    async fn credentials(&self, principal: PrincipalId) -> Result<Vec<Credential>> {
+        self.read(move |c| {
+            let mut st = c.prepare(
+                "SELECT id, principal_id, kind, label, protocols, hash, created_ms FROM credentials
+                 WHERE principal_id = ?1 ORDER BY created_ms, id",
+            )?;
+            let rows = st.query_map([principal.0], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, p, kind, label, protocols, hash, created_ms) = row?;
+                out.push(Credential {
+                    id: CredentialId(id),
+                    principal: PrincipalId(p),
+                    kind: if kind == "password" {
+                        CredentialKind::Password
+                    } else {
+                        CredentialKind::App
+                    },
+                    label,
+                    protocols: decode_json(&protocols, "credential protocols")?,
+                    hash,
+                    created_ms,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn aliases(&self, domain: Option<DomainId>) -> Result<Vec<Alias>> {
+        self.read(move |c| {
+            let mut st = c.prepare(
+                "SELECT id, domain_id, local_part, target, created_ms FROM aliases
+                 WHERE ?1 IS NULL OR domain_id = ?1 ORDER BY domain_id, local_part, target",
+            )?;
+            let rows = st.query_map([domain.map(|d| d.0)], alias_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn aliases_for(&self, domain: DomainId, local: &str) -> Result<Vec<Alias>> {
+        let local = local.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare(
+                "SELECT id, domain_id, local_part, target, created_ms FROM aliases
+                 WHERE domain_id = ?1 AND local_part = ?2 ORDER BY target",
+            )?;
+            let rows = st.query_map(params![domain.0, local], alias_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn group_members(&self, group: PrincipalId) -> Result<Vec<String>> {
+        self.read(move |c| {
+            let mut st = c.prepare("SELECT member FROM group_members WHERE group_id = ?1 ORDER BY member")?;
+            let rows = st.query_map([group.0], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn mailboxes(&self, account: PrincipalId) -> Result<Vec<Mailbox>> {
+        self.read(move |c| {
+            let sql = format!("SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = ?1 ORDER BY name");
+            let mut st = c.prepare(&sql)?;
+            let rows = st.query_map([account.0], mailbox_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn mailbox_entries(&self, account: PrincipalId, mailbox: MailboxId) -> Result<(Mailbox, Vec<MailboxEntry>)> {
+        self.read(move |c| {
+            let sql = format!("SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = ?1 AND account_id = ?2");
+            let mb = c
+                .query_row(&sql, params![mailbox.0, account.0], mailbox_row)
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+            let mut st = c.prepare(
+                "SELECT mm.uid, mm.message_id, m.size, mm.flags, mm.keywords, mm.modseq, mm.saved_ms
+                 FROM mailbox_messages mm JOIN messages m ON m.id = mm.message_id
+                 WHERE mm.mailbox_id = ?1 ORDER BY mm.uid",
+            )?;
+            let rows = st.query_map([mailbox.0], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (uid, message, size, flags, keywords, modseq, saved_ms) = row?;
+                out.push(MailboxEntry {
+                    uid: uid as u32,
+                    message: MessageId(message),
+                    size: u64_of(size),
+                    flags: Flags(flags as u32),
+                    keywords: decode_json(&keywords, "keywords")?,
+                    modseq: u64_of(modseq),
+                    saved_ms,
+                });
+            }
+            Ok((mb, out))
+        })
+        .await
+    }
+
+    async fn message(&self, account: PrincipalId, id: MessageId) -> Result<Option<MessageRecord>> {
+        self.read(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT blob_hash, size, received_ms, thread_id, meta FROM messages
+                     WHERE id = ?1 AND account_id = ?2",
+                    params![id.0, account.0],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            let Some((hash, size, received_ms, thread_id, meta)) = row else {
+                return Ok(None);
+            };
+            Ok(Some(MessageRecord {
+                id,
+                account,
+                blob: BlobRef {
+                    hash,
+                    size: u64_of(size),
+                },
+                received_ms,
+                thread_id,
+                meta: decode_json(&meta, "message metadata")?,
+            }))
+        })
+        .await
+    }
+
+    async fn thread_of(&self, account: PrincipalId, message_ids: &[String]) -> Result<Option<String>> {
+        let ids = message_ids.to_vec();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT thread_id FROM messages WHERE account_id = ?1 AND message_id_hdr = ?2 LIMIT 1",
+            )?;
+            for id in &ids {
+                if let Some(t) = st
+                    .query_row(params![account.0, id], |r| r.get::<_, String>(0))
+                    .optional()?
+                {
+                    return Ok(Some(t));
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn highest_modseq(&self, account: PrincipalId) -> Result<u64> {
+        self.read(move |c| {
+            c.query_row("SELECT highest_modseq FROM principals WHERE id = ?1", [account.0], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .map(u64_of)
+            .ok_or_else(|| StoreError::NotFound(format!("principal {account}")))
+        })
+        .await
+    }
+
+    async fn changes_since(&self, account: PrincipalId, since: u64, limit: usize) -> Result<Vec<Change>> {
+        self.read(move |c| {
+            let mut st = c.prepare(
+                "SELECT modseq, kind, mailbox_id, message_id, uid, at_ms FROM journal
+                 WHERE account_id = ?1 AND modseq > ?2 ORDER BY modseq LIMIT ?3",
+            )?;
+            let rows = st.query_map(params![account.0, since as i64, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (modseq, kind, mailbox, message, uid, at_ms) = row?;
+                out.push(Change {
+                    account,
+                    modseq: u64_of(modseq),
+                    kind: ChangeKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Invalid(format!("journal kind {kind:?}")))?,
+                    mailbox: mailbox.map(MailboxId),
+                    message: message.map(MessageId),
+                    uid: uid.map(|u| u as u32),
+                    at_ms,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ledger(&self, q: &LedgerQuery) -> Result<Vec<LedgerEntry>> {
+        let q = q.clone();
+        self.read(move |c| {
+            let mut st = c.prepare(
+                "SELECT seq, record, prev_hash, hash FROM ledger
+                 WHERE seq >= ?1
+                   AND (?2 IS NULL OR json_extract(record, '$.actor.account') = ?2
+                        OR json_extract(record, '$.target') = ?2)
+                   AND (?3 IS NULL OR json_extract(record, '$.time_ms') >= ?3)
+                 ORDER BY seq LIMIT ?4",
+            )?;
+            let limit = if q.limit == 0 { i64::MAX } else { q.limit as i64 };
+            let rows = st.query_map(params![q.from_seq as i64, q.account, q.since_ms, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, record, prev_hash, hash) = row?;
+                out.push(LedgerEntry {
+                    seq: u64_of(seq),
+                    record: decode_json(&record, "ledger record")?,
+                    prev_hash,
+                    hash,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ledger_raw(&self, from_seq: u64, limit: usize) -> Result<Vec<RawLedgerEntry>> {
+        self.read(move |c| {
+            let mut st =
+                c.prepare("SELECT seq, record, prev_hash, hash FROM ledger WHERE seq >= ?1 ORDER BY seq LIMIT ?2")?;
+            let rows = st.query_map(params![from_seq as i64, limit as i64], |r| {
+                Ok(RawLedgerEntry {
+                    seq: u64_of(r.get(0)?),
+                    record_json: r.get(1)?,
+                    prev_hash: r.get(2)?,
+                    hash: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn referenced_blobs(&self) -> Result<Vec<BlobRef>> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT DISTINCT blob_hash, size FROM messages ORDER BY blob_hash")?;
+            let rows = st.query_map([], |r| {
+                Ok(BlobRef {
+                    hash: r.get(0)?,
+                    size: u64_of(r.get(1)?),
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn backend_check(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare("PRAGMA integrity_check")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for r in rows {
+                let r = r?;
+                if r != "ok" {
+                    out.push(format!("sqlite integrity_check: {r}"));
+                }
+            }
+            let mut st = c.prepare("PRAGMA foreign_key_check")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            for r in rows {
+                out.push(format!("sqlite foreign key broken in table {}", r?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

@@ -1,0 +1,83 @@
+//! The conformance suite on the embedded backend (SQLite + blob files).
+
+use postern_store::conformance as c;
+use postern_store::sqlite::{SqliteOptions, SqliteStore};
+use postern_store::{BlobStore, FsBlobStore, Store};
+use std::sync::Arc;
+
+fn fresh() -> (tempfile::TempDir, Arc<dyn Store>, Arc<dyn BlobStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("meta.sqlite"), SqliteOptions::default()).unwrap();
+    let blobs = FsBlobStore::open(&dir.path().join("blobs")).unwrap();
+    (dir, Arc::new(store), Arc::new(blobs))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn directory_rules() {
+    let (_d, s, _) = fresh();
+    c::directory_rules(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mailbox_lifecycle() {
+    let (_d, s, b) = fresh();
+    c::mailbox_lifecycle(s, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_and_readers() {
+    let (_d, s, b) = fresh();
+    c::concurrent_writers_and_readers(s, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_isolation() {
+    let (_d, s, _) = fresh();
+    c::group_commit_isolation(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledger_chain() {
+    let (_d, s, _) = fresh();
+    c::ledger_chain(s).await;
+}
+
+/// Changing one stored ledger entry makes verification fail and name it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_tamper_is_detected() {
+    let (dir, s, _) = fresh();
+    c::ledger_chain(s.clone()).await;
+    let conn = rusqlite::Connection::open(dir.path().join("meta.sqlite")).unwrap();
+    conn.execute(
+        "UPDATE ledger SET record = replace(record, 'message.read', 'message.list') WHERE seq = 17",
+        [],
+    )
+    .unwrap();
+    let broken = postern_store::verify::verify_ledger(&*s).await.unwrap().unwrap_err();
+    assert_eq!(broken.seq, 17);
+    // Deleting an entry is found at the gap.
+    conn.execute("DELETE FROM ledger WHERE seq = 5", []).unwrap();
+    let broken = postern_store::verify::verify_ledger(&*s).await.unwrap().unwrap_err();
+    assert_eq!(broken.seq, 6);
+}
+
+/// A blob whose file was changed is refused on read and by verification.
+#[tokio::test]
+async fn corrupt_blob_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = FsBlobStore::open(dir.path()).unwrap();
+    let r = blobs.put(b"hello".to_vec()).await.unwrap();
+    let again = blobs.put(b"hello".to_vec()).await.unwrap();
+    assert_eq!(r, again);
+    assert_eq!(blobs.list().await.unwrap(), vec![r.hash.clone()]);
+    let path = dir.path().join(&r.hash[0..2]).join(&r.hash[2..4]).join(&r.hash);
+    std::fs::write(&path, b"hellO").unwrap();
+    assert!(matches!(
+        blobs.get(&r.hash).await,
+        Err(postern_store::StoreError::CorruptBlob { .. })
+    ));
+    // Names that are not hex digests never reach the file system.
+    for bad in ["../../etc/passwd", "AB", &"g".repeat(64)] {
+        assert!(matches!(blobs.get(bad).await, Err(postern_store::StoreError::NotFound(_))));
+    }
+}
