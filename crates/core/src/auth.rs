@@ -1,0 +1,249 @@
+//! Authentication: the only module that can make an [`Authenticated`] or an
+//! [`AdminSession`] (DESIGN invariant 2). Code that touches account data takes one of
+//! them, so an unauthenticated path cannot reach it by mistake.
+//!
+//! **Security:** passwords are hashed with Argon2id. An unknown account, an account that
+//! cannot log in (group, shared mailbox) and a wrong password cost the same — one
+//! Argon2id verification against a dummy hash when there is no real one — and give the
+//! same [`CoreError::AuthFailed`]. App passwords are 128-bit random secrets, so a SHA-256
+//! digest compared in constant time protects them; they are tried first and cost
+//! nothing extra on failure.
+
+use crate::error::{CoreError, Result};
+use crate::{Core, Ctx};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use postern_store::{Actor, CredentialKind, Principal, PrincipalKind, Role, SessionInfo};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Argon2id cost. The defaults are OWASP's minimum for Argon2id (19 MiB, 2 passes, 1 lane).
+#[derive(Debug, Clone, Copy)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Settings {
+    fn default() -> Self {
+        Argon2Settings {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+pub(crate) fn argon2(s: Argon2Settings) -> Result<Argon2<'static>> {
+    let params = Params::new(s.memory_kib, s.iterations, s.parallelism, None)
+        .map_err(|e| CoreError::Internal(format!("argon2 parameters: {e}")))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// A PHC string for a password.
+pub fn hash_password(s: Argon2Settings, password: &str) -> Result<String> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|e| CoreError::Internal(format!("salt: {e}")))?;
+    Ok(argon2(s)?
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| CoreError::Internal(format!("argon2: {e}")))?
+        .to_string())
+}
+
+fn verify_password(s: Argon2Settings, phc: &str, password: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    argon2(s)
+        .map(|a| a.verify_password(password.as_bytes(), &parsed).is_ok())
+        .unwrap_or(false)
+}
+
+/// The stored form of an app password: `sha256:<hex>`.
+pub(crate) fn app_password_digest(secret: &str) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(secret.as_bytes())))
+}
+
+/// A random secret of `n` characters from an alphabet without look-alikes.
+pub fn generate_secret(n: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    (0..n)
+        .map(|_| ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Proof that a user logged in. Only [`Core::authenticate`] makes one.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    principal: Principal,
+    address: String,
+    ctx: Ctx,
+}
+
+impl Authenticated {
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+    /// The ledger context of this session: the owner, from where, how.
+    pub fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+/// Proof of administrative access. Made only here: for the local CLI (whoever can run it
+/// can read the data directory anyway) or for a request carrying the admin token.
+#[derive(Debug, Clone)]
+pub struct AdminSession {
+    ctx: Ctx,
+}
+
+impl AdminSession {
+    pub fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    /// The operator at the command line.
+    pub fn local_cli() -> AdminSession {
+        let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        AdminSession {
+            ctx: Ctx {
+                actor: Actor {
+                    account: Some(format!("cli:{who}")),
+                    role: Role::Admin,
+                },
+                session: SessionInfo {
+                    protocol: "cli".into(),
+                    auth_method: Some("local".into()),
+                    ..Default::default()
+                },
+            },
+        }
+    }
+
+    /// A request to the admin API. `expected_sha256` is the digest of the token in the
+    /// data directory; the comparison is constant-time.
+    pub fn from_token(presented: &str, expected_sha256: &[u8; 32], mut session: SessionInfo) -> Option<AdminSession> {
+        let digest = Sha256::digest(presented.as_bytes());
+        if !bool::from(digest.as_slice().ct_eq(expected_sha256)) {
+            return None;
+        }
+        session.auth_method = Some("token".into());
+        Some(AdminSession {
+            ctx: Ctx {
+                actor: Actor {
+                    account: Some("admin-token".into()),
+                    role: Role::Admin,
+                },
+                session,
+            },
+        })
+    }
+}
+
+impl Core {
+    /// Checks a user name and secret for `protocol` (`imap`, `smtp`, `dav`, …).
+    ///
+    /// Throttled attempts are refused before any password is checked. Every attempt,
+    /// good or bad, is recorded in the ledger.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        secret: &str,
+        protocol: &str,
+        mut session: SessionInfo,
+    ) -> Result<Authenticated> {
+        let remote_ip = session
+            .remote
+            .as_deref()
+            .and_then(|r| r.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()).or_else(|| r.parse().ok()));
+        let keys = self.limiter.keys(username, remote_ip, secret.as_bytes());
+        let name = crate::address::parse_address(username).ok();
+        let ctx_for = |session: SessionInfo| Ctx {
+            actor: Actor {
+                account: Some(name.as_ref().map(|a| a.to_string()).unwrap_or_else(|| "(invalid)".into())),
+                role: Role::Owner,
+            },
+            session,
+        };
+        session.protocol = protocol.to_string();
+        if let Some(wait) = self.limiter.check(&keys) {
+            self.record(&ctx_for(session), "auth.login", None, vec![], "throttled", None, None)
+                .await?;
+            return Err(CoreError::Throttled(wait));
+        }
+
+        let principal = match &name {
+            Some(a) => self.find_principal(a).await?,
+            None => None,
+        };
+        let creds = match &principal {
+            Some(p) if p.kind == PrincipalKind::Individual || p.kind == PrincipalKind::Resource => {
+                self.store.credentials(p.id).await?
+            }
+            _ => Vec::new(),
+        };
+        // App passwords first: cheap, and only a success ends early.
+        let digest = app_password_digest(secret);
+        let app = creds.iter().find(|c| {
+            c.kind == CredentialKind::App
+                && (c.protocols.is_empty() || c.protocols.iter().any(|p| p == protocol))
+                && bool::from(c.hash.as_bytes().ct_eq(digest.as_bytes()))
+        });
+        let (ok, method) = if app.is_some() {
+            (true, "app-password")
+        } else {
+            // Exactly one Argon2id verification on every other path.
+            let phc = creds
+                .iter()
+                .find(|c| c.kind == CredentialKind::Password)
+                .map(|c| c.hash.clone());
+            let real = phc.is_some();
+            let phc = phc.unwrap_or_else(|| self.dummy_hash.clone());
+            let settings = self.settings.argon2;
+            let secret_owned = secret.to_string();
+            let matched = tokio::task::spawn_blocking(move || verify_password(settings, &phc, &secret_owned))
+                .await
+                .map_err(|e| CoreError::Internal(e.to_string()))?;
+            (matched && real, "password")
+        };
+        session.auth_method = Some(method.into());
+        match (ok, principal) {
+            (true, Some(p)) => {
+                self.limiter.success(&keys);
+                let address = format!(
+                    "{}@{}",
+                    p.local_part,
+                    name.as_ref().map(|a| a.domain().to_string()).unwrap_or_default()
+                );
+                let ctx = Ctx {
+                    actor: Actor {
+                        account: Some(address.clone()),
+                        role: Role::Owner,
+                    },
+                    session,
+                };
+                self.record(&ctx, "auth.login", Some(&address), vec![], "ok", None, None)
+                    .await?;
+                Ok(Authenticated {
+                    principal: p,
+                    address,
+                    ctx,
+                })
+            }
+            _ => {
+                let delay = self.limiter.failure(&keys);
+                self.record(&ctx_for(session), "auth.login", None, vec![], "failed", None, None)
+                    .await?;
+                metrics::counter!("postern_auth_failures_total", "protocol" => protocol.to_string()).increment(1);
+                // Growing delays: the answer to a failure waits as long as the next
+                // attempt must (capped so a session is not held forever).
+                tokio::time::sleep(delay.min(std::time::Duration::from_secs(5))).await;
+                Err(CoreError::AuthFailed)
+            }
+        }
+    }
+}

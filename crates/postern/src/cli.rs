@@ -1,0 +1,526 @@
+//! Administrative subcommands. Each calls the `postern-core` function the admin API
+//! calls; this file only parses arguments and prints results.
+
+use crate::config::Config;
+use clap::Subcommand;
+use postern_core::store::PrincipalKind;
+use postern_core::{AdminSession, Core, CoreError};
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::process::ExitCode;
+
+#[derive(Subcommand, Debug)]
+pub enum DomainCmd {
+    /// Add a mail domain.
+    Add { name: String },
+    /// List domains.
+    List,
+    /// Remove an empty domain.
+    Remove { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCmd {
+    /// Add an account. The password is read from standard input (one line); with
+    /// --generate, or when standard input is empty, one is generated and printed once.
+    Add {
+        address: String,
+        /// individual, shared, group or resource.
+        #[arg(long, default_value = "individual")]
+        kind: String,
+        /// Display name (default: the local part).
+        #[arg(long)]
+        name: Option<String>,
+        /// Storage quota, e.g. 500M, 10G, or bytes.
+        #[arg(long)]
+        quota: Option<String>,
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Set a new password (standard input, or --generate).
+    Passwd {
+        address: String,
+        #[arg(long)]
+        generate: bool,
+    },
+    /// List accounts.
+    List {
+        #[arg(long)]
+        domain: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one account.
+    Show { address: String },
+    /// Remove an account and everything it holds.
+    Remove { address: String },
+    /// Set the quota (`none` for unlimited).
+    Quota { address: String, size: String },
+    /// App passwords: per-protocol secrets for phones and mail clients.
+    #[command(subcommand)]
+    AppPassword(AppPasswordCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppPasswordCmd {
+    /// Create one; the secret is printed once.
+    Add {
+        address: String,
+        #[arg(long)]
+        label: String,
+        /// Limit to these protocols (repeatable): imap, pop3, smtp, dav, jmap, eas, managesieve.
+        #[arg(long = "protocol")]
+        protocols: Vec<String>,
+    },
+    List { address: String },
+    Remove { address: String, id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AliasCmd {
+    /// ALIAS delivers to TARGET. `*@domain` is the domain's catch-all.
+    Add { alias: String, target: String },
+    List {
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Remove ALIAS (only its TARGET when given).
+    Remove { alias: String, target: Option<String> },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCmd {
+    /// Add MEMBER (any address) to GROUP (an account of kind group).
+    AddMember { group: String, member: String },
+    RemoveMember { group: String, member: String },
+    Members { group: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailboxCmd {
+    /// Import an mbox from standard input into ADDRESS's mailbox (INBOX by default).
+    /// Prints `stored <message> <uid> <sha256>` for each message once it is durable.
+    Import {
+        address: String,
+        #[arg(long)]
+        mailbox: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Check the hash chain; names the first bad entry.
+    Verify,
+    /// Show entries (reading the ledger is itself recorded).
+    Show {
+        #[arg(long)]
+        account: Option<String>,
+        /// RFC 3339 time, a date (2026-11-25), or an age (30m, 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Check blob hashes, references, journal continuity and the ledger chain.
+    Verify,
+}
+
+pub enum Action {
+    Domain(DomainCmd),
+    Account(AccountCmd),
+    Alias(AliasCmd),
+    Group(GroupCmd),
+    Mailbox(MailboxCmd),
+    Audit(AuditCmd),
+    Store(StoreCmd),
+}
+
+/// `10G`, `500M`, `64K`, plain bytes, or `none`.
+pub fn parse_size(s: &str) -> Result<Option<u64>, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("unlimited") {
+        return Ok(None);
+    }
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("unknown size unit in {s:?}")),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("not a size: {s:?}"))?;
+    n.checked_mul(mult).map(Some).ok_or_else(|| format!("size too large: {s:?}"))
+}
+
+/// Milliseconds since the epoch for `--since`.
+pub fn parse_since(s: &str) -> Result<i64, String> {
+    use time::format_description::well_known::Rfc3339;
+    let now = postern_core::store::now_ms();
+    if let Some((num, unit)) = s.char_indices().last().map(|(i, c)| (&s[..i], c)) {
+        let secs = match unit {
+            's' => Some(1),
+            'm' => Some(60),
+            'h' => Some(3600),
+            'd' => Some(86400),
+            _ => None,
+        };
+        if let (Some(mult), Ok(n)) = (secs, num.parse::<i64>()) {
+            return Ok(now - n.saturating_mul(mult).saturating_mul(1000));
+        }
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(d) = time::Date::parse(s, &fmt) {
+        return Ok(d.midnight().assume_utc().unix_timestamp() * 1000);
+    }
+    Err(format!("--since {s:?}: expected RFC 3339 time, YYYY-MM-DD, or an age like 24h"))
+}
+
+fn format_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Reads a password from standard input: one line (a terminal is prompted). `None` when
+/// the input is empty, meaning "generate one".
+fn read_password(generate: bool) -> Result<Option<String>, String> {
+    if generate {
+        return Ok(None);
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Password (empty to generate one): ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password: {e}"))?;
+    let pw = line.trim_end_matches(['\r', '\n']);
+    Ok((!pw.is_empty()).then(|| pw.to_string()))
+}
+
+fn err(e: CoreError) -> String {
+    e.to_string()
+}
+
+pub fn run(cfg: Config, action: Action) -> Result<ExitCode, String> {
+    crate::serve::become_data_owner(&cfg.data_dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(async move {
+        let core = crate::serve::open_core(&cfg)?;
+        let admin = AdminSession::local_cli();
+        execute(&core, &admin, action).await
+    })
+}
+
+async fn execute(core: &Core, admin: &AdminSession, action: Action) -> Result<ExitCode, String> {
+    match action {
+        Action::Domain(DomainCmd::Add { name }) => {
+            let d = core.domain_add(admin, &name).await.map_err(err)?;
+            println!("added domain {}", d.name);
+        }
+        Action::Domain(DomainCmd::List) => {
+            for d in core.domain_list(admin).await.map_err(err)? {
+                println!("{}", d.name);
+            }
+        }
+        Action::Domain(DomainCmd::Remove { name }) => {
+            core.domain_remove(admin, &name).await.map_err(err)?;
+            println!("removed domain {name}");
+        }
+        Action::Account(cmd) => return account(core, admin, cmd).await,
+        Action::Alias(AliasCmd::Add { alias, target }) => {
+            let a = core.alias_add(admin, &alias, &target).await.map_err(err)?;
+            println!("added alias {} -> {}", a.alias, a.target);
+        }
+        Action::Alias(AliasCmd::List { domain }) => {
+            for a in core.alias_list(admin, domain.as_deref()).await.map_err(err)? {
+                println!("{} -> {}", a.alias, a.target);
+            }
+        }
+        Action::Alias(AliasCmd::Remove { alias, target }) => {
+            let n = core.alias_remove(admin, &alias, target.as_deref()).await.map_err(err)?;
+            println!("removed {n} alias target(s) of {alias}");
+        }
+        Action::Group(GroupCmd::AddMember { group, member }) => {
+            core.group_member_add(admin, &group, &member).await.map_err(err)?;
+            println!("added {member} to {group}");
+        }
+        Action::Group(GroupCmd::RemoveMember { group, member }) => {
+            core.group_member_remove(admin, &group, &member).await.map_err(err)?;
+            println!("removed {member} from {group}");
+        }
+        Action::Group(GroupCmd::Members { group }) => {
+            for m in core.group_members(admin, &group).await.map_err(err)? {
+                println!("{m}");
+            }
+        }
+        Action::Mailbox(MailboxCmd::Import { address, mailbox }) => {
+            return import(core, admin, &address, mailbox.as_deref()).await;
+        }
+        Action::Audit(AuditCmd::Verify) => match core.audit_verify(admin).await.map_err(err)? {
+            Ok(n) => println!("ledger ok: {n} entries, chain intact"),
+            Err(b) => {
+                println!("ledger BROKEN at entry {}: {}", b.seq, b.reason);
+                return Ok(ExitCode::from(1));
+            }
+        },
+        Action::Audit(AuditCmd::Show {
+            account,
+            since,
+            limit,
+            json,
+        }) => {
+            let since = since.as_deref().map(parse_since).transpose()?;
+            let entries = core
+                .audit_show(admin, account.as_deref(), since, limit)
+                .await
+                .map_err(err)?;
+            for e in entries {
+                if json {
+                    println!("{}", serde_json::to_string(&e).unwrap_or_default());
+                } else {
+                    let r = &e.record;
+                    println!(
+                        "#{} {} {} {}({}) via {}{} {} {} [{}]",
+                        e.seq,
+                        format_ms(r.time_ms),
+                        r.action,
+                        r.actor.account.as_deref().unwrap_or("-"),
+                        serde_json::to_value(r.actor.role)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        r.session.protocol,
+                        r.session.remote.as_deref().map(|x| format!(" from {x}")).unwrap_or_default(),
+                        r.target.as_deref().map(|t| format!("on {t}")).unwrap_or_default(),
+                        r.result,
+                        r.objects.join(" ")
+                    );
+                }
+            }
+        }
+        Action::Store(StoreCmd::Verify) => {
+            let r = core.store_verify(admin).await.map_err(err)?;
+            println!(
+                "accounts {} mailboxes {} messages {} blobs checked {} journal entries {} ledger entries {} orphan blobs {}",
+                r.accounts, r.mailboxes, r.messages, r.blobs_checked, r.journal_entries, r.ledger_entries, r.orphan_blobs
+            );
+            if r.ok() {
+                println!("store ok");
+            } else {
+                for p in &r.problems {
+                    println!("problem: {p}");
+                }
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn account(core: &Core, admin: &AdminSession, cmd: AccountCmd) -> Result<ExitCode, String> {
+    match cmd {
+        AccountCmd::Add {
+            address,
+            kind,
+            name,
+            quota,
+            generate,
+        } => {
+            let kind = PrincipalKind::parse(&kind)
+                .ok_or_else(|| format!("--kind {kind:?}: one of individual, shared, group, resource"))?;
+            let quota = quota.as_deref().map(parse_size).transpose()?.flatten();
+            let can_login = matches!(kind, PrincipalKind::Individual | PrincipalKind::Resource);
+            let password = if can_login { read_password(generate)? } else { None };
+            let n = core
+                .account_add(admin, &address, kind, name.as_deref(), password.as_deref(), quota)
+                .await
+                .map_err(err)?;
+            println!("added {} {}", n.account.kind.as_str(), n.account.address);
+            if let Some(p) = n.generated_password {
+                println!("password: {p}");
+                println!("(shown once; set another with `postern account passwd {}`)", n.account.address);
+            }
+        }
+        AccountCmd::Passwd { address, generate } => {
+            let password = read_password(generate)?;
+            let generated = core
+                .account_passwd(admin, &address, password.as_deref())
+                .await
+                .map_err(err)?;
+            println!("password changed for {address}");
+            if let Some(p) = generated {
+                println!("password: {p}");
+            }
+        }
+        AccountCmd::List { domain, json } => {
+            for a in core.account_list(admin, domain.as_deref()).await.map_err(err)? {
+                if json {
+                    println!("{}", serde_json::to_string(&a).unwrap_or_default());
+                } else {
+                    println!(
+                        "{} {} {} used={} quota={} messages={}",
+                        a.address,
+                        a.kind.as_str(),
+                        a.display_name,
+                        a.used_bytes,
+                        a.quota_bytes.map(|q| q.to_string()).unwrap_or_else(|| "none".into()),
+                        a.messages
+                    );
+                }
+            }
+        }
+        AccountCmd::Show { address } => {
+            let a = core.account_show(admin, &address).await.map_err(err)?;
+            println!("{}", serde_json::to_string_pretty(&a).unwrap_or_default());
+        }
+        AccountCmd::Remove { address } => {
+            core.account_remove(admin, &address).await.map_err(err)?;
+            println!("removed {address}");
+        }
+        AccountCmd::Quota { address, size } => {
+            let q = parse_size(&size)?;
+            core.account_quota(admin, &address, q).await.map_err(err)?;
+            println!("quota of {address}: {}", q.map(|q| q.to_string()).unwrap_or_else(|| "none".into()));
+        }
+        AccountCmd::AppPassword(AppPasswordCmd::Add {
+            address,
+            label,
+            protocols,
+        }) => {
+            let (info, secret) = core
+                .app_password_add(admin, &address, &label, &protocols)
+                .await
+                .map_err(err)?;
+            println!("app password {} ({}) for {address}", info.id, info.label);
+            println!("secret: {secret}");
+        }
+        AccountCmd::AppPassword(AppPasswordCmd::List { address }) => {
+            for a in core.app_password_list(admin, &address).await.map_err(err)? {
+                let protocols = if a.protocols.is_empty() {
+                    "all".to_string()
+                } else {
+                    a.protocols.join(",")
+                };
+                println!("{} {} protocols={} created={}", a.id, a.label, protocols, format_ms(a.created_ms));
+            }
+        }
+        AccountCmd::AppPassword(AppPasswordCmd::Remove { address, id }) => {
+            core.app_password_remove(admin, &address, &id).await.map_err(err)?;
+            println!("removed app password {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Splits an mbox stream into messages (mboxrd: `>From ` unquoted one level) and stores
+/// each, printing its id once it is durable.
+async fn import(core: &Core, admin: &AdminSession, address: &str, mailbox: Option<&str>) -> Result<ExitCode, String> {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut input)
+        .map_err(|e| format!("reading standard input: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    let mut count = 0;
+    for raw in split_mbox(&input) {
+        let stored = core
+            .import_message(admin, address, mailbox, raw)
+            .await
+            .map_err(err)?;
+        writeln!(out, "stored {} {} {}", stored.message, stored.uid, stored.blob).map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())?;
+        count += 1;
+    }
+    eprintln!("imported {count} message(s)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// mbox → messages. A line starting `From ` separates messages; `>From `, `>>From `…
+/// lose one `>` (mboxrd). Line ends become CRLF, the form messages have on the wire.
+pub fn split_mbox(input: &[u8]) -> Vec<Vec<u8>> {
+    let mut messages = Vec::new();
+    let mut cur: Option<Vec<u8>> = None;
+    for line in input.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"From ") {
+            if let Some(m) = cur.take() {
+                messages.push(m);
+            }
+            cur = Some(Vec::new());
+            continue;
+        }
+        let Some(m) = cur.as_mut() else { continue };
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        let gt = body.iter().take_while(|&&b| b == b'>').count();
+        let body = if gt > 0 && body[gt..].starts_with(b"From ") { &body[1..] } else { body };
+        m.extend_from_slice(body);
+        if line.ends_with(b"\n") {
+            m.extend_from_slice(b"\r\n");
+        }
+    }
+    if let Some(m) = cur {
+        messages.push(m);
+    }
+    // The blank line before each separator belongs to the mbox format, not the message.
+    for m in &mut messages {
+        if m.ends_with(b"\r\n\r\n") {
+            m.truncate(m.len() - 2);
+        }
+    }
+    messages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10G").unwrap(), Some(10 << 30));
+        assert_eq!(parse_size("512").unwrap(), Some(512));
+        assert_eq!(parse_size("none").unwrap(), None);
+        assert!(parse_size("10X").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn since() {
+        let now = postern_core::store::now_ms();
+        let d = parse_since("24h").unwrap();
+        assert!((now - 86_400_000 - d).abs() < 5000);
+        assert_eq!(parse_since("2026-01-01").unwrap(), 1_767_225_600_000);
+        assert_eq!(parse_since("2026-01-01T00:00:01Z").unwrap(), 1_767_225_601_000);
+        assert!(parse_since("yesterday").is_err());
+    }
+
+    #[test]
+    fn mbox() {
+        let m = split_mbox(b"From a@b Mon\nSubject: 1\n\n>From here\n>>From there\n\nFrom c@d Tue\nSubject: 2\n\nx\n");
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0], b"Subject: 1\r\n\r\nFrom here\r\n>From there\r\n".to_vec());
+        assert_eq!(m[1], b"Subject: 2\r\n\r\nx\r\n".to_vec());
+    }
+}

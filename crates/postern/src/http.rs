@@ -1,0 +1,501 @@
+//! HTTP on the `admin` listener (admin API, metrics) and on `http`/`https` (health only
+//! until the web issues land).
+//!
+//! **Security (DESIGN invariant 2):** every route is declared in one table with its
+//! access level ([`admin_routes`], [`web_routes`]); the router is built from the table,
+//! so a route cannot exist without a declared level, and the admin level is enforced by
+//! one middleware that alone makes the `AdminSession` the handlers need. No identity is
+//! ever read from a query parameter or a cookie; the token comes only from
+//! `Authorization: Bearer`. Nothing from the data directory is ever served.
+
+use crate::config::Config;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::{Extension, Json, Router};
+use postern_core::store::{PrincipalKind, SessionInfo};
+use postern_core::{AdminSession, Core, CoreError, ErrorClass};
+use postern_net::{BoxStream, ConnInfo, Handler, Shutdown};
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone who can reach the listener (health checks only).
+    Public,
+    /// A request with the admin token.
+    Admin,
+}
+
+/// One row of a route table.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+fn route(method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Route {
+    Route {
+        method,
+        path,
+        access,
+        handler,
+    }
+}
+
+#[derive(Clone)]
+pub struct Metrics(Option<metrics_exporter_prometheus::PrometheusHandle>);
+
+impl Metrics {
+    /// Installs the process-wide Prometheus recorder (once per process).
+    pub fn install() -> Metrics {
+        Metrics(metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok())
+    }
+    fn render(&self) -> String {
+        self.0.as_ref().map(|h| h.render()).unwrap_or_default()
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    core: Arc<Core>,
+    token_sha256: [u8; 32],
+    metrics: Metrics,
+}
+
+/// The peer of the connection a request came on.
+#[derive(Clone, Copy)]
+struct Peer(SocketAddr);
+
+// ---- errors ----
+
+struct ApiError(CoreError);
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = match (&e, e.class()) {
+            (CoreError::NotFound(_), _) => StatusCode::NOT_FOUND,
+            (CoreError::Conflict(_), _) | (CoreError::Refused(_), _) => StatusCode::CONFLICT,
+            (CoreError::Throttled(_), _) => StatusCode::TOO_MANY_REQUESTS,
+            (_, ErrorClass::Protocol) => StatusCode::BAD_REQUEST,
+            (_, ErrorClass::Auth) => StatusCode::UNAUTHORIZED,
+            (_, ErrorClass::Resource) => StatusCode::INSUFFICIENT_STORAGE,
+            (_, ErrorClass::Policy) => StatusCode::CONFLICT,
+            (_, ErrorClass::Internal) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let field = match &e {
+            CoreError::Invalid { field, .. } => Some(*field),
+            _ => None,
+        };
+        (status, Json(json!({ "error": e.to_string(), "field": field }))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+// ---- the admin route table ----
+
+pub fn admin_routes() -> Vec<Route> {
+    use Access::*;
+    vec![
+        route(Method::GET, "/healthz", Public, get(health)),
+        route(Method::GET, "/metrics", Admin, get(metrics_page)),
+        route(Method::GET, "/api/v1/domains", Admin, get(domains_list)),
+        route(Method::POST, "/api/v1/domains", Admin, post(domains_add)),
+        route(Method::DELETE, "/api/v1/domains/{name}", Admin, delete(domains_remove)),
+        route(Method::GET, "/api/v1/accounts", Admin, get(accounts_list)),
+        route(Method::POST, "/api/v1/accounts", Admin, post(accounts_add)),
+        route(Method::GET, "/api/v1/accounts/{address}", Admin, get(accounts_show)),
+        route(Method::DELETE, "/api/v1/accounts/{address}", Admin, delete(accounts_remove)),
+        route(Method::PUT, "/api/v1/accounts/{address}/password", Admin, put(accounts_passwd)),
+        route(Method::PUT, "/api/v1/accounts/{address}/quota", Admin, put(accounts_quota)),
+        route(Method::GET, "/api/v1/accounts/{address}/app-passwords", Admin, get(app_list)),
+        route(Method::POST, "/api/v1/accounts/{address}/app-passwords", Admin, post(app_add)),
+        route(Method::DELETE, "/api/v1/accounts/{address}/app-passwords/{id}", Admin, delete(app_remove)),
+        route(Method::GET, "/api/v1/aliases", Admin, get(aliases_list)),
+        route(Method::POST, "/api/v1/aliases", Admin, post(aliases_add)),
+        route(Method::DELETE, "/api/v1/aliases/{alias}", Admin, delete(aliases_remove)),
+        route(Method::GET, "/api/v1/groups/{group}/members", Admin, get(members_list)),
+        route(Method::POST, "/api/v1/groups/{group}/members", Admin, post(members_add)),
+        route(Method::DELETE, "/api/v1/groups/{group}/members/{member}", Admin, delete(members_remove)),
+        route(Method::GET, "/api/v1/audit", Admin, get(audit_show)),
+        route(Method::GET, "/api/v1/audit/verify", Admin, get(audit_verify)),
+        route(Method::GET, "/api/v1/store/verify", Admin, get(store_verify)),
+    ]
+}
+
+/// Routes of the user-facing `http`/`https` listeners.
+pub fn web_routes() -> Vec<Route> {
+    vec![route(Method::GET, "/healthz", Access::Public, get(health))]
+}
+
+fn build(routes: Vec<Route>, state: AppState) -> Router {
+    let mut router: Router<AppState> = Router::new();
+    for r in routes {
+        let handler = match r.access {
+            Access::Public => r.handler,
+            Access::Admin => r
+                .handler
+                .route_layer(middleware::from_fn_with_state(state.clone(), require_admin)),
+        };
+        router = router.route(r.path, handler);
+    }
+    router
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))).into_response()
+}
+
+/// The only place an `AdminSession` comes from on HTTP.
+async fn require_admin(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<Peer>().map(|p| p.0.to_string());
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let session = SessionInfo {
+        protocol: "admin-api".into(),
+        remote: peer,
+        client_id: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().filter(|c| !c.is_control()).take(200).collect()),
+        auth_method: None,
+        session_id: None,
+    };
+    match presented.and_then(|t| AdminSession::from_token(t, &st.token_sha256, session)) {
+        Some(admin) => {
+            req.extensions_mut().insert(admin);
+            next.run(req).await
+        }
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": "authentication required"})),
+        )
+            .into_response(),
+    }
+}
+
+// ---- handlers ----
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics_page(State(st): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct NameBody {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct DomainFilter {
+    domain: Option<String>,
+}
+
+async fn domains_list(State(st): State<AppState>, Extension(a): Extension<AdminSession>) -> ApiResult<Response> {
+    let d: Vec<String> = st.core.domain_list(&a).await?.into_iter().map(|d| d.name).collect();
+    Ok(Json(json!({ "domains": d })).into_response())
+}
+
+async fn domains_add(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Json(b): Json<NameBody>) -> ApiResult<Response> {
+    let d = st.core.domain_add(&a, &b.name).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "name": d.name }))).into_response())
+}
+
+async fn domains_remove(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    st.core.domain_remove(&a, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountBody {
+    address: String,
+    kind: Option<String>,
+    display_name: Option<String>,
+    password: Option<String>,
+    quota_bytes: Option<u64>,
+}
+
+async fn accounts_list(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Query(f): Query<DomainFilter>) -> ApiResult<Response> {
+    let list = st.core.account_list(&a, f.domain.as_deref()).await?;
+    Ok(Json(json!({ "accounts": list })).into_response())
+}
+
+async fn accounts_add(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Json(b): Json<AccountBody>) -> ApiResult<Response> {
+    let kind = match b.kind.as_deref() {
+        None => PrincipalKind::Individual,
+        Some(k) => PrincipalKind::parse(k).ok_or_else(|| CoreError::invalid("kind", "one of individual, shared, group, resource"))?,
+    };
+    let n = st
+        .core
+        .account_add(&a, &b.address, kind, b.display_name.as_deref(), b.password.as_deref(), b.quota_bytes)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(n))).into_response())
+}
+
+async fn accounts_show(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Path(address): Path<String>) -> ApiResult<Response> {
+    Ok(Json(json!(st.core.account_show(&a, &address).await?)).into_response())
+}
+
+async fn accounts_remove(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Path(address): Path<String>) -> ApiResult<StatusCode> {
+    st.core.account_remove(&a, &address).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    password: Option<String>,
+}
+
+async fn accounts_passwd(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Path(address): Path<String>,
+    Json(b): Json<PasswordBody>,
+) -> ApiResult<Response> {
+    let generated = st.core.account_passwd(&a, &address, b.password.as_deref()).await?;
+    Ok(Json(json!({ "generated_password": generated })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotaBody {
+    quota_bytes: Option<u64>,
+}
+
+async fn accounts_quota(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Path(address): Path<String>,
+    Json(b): Json<QuotaBody>,
+) -> ApiResult<StatusCode> {
+    st.core.account_quota(&a, &address, b.quota_bytes).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppBody {
+    label: String,
+    #[serde(default)]
+    protocols: Vec<String>,
+}
+
+async fn app_list(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Path(address): Path<String>) -> ApiResult<Response> {
+    Ok(Json(json!({ "app_passwords": st.core.app_password_list(&a, &address).await? })).into_response())
+}
+
+async fn app_add(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Path(address): Path<String>,
+    Json(b): Json<AppBody>,
+) -> ApiResult<Response> {
+    let (info, secret) = st.core.app_password_add(&a, &address, &b.label, &b.protocols).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "app_password": info, "secret": secret }))).into_response())
+}
+
+async fn app_remove(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Path((address, id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    st.core.app_password_remove(&a, &address, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AliasBody {
+    alias: String,
+    target: String,
+}
+
+#[derive(Deserialize)]
+struct TargetFilter {
+    target: Option<String>,
+}
+
+async fn aliases_list(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Query(f): Query<DomainFilter>) -> ApiResult<Response> {
+    Ok(Json(json!({ "aliases": st.core.alias_list(&a, f.domain.as_deref()).await? })).into_response())
+}
+
+async fn aliases_add(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Json(b): Json<AliasBody>) -> ApiResult<Response> {
+    let info = st.core.alias_add(&a, &b.alias, &b.target).await?;
+    Ok((StatusCode::CREATED, Json(json!(info))).into_response())
+}
+
+async fn aliases_remove(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Path(alias): Path<String>,
+    Query(f): Query<TargetFilter>,
+) -> ApiResult<Response> {
+    let n = st.core.alias_remove(&a, &alias, f.target.as_deref()).await?;
+    Ok(Json(json!({ "removed": n })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberBody {
+    member: String,
+}
+
+async fn members_list(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Path(group): Path<String>) -> ApiResult<Response> {
+    Ok(Json(json!({ "members": st.core.group_members(&a, &group).await? })).into_response())
+}
+
+async fn members_add(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Path(group): Path<String>,
+    Json(b): Json<MemberBody>,
+) -> ApiResult<StatusCode> {
+    st.core.group_member_add(&a, &group, &b.member).await?;
+    Ok(StatusCode::CREATED)
+}
+
+async fn members_remove(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Path((group, member)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    st.core.group_member_remove(&a, &group, &member).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    account: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn audit_show(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Query(q): Query<AuditQuery>) -> ApiResult<Response> {
+    let since = q
+        .since
+        .as_deref()
+        .map(crate::cli::parse_since)
+        .transpose()
+        .map_err(|e| CoreError::invalid("since", e))?;
+    let entries = st
+        .core
+        .audit_show(&a, q.account.as_deref(), since, q.limit.unwrap_or(1000).min(10_000))
+        .await?;
+    Ok(Json(json!({ "entries": entries })).into_response())
+}
+
+async fn audit_verify(State(st): State<AppState>, Extension(a): Extension<AdminSession>) -> ApiResult<Response> {
+    Ok(match st.core.audit_verify(&a).await? {
+        Ok(n) => Json(json!({ "ok": true, "entries": n })).into_response(),
+        Err(b) => Json(json!({ "ok": false, "first_bad_entry": b.seq, "reason": b.reason })).into_response(),
+    })
+}
+
+async fn store_verify(State(st): State<AppState>, Extension(a): Extension<AdminSession>) -> ApiResult<Response> {
+    let r = st.core.store_verify(&a).await?;
+    Ok(Json(json!({
+        "ok": r.ok(),
+        "accounts": r.accounts,
+        "mailboxes": r.mailboxes,
+        "messages": r.messages,
+        "blobs_checked": r.blobs_checked,
+        "journal_entries": r.journal_entries,
+        "ledger_entries": r.ledger_entries,
+        "orphan_blobs": r.orphan_blobs,
+        "problems": r.problems,
+    }))
+    .into_response())
+}
+
+// ---- serving over a postern-net stream ----
+
+struct HttpHandler {
+    router: Router,
+    header_timeout: Duration,
+    max_buf: usize,
+}
+
+impl Handler for HttpHandler {
+    fn handle(
+        &self,
+        stream: BoxStream,
+        info: ConnInfo,
+        mut shutdown: Shutdown,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let router = self.router.clone().layer(Extension(Peer(info.remote)));
+        let header_timeout = self.header_timeout;
+        let max_buf = self.max_buf;
+        Box::pin(async move {
+            let svc = hyper_util::service::TowerToHyperService::new(router);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(max_buf)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.triggered() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        })
+    }
+
+    fn refusal(&self) -> Option<&'static [u8]> {
+        Some(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    }
+}
+
+fn handler(routes: Vec<Route>, state: AppState, cfg: &Config) -> Arc<dyn Handler> {
+    Arc::new(HttpHandler {
+        router: build(routes, state),
+        header_timeout: Duration::from_secs(cfg.limits.http_request_timeout_secs),
+        // hyper refuses buffers under 8 KiB.
+        max_buf: cfg.limits.http_header_size.max(8192),
+    })
+}
+
+pub fn admin_handler(core: Arc<Core>, cfg: &Config, token_sha256: [u8; 32], metrics: Metrics) -> Arc<dyn Handler> {
+    handler(admin_routes(), AppState { core, token_sha256, metrics }, cfg)
+}
+
+pub fn web_handler(core: Arc<Core>, cfg: &Config) -> Arc<dyn Handler> {
+    // No route of the web listener takes the admin token; a random one is never matched.
+    let state = AppState {
+        core,
+        token_sha256: rand::random(),
+        metrics: Metrics(None),
+    };
+    handler(web_routes(), state, cfg)
+}

@@ -1,0 +1,255 @@
+//! `postern serve`: data directory, TLS, listeners, privilege drop, store, shutdown.
+//!
+//! Order matters: bind (may need root) → drop privileges → open the store as the
+//! unprivileged user, so every file the server creates belongs to that user.
+
+use crate::config::{Config, LogFormat};
+use postern_core::store::sqlite::{SqliteOptions, SqliteStore};
+use postern_core::store::FsBlobStore;
+use postern_core::{Core, CoreSettings};
+use postern_net::{Handler, ListenerKind, ListenerSpec, Server};
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+fn core_settings(cfg: &Config) -> CoreSettings {
+    let a = &cfg.auth;
+    let l = &cfg.limits;
+    CoreSettings {
+        plus_separator: '+',
+        argon2: postern_core::Argon2Settings {
+            memory_kib: a.argon2_memory_kib,
+            iterations: a.argon2_iterations,
+            parallelism: a.argon2_parallelism,
+        },
+        limiter: postern_core::limiter::LimiterSettings {
+            free_per_account: a.free_attempts_per_account,
+            free_per_ip: a.free_attempts_per_ip,
+            free_per_password: a.free_attempts_per_password,
+            max_delay: Duration::from_secs(a.max_delay_secs),
+            window: Duration::from_secs(a.window_secs),
+        },
+        mime: postern_core::message::MimeLimits {
+            nesting_depth: l.mime_nesting_depth,
+            parts: l.mime_parts,
+            header_count: l.mime_header_count,
+        },
+    }
+}
+
+/// Creates the data directory (mode 0700) when missing; true when it was created now.
+pub fn ensure_data_dir(dir: &Path) -> Result<bool, String> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot set permissions on {}: {e}", dir.display()))?;
+    Ok(true)
+}
+
+/// Opens the embedded store under the data directory.
+pub fn open_core(cfg: &Config) -> Result<Core, String> {
+    ensure_data_dir(&cfg.data_dir)?;
+    let opts = SqliteOptions {
+        group_commit_max: cfg.store.group_commit_max,
+        reader_connections: cfg.store.reader_connections,
+    };
+    let store = SqliteStore::open(&cfg.data_dir.join("meta.sqlite"), opts).map_err(|e| e.to_string())?;
+    let blobs = FsBlobStore::open(&cfg.data_dir.join("blobs")).map_err(|e| e.to_string())?;
+    Core::new(Arc::new(store), Arc::new(blobs), core_settings(cfg)).map_err(|e| e.to_string())
+}
+
+/// Run as root next to a server that dropped privileges, the CLI becomes the data
+/// directory's owner, so files it creates (blobs, WAL) stay the server's.
+pub fn become_data_owner(dir: &Path) -> Result<(), String> {
+    use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+    use std::os::unix::fs::MetadataExt;
+    if !Uid::effective().is_root() {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return Ok(());
+    };
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    let (uid, gid) = (Uid::from_raw(meta.uid()), Gid::from_raw(meta.gid()));
+    setgroups(&[gid]).map_err(|e| format!("setgroups: {e}"))?;
+    setgid(gid).map_err(|e| format!("setgid: {e}"))?;
+    setuid(uid).map_err(|e| format!("setuid: {e}"))?;
+    Ok(())
+}
+
+/// Reads the admin token's SHA-256, creating a token (mode 0600) on first start.
+fn admin_token(dir: &Path) -> Result<([u8; 32], bool), String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(ADMIN_TOKEN_FILE);
+    let created = if path.exists() {
+        false
+    } else {
+        let token = postern_core::auth::generate_secret(40);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        writeln!(f, "{token}").map_err(|e| e.to_string())?;
+        true
+    };
+    let token = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = token.trim();
+    if token.len() < 20 {
+        return Err(format!("{} holds a token shorter than 20 characters", path.display()));
+    }
+    Ok((Sha256::digest(token.as_bytes()).into(), created))
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// A listener whose protocol is not in this build yet answers with the protocol's own
+/// "service not available" and closes, so clients fail fast and clearly.
+struct Unavailable(&'static [u8]);
+
+impl Handler for Unavailable {
+    fn handle(
+        &self,
+        mut stream: postern_net::BoxStream,
+        _info: postern_net::ConnInfo,
+        _shutdown: postern_net::Shutdown,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let msg = self.0;
+        Box::pin(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = stream.write_all(msg).await;
+            let _ = stream.shutdown().await;
+        })
+    }
+    fn refusal(&self) -> Option<&'static [u8]> {
+        Some(self.0)
+    }
+}
+
+fn handler_for(kind: ListenerKind, core: &Arc<Core>, cfg: &Config, token: [u8; 32], metrics: &crate::http::Metrics) -> Arc<dyn Handler> {
+    match kind {
+        ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => {
+            // RFC 5321 §3.1: 554 in the greeting = no SMTP service here.
+            Arc::new(Unavailable(b"554 5.3.2 SMTP service is not enabled in this build\r\n"))
+        }
+        ListenerKind::Imap | ListenerKind::Imaps => {
+            Arc::new(Unavailable(b"* BYE [UNAVAILABLE] IMAP service is not enabled in this build\r\n"))
+        }
+        ListenerKind::Admin => crate::http::admin_handler(core.clone(), cfg, token, metrics.clone()),
+        ListenerKind::Http | ListenerKind::Https => crate::http::web_handler(core.clone(), cfg),
+    }
+}
+
+pub fn run(cfg: Config) -> Result<ExitCode, String> {
+    init_logging(&cfg);
+    let created = ensure_data_dir(&cfg.data_dir)?;
+    let tls = postern_net::tls::load_or_create(&cfg.data_dir, &cfg.hostname, cfg.tls.cert.as_deref(), cfg.tls.key.as_deref())
+        .map_err(|e| format!("TLS: {e}"))?;
+    if tls.created {
+        println!("created a self-signed certificate for {} at {}", cfg.hostname, tls.cert_path.display());
+    }
+    let (token, token_created) = admin_token(&cfg.data_dir)?;
+    if token_created {
+        println!(
+            "created the admin API token in {} (send it as `Authorization: Bearer <token>`)",
+            cfg.data_dir.join(ADMIN_TOKEN_FILE).display()
+        );
+    }
+
+    let limits = postern_net::Limits {
+        max_connections: cfg.limits.max_connections,
+        connections_per_ip: cfg.limits.connections_per_ip,
+        tls_handshake_timeout: Duration::from_secs(cfg.limits.tls_handshake_timeout_secs),
+        ..Default::default()
+    };
+    let specs: Vec<ListenerSpec> = cfg
+        .listeners()
+        .into_iter()
+        .filter_map(|(name, addr)| ListenerKind::from_name(name).map(|kind| ListenerSpec { kind, addr }))
+        .collect();
+    let report = postern_net::bind_all_with(&specs, &limits);
+    for f in &report.failed {
+        eprintln!("postern: could not bind {f}");
+    }
+    if report.bound.is_empty() {
+        return Err("no listener could be bound; see the errors above (ports below 1024 need root)".into());
+    }
+    let _ = postern_net::privilege::raise_nofile_limit();
+    match postern_net::privilege::drop_privileges(&cfg.server.run_as, &[cfg.data_dir.as_path()])
+        .map_err(|e| format!("dropping privileges: {e}"))?
+    {
+        postern_net::privilege::DropOutcome::Dropped { user, uid, gid } => {
+            println!("running as {user} (uid {uid}, gid {gid})");
+        }
+        postern_net::privilege::DropOutcome::NotRoot => {}
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(async move {
+        let metrics = crate::http::Metrics::install();
+        let core = Arc::new(open_core(&cfg)?);
+        let server = Server::new(limits, Some(tls.config.clone()));
+        for l in report.bound {
+            let kind = l.spec.kind;
+            let addr = l.local_addr;
+            let handler = handler_for(kind, &core, &cfg, token, &metrics);
+            server.spawn(l, handler).map_err(|e| format!("{kind} on {addr}: {e}"))?;
+            println!("listening {} {}", kind.name(), addr);
+        }
+        if created || core.store.domains().await.map(|d| d.is_empty()).unwrap_or(false) {
+            let data = cfg.data_dir.display();
+            println!("next: add a domain and an account:");
+            println!("  postern --data {data} domain add example.com");
+            println!("  postern --data {data} account add you@example.com   (reads a password, or generates one)");
+        }
+        println!("ready");
+        let _ = std::io::stdout().flush();
+        tracing::info!(hostname = %cfg.hostname, data_dir = %cfg.data_dir.display(), "postern started");
+
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining sessions");
+        let cut = server.shutdown(Duration::from_secs(cfg.server.shutdown_grace_secs)).await;
+        if cut > 0 {
+            tracing::warn!(cut, "sessions still open after the grace period were closed");
+        }
+        println!("stopped");
+        Ok::<_, String>(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the server runs until killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
