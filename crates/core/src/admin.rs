@@ -2,10 +2,10 @@
 //! Every change commits together with its ledger entry (before/after values; never a
 //! secret or a hash).
 
+use crate::Core;
 use crate::address::{Address, check_text, parse_address, parse_alias_address, parse_domain};
 use crate::auth::{AdminSession, app_password_digest, generate_secret, hash_password};
 use crate::error::{CoreError, Result};
-use crate::Core;
 use postern_store::*;
 use serde::Serialize;
 use serde_json::json;
@@ -66,13 +66,22 @@ pub struct NewAccount {
 
 fn check_password(p: &str) -> Result<()> {
     if p.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(CoreError::invalid("password", format!("shorter than {MIN_PASSWORD_CHARS} characters")));
+        return Err(CoreError::invalid(
+            "password",
+            format!("shorter than {MIN_PASSWORD_CHARS} characters"),
+        ));
     }
     if p.len() > MAX_PASSWORD_BYTES {
-        return Err(CoreError::invalid("password", format!("longer than {MAX_PASSWORD_BYTES} bytes")));
+        return Err(CoreError::invalid(
+            "password",
+            format!("longer than {MAX_PASSWORD_BYTES} bytes"),
+        ));
     }
     if p.chars().any(|c| c.is_control()) {
-        return Err(CoreError::invalid("password", "contains a control character"));
+        return Err(CoreError::invalid(
+            "password",
+            "contains a control character",
+        ));
     }
     Ok(())
 }
@@ -115,7 +124,15 @@ impl Core {
         before: Option<serde_json::Value>,
         after: Option<serde_json::Value>,
     ) -> Op {
-        Op::AppendLedger(Core::ledger_record(admin.ctx(), action, target, objects, "ok", before, after))
+        Op::AppendLedger(Core::ledger_record(
+            admin.ctx(),
+            action,
+            target,
+            objects,
+            "ok",
+            before,
+            after,
+        ))
     }
 
     // ---- domains ----
@@ -130,7 +147,14 @@ impl Core {
         self.store
             .write(vec![
                 Op::CreateDomain(d.clone()),
-                Self::ledger_op(admin, "domain.create", None, vec![format!("domain:{name}")], None, Some(json!({"name": name}))),
+                Self::ledger_op(
+                    admin,
+                    "domain.create",
+                    None,
+                    vec![format!("domain:{name}")],
+                    None,
+                    Some(json!({"name": name})),
+                ),
             ])
             .await?;
         Ok(d)
@@ -145,7 +169,14 @@ impl Core {
         self.store
             .write(vec![
                 Op::RemoveDomain(d.id),
-                Self::ledger_op(admin, "domain.remove", None, vec![format!("domain:{}", d.name)], Some(json!({"name": d.name})), None),
+                Self::ledger_op(
+                    admin,
+                    "domain.remove",
+                    None,
+                    vec![format!("domain:{}", d.name)],
+                    Some(json!({"name": d.name})),
+                    None,
+                ),
             ])
             .await?;
         Ok(())
@@ -166,14 +197,22 @@ impl Core {
     ) -> Result<NewAccount> {
         let a = parse_address(address)?;
         if a.local() == "*" {
-            return Err(CoreError::invalid("address", "'*' is the catch-all; use an alias"));
+            return Err(CoreError::invalid(
+                "address",
+                "'*' is the catch-all; use an alias",
+            ));
         }
         let d = self.domain_of(a.domain()).await?;
         let name = display_name.unwrap_or(a.local());
         check_text("display_name", name, MAX_NAME_CHARS)?;
-        let can_login = matches!(kind, PrincipalKind::Individual | PrincipalKind::Resource);
+        // Shared mailboxes, groups and rooms are reached through people's rights, never
+        // logged into (Exchange disables their accounts for the same reason).
+        let can_login = kind == PrincipalKind::Individual;
         if password.is_some() && !can_login {
-            return Err(CoreError::invalid("password", format!("a {} has no password of its own", kind.as_str())));
+            return Err(CoreError::invalid(
+                "password",
+                format!("a {} has no password of its own", kind.as_str()),
+            ));
         }
         let (secret, generated) = match password {
             Some(p) => {
@@ -246,7 +285,11 @@ impl Core {
         })
     }
 
-    pub async fn account_list(&self, _admin: &AdminSession, domain: Option<&str>) -> Result<Vec<AccountInfo>> {
+    pub async fn account_list(
+        &self,
+        _admin: &AdminSession,
+        domain: Option<&str>,
+    ) -> Result<Vec<AccountInfo>> {
         let domains = match domain {
             Some(n) => vec![self.domain_of(&parse_domain(n)?).await?],
             None => self.store.domains().await?,
@@ -274,18 +317,33 @@ impl Core {
         self.store
             .write(vec![
                 Op::RemovePrincipal(p.id),
-                Self::ledger_op(admin, "account.remove", Some(&a.to_string()), vec![format!("principal:{}", p.id)], before, None),
+                Self::ledger_op(
+                    admin,
+                    "account.remove",
+                    Some(&a.to_string()),
+                    vec![format!("principal:{}", p.id)],
+                    before,
+                    None,
+                ),
             ])
             .await?;
         Ok(())
     }
 
     /// Sets a password (given, or generated and returned once).
-    pub async fn account_passwd(&self, admin: &AdminSession, address: &str, password: Option<&str>) -> Result<Option<String>> {
+    pub async fn account_passwd(
+        &self,
+        admin: &AdminSession,
+        address: &str,
+        password: Option<&str>,
+    ) -> Result<Option<String>> {
         let a = parse_address(address)?;
         let (_, p) = self.principal_of(&a).await?;
-        if !matches!(p.kind, PrincipalKind::Individual | PrincipalKind::Resource) {
-            return Err(CoreError::invalid("address", format!("a {} has no password of its own", p.kind.as_str())));
+        if p.kind != PrincipalKind::Individual {
+            return Err(CoreError::invalid(
+                "address",
+                format!("a {} has no password of its own", p.kind.as_str()),
+            ));
         }
         let (secret, generated) = match password {
             Some(pw) => {
@@ -337,7 +395,12 @@ impl Core {
         Ok(generated)
     }
 
-    pub async fn account_quota(&self, admin: &AdminSession, address: &str, quota_bytes: Option<u64>) -> Result<()> {
+    pub async fn account_quota(
+        &self,
+        admin: &AdminSession,
+        address: &str,
+        quota_bytes: Option<u64>,
+    ) -> Result<()> {
         let a = parse_address(address)?;
         let (_, p) = self.principal_of(&a).await?;
         self.store
@@ -374,11 +437,20 @@ impl Core {
         let (_, p) = self.principal_of(&a).await?;
         check_text("label", label, MAX_NAME_CHARS)?;
         if p.kind != PrincipalKind::Individual {
-            return Err(CoreError::invalid("address", "only a person's account has app passwords"));
+            return Err(CoreError::invalid(
+                "address",
+                "only a person's account has app passwords",
+            ));
         }
         for proto in protocols {
             if !PROTOCOLS.contains(&proto.as_str()) {
-                return Err(CoreError::invalid("protocols", format!("unknown protocol {proto:?}; one of {}", PROTOCOLS.join(", "))));
+                return Err(CoreError::invalid(
+                    "protocols",
+                    format!(
+                        "unknown protocol {proto:?}; one of {}",
+                        PROTOCOLS.join(", ")
+                    ),
+                ));
             }
         }
         let secret = generate_secret(APP_PASSWORD_CHARS);
@@ -413,7 +485,11 @@ impl Core {
         Ok((info, secret))
     }
 
-    pub async fn app_password_list(&self, _admin: &AdminSession, address: &str) -> Result<Vec<AppPasswordInfo>> {
+    pub async fn app_password_list(
+        &self,
+        _admin: &AdminSession,
+        address: &str,
+    ) -> Result<Vec<AppPasswordInfo>> {
         let (_, p) = self.principal_of(&parse_address(address)?).await?;
         Ok(self
             .store
@@ -430,7 +506,12 @@ impl Core {
             .collect())
     }
 
-    pub async fn app_password_remove(&self, admin: &AdminSession, address: &str, id: &str) -> Result<()> {
+    pub async fn app_password_remove(
+        &self,
+        admin: &AdminSession,
+        address: &str,
+        id: &str,
+    ) -> Result<()> {
         let a = parse_address(address)?;
         let (_, p) = self.principal_of(&a).await?;
         let cred = self
@@ -459,12 +540,20 @@ impl Core {
     // ---- aliases and groups ----
 
     /// `alias` (or `*@domain`, the catch-all) delivers to `target`, local or external.
-    pub async fn alias_add(&self, admin: &AdminSession, alias: &str, target: &str) -> Result<AliasInfo> {
+    pub async fn alias_add(
+        &self,
+        admin: &AdminSession,
+        alias: &str,
+        target: &str,
+    ) -> Result<AliasInfo> {
         let a = parse_alias_address(alias)?;
         let t = parse_address(target)?;
         let d = self.domain_of(a.domain()).await?;
         if a == t {
-            return Err(CoreError::invalid("target", "an alias cannot point at itself"));
+            return Err(CoreError::invalid(
+                "target",
+                "an alias cannot point at itself",
+            ));
         }
         let info = AliasInfo {
             alias: a.to_string(),
@@ -479,13 +568,24 @@ impl Core {
                     target: t.to_string(),
                     created_ms: now_ms(),
                 }),
-                Self::ledger_op(admin, "alias.create", Some(&t.to_string()), vec![format!("alias:{a}")], None, serde_json::to_value(&info).ok()),
+                Self::ledger_op(
+                    admin,
+                    "alias.create",
+                    Some(&t.to_string()),
+                    vec![format!("alias:{a}")],
+                    None,
+                    serde_json::to_value(&info).ok(),
+                ),
             ])
             .await?;
         Ok(info)
     }
 
-    pub async fn alias_list(&self, _admin: &AdminSession, domain: Option<&str>) -> Result<Vec<AliasInfo>> {
+    pub async fn alias_list(
+        &self,
+        _admin: &AdminSession,
+        domain: Option<&str>,
+    ) -> Result<Vec<AliasInfo>> {
         let domains = match domain {
             Some(n) => vec![self.domain_of(&parse_domain(n)?).await?],
             None => self.store.domains().await?,
@@ -503,7 +603,12 @@ impl Core {
     }
 
     /// Removes `alias` → `target`, or every target of `alias` when `target` is None.
-    pub async fn alias_remove(&self, admin: &AdminSession, alias: &str, target: Option<&str>) -> Result<usize> {
+    pub async fn alias_remove(
+        &self,
+        admin: &AdminSession,
+        alias: &str,
+        target: Option<&str>,
+    ) -> Result<usize> {
         let a = parse_alias_address(alias)?;
         let t = target.map(parse_address).transpose()?;
         let d = self.domain_of(a.domain()).await?;
@@ -533,7 +638,12 @@ impl Core {
         Ok(found.len())
     }
 
-    pub async fn group_member_add(&self, admin: &AdminSession, group: &str, member: &str) -> Result<()> {
+    pub async fn group_member_add(
+        &self,
+        admin: &AdminSession,
+        group: &str,
+        member: &str,
+    ) -> Result<()> {
         let g = parse_address(group)?;
         let m = parse_address(member)?;
         let (_, p) = self.principal_of(&g).await?;
@@ -543,13 +653,25 @@ impl Core {
                     group: p.id,
                     member: m.to_string(),
                 },
-                Self::ledger_op(admin, "group.member.add", Some(&g.to_string()), vec![format!("principal:{}", p.id)], None, Some(json!({"member": m.to_string()}))),
+                Self::ledger_op(
+                    admin,
+                    "group.member.add",
+                    Some(&g.to_string()),
+                    vec![format!("principal:{}", p.id)],
+                    None,
+                    Some(json!({"member": m.to_string()})),
+                ),
             ])
             .await?;
         Ok(())
     }
 
-    pub async fn group_member_remove(&self, admin: &AdminSession, group: &str, member: &str) -> Result<()> {
+    pub async fn group_member_remove(
+        &self,
+        admin: &AdminSession,
+        group: &str,
+        member: &str,
+    ) -> Result<()> {
         let g = parse_address(group)?;
         let m = parse_address(member)?;
         let (_, p) = self.principal_of(&g).await?;
@@ -559,7 +681,14 @@ impl Core {
                     group: p.id,
                     member: m.to_string(),
                 },
-                Self::ledger_op(admin, "group.member.remove", Some(&g.to_string()), vec![format!("principal:{}", p.id)], Some(json!({"member": m.to_string()})), None),
+                Self::ledger_op(
+                    admin,
+                    "group.member.remove",
+                    Some(&g.to_string()),
+                    vec![format!("principal:{}", p.id)],
+                    Some(json!({"member": m.to_string()})),
+                    None,
+                ),
             ])
             .await?;
         Ok(())
@@ -580,7 +709,9 @@ impl Core {
         since_ms: Option<i64>,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>> {
-        let account = account.map(|a| parse_address(a).map(|a| a.to_string())).transpose()?;
+        let account = account
+            .map(|a| parse_address(a).map(|a| a.to_string()))
+            .transpose()?;
         let q = LedgerQuery {
             from_seq: 0,
             account: account.clone(),
@@ -588,17 +719,31 @@ impl Core {
             limit,
         };
         let entries = self.store.ledger(&q).await?;
-        self.record(admin.ctx(), "audit.read", account.as_deref(), vec![], "ok", None, Some(json!({"since_ms": since_ms, "returned": entries.len()})))
-            .await?;
+        self.record(
+            admin.ctx(),
+            "audit.read",
+            account.as_deref(),
+            vec![],
+            "ok",
+            None,
+            Some(json!({"since_ms": since_ms, "returned": entries.len()})),
+        )
+        .await?;
         Ok(entries)
     }
 
     /// Checks the chain; `Err(break)` names the first bad entry.
-    pub async fn audit_verify(&self, _admin: &AdminSession) -> Result<std::result::Result<u64, postern_store::ledger::ChainBreak>> {
+    pub async fn audit_verify(
+        &self,
+        _admin: &AdminSession,
+    ) -> Result<std::result::Result<u64, postern_store::ledger::ChainBreak>> {
         Ok(postern_store::verify::verify_ledger(&*self.store).await?)
     }
 
-    pub async fn store_verify(&self, _admin: &AdminSession) -> Result<postern_store::verify::IntegrityReport> {
+    pub async fn store_verify(
+        &self,
+        _admin: &AdminSession,
+    ) -> Result<postern_store::verify::IntegrityReport> {
         Ok(postern_store::verify::verify_store(&*self.store, &*self.blobs).await?)
     }
 }

@@ -106,9 +106,9 @@ impl AdminSession {
         &self.ctx
     }
 
-    /// The operator at the command line.
-    pub fn local_cli() -> AdminSession {
-        let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    /// The operator at the command line; `os_user` is the invoking system user.
+    pub fn local_cli(os_user: &str) -> AdminSession {
+        let who = os_user;
         AdminSession {
             ctx: Ctx {
                 actor: Actor {
@@ -126,7 +126,11 @@ impl AdminSession {
 
     /// A request to the admin API. `expected_sha256` is the digest of the token in the
     /// data directory; the comparison is constant-time.
-    pub fn from_token(presented: &str, expected_sha256: &[u8; 32], mut session: SessionInfo) -> Option<AdminSession> {
+    pub fn from_token(
+        presented: &str,
+        expected_sha256: &[u8; 32],
+        mut session: SessionInfo,
+    ) -> Option<AdminSession> {
         let digest = Sha256::digest(presented.as_bytes());
         if !bool::from(digest.as_slice().ct_eq(expected_sha256)) {
             return None;
@@ -156,23 +160,37 @@ impl Core {
         protocol: &str,
         mut session: SessionInfo,
     ) -> Result<Authenticated> {
-        let remote_ip = session
-            .remote
-            .as_deref()
-            .and_then(|r| r.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()).or_else(|| r.parse().ok()));
+        let remote_ip = session.remote.as_deref().and_then(|r| {
+            r.parse::<std::net::SocketAddr>()
+                .ok()
+                .map(|s| s.ip())
+                .or_else(|| r.parse().ok())
+        });
         let keys = self.limiter.keys(username, remote_ip, secret.as_bytes());
         let name = crate::address::parse_address(username).ok();
         let ctx_for = |session: SessionInfo| Ctx {
             actor: Actor {
-                account: Some(name.as_ref().map(|a| a.to_string()).unwrap_or_else(|| "(invalid)".into())),
+                account: Some(
+                    name.as_ref()
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|| "(invalid)".into()),
+                ),
                 role: Role::Owner,
             },
             session,
         };
         session.protocol = protocol.to_string();
         if let Some(wait) = self.limiter.check(&keys) {
-            self.record(&ctx_for(session), "auth.login", None, vec![], "throttled", None, None)
-                .await?;
+            self.record(
+                &ctx_for(session),
+                "auth.login",
+                None,
+                vec![],
+                "throttled",
+                None,
+                None,
+            )
+            .await?;
             return Err(CoreError::Throttled(wait));
         }
 
@@ -181,7 +199,7 @@ impl Core {
             None => None,
         };
         let creds = match &principal {
-            Some(p) if p.kind == PrincipalKind::Individual || p.kind == PrincipalKind::Resource => {
+            Some(p) if p.kind == PrincipalKind::Individual => {
                 self.store.credentials(p.id).await?
             }
             _ => Vec::new(),
@@ -205,9 +223,10 @@ impl Core {
             let phc = phc.unwrap_or_else(|| self.dummy_hash.clone());
             let settings = self.settings.argon2;
             let secret_owned = secret.to_string();
-            let matched = tokio::task::spawn_blocking(move || verify_password(settings, &phc, &secret_owned))
-                .await
-                .map_err(|e| CoreError::Internal(e.to_string()))?;
+            let matched =
+                tokio::task::spawn_blocking(move || verify_password(settings, &phc, &secret_owned))
+                    .await
+                    .map_err(|e| CoreError::Internal(e.to_string()))?;
             (matched && real, "password")
         };
         session.auth_method = Some(method.into());
@@ -217,7 +236,9 @@ impl Core {
                 let address = format!(
                     "{}@{}",
                     p.local_part,
-                    name.as_ref().map(|a| a.domain().to_string()).unwrap_or_default()
+                    name.as_ref()
+                        .map(|a| a.domain().to_string())
+                        .unwrap_or_default()
                 );
                 let ctx = Ctx {
                     actor: Actor {
@@ -236,8 +257,16 @@ impl Core {
             }
             _ => {
                 let delay = self.limiter.failure(&keys);
-                self.record(&ctx_for(session), "auth.login", None, vec![], "failed", None, None)
-                    .await?;
+                self.record(
+                    &ctx_for(session),
+                    "auth.login",
+                    None,
+                    vec![],
+                    "failed",
+                    None,
+                    None,
+                )
+                .await?;
                 metrics::counter!("postern_auth_failures_total", "protocol" => protocol.to_string()).increment(1);
                 // Growing delays: the answer to a failure waits as long as the next
                 // attempt must (capped so a session is not held forever).

@@ -220,7 +220,18 @@ fn err(e: CoreError) -> String {
     e.to_string()
 }
 
+/// The invoking system user's name, for the ledger (read before any change of uid).
+fn os_user() -> String {
+    let uid = nix::unistd::Uid::current();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid{uid}"))
+}
+
 pub fn run(cfg: Config, action: Action) -> Result<ExitCode, String> {
+    let who = os_user();
     crate::serve::become_data_owner(&cfg.data_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -229,7 +240,7 @@ pub fn run(cfg: Config, action: Action) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async move {
         let core = crate::serve::open_core(&cfg)?;
-        let admin = AdminSession::local_cli();
+        let admin = AdminSession::local_cli(&who);
         execute(&core, &admin, action).await
     })
 }
@@ -352,7 +363,7 @@ async fn account(core: &Core, admin: &AdminSession, cmd: AccountCmd) -> Result<E
             let kind = PrincipalKind::parse(&kind)
                 .ok_or_else(|| format!("--kind {kind:?}: one of individual, shared, group, resource"))?;
             let quota = quota.as_deref().map(parse_size).transpose()?.flatten();
-            let can_login = matches!(kind, PrincipalKind::Individual | PrincipalKind::Resource);
+            let can_login = kind == PrincipalKind::Individual;
             let password = if can_login { read_password(generate)? } else { None };
             let n = core
                 .account_add(admin, &address, kind, name.as_deref(), password.as_deref(), quota)

@@ -742,11 +742,13 @@ impl Config {
             1,
             "",
         )?;
-        at_least(
+        // The parser's own ceiling (postern_core::message::HARD_NESTING_DEPTH): deeper
+        // body structures would not survive the store's JSON round trip.
+        within(
             "limits.mime_nesting_depth",
             l.mime_nesting_depth as u64,
             1,
-            "",
+            postern_core::message::HARD_NESTING_DEPTH as u64,
         )?;
         at_least("limits.mime_parts", l.mime_parts as u64, 1, "")?;
         at_least(
