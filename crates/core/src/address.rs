@@ -87,12 +87,12 @@ pub fn parse_domain(s: &str) -> Result<String> {
 }
 
 fn atext(c: char) -> bool {
-    // RFC 5322 §3.2.3 atext, plus UTF-8 per RFC 6531 §3.3.
-    c.is_ascii_alphanumeric() || "!#$&'*+-/=?^_`{|}~".contains(c) || (!c.is_ascii() && !c.is_control())
+    // RFC 5322 §3.2.3 atext less `%` and `!`, plus UTF-8 per RFC 6531 §3.3.
+    c.is_ascii_alphanumeric() || "#$&'*+-/=?^_`{|}~".contains(c) || (!c.is_ascii() && !c.is_control())
 }
 
-/// A local part as a dot-atom. `%` is refused (the `u%other@ours` relay hack), as are
-/// quoted strings.
+/// A local part as a dot-atom. `%` and `!` are refused (the `u%other@ours` and UUCP
+/// `other!u@ours` relay hacks, RFC 976), as are quoted strings.
 pub fn parse_local(s: &str) -> Result<String> {
     if s.is_empty() || s.len() > MAX_LOCAL {
         return Err(CoreError::invalid("address", "local part empty or longer than 64 octets"));

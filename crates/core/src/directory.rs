@@ -51,6 +51,11 @@ impl Core {
         }
         let mut ids = BTreeSet::new();
         local.retain(|p: &Principal| ids.insert(p.id));
+        if local.is_empty() && external.is_empty() {
+            // An alias loop, an over-deep chain or a group of unknown members leads
+            // nowhere: refusing beats accepting mail that would go nowhere.
+            return Ok(Resolution::Unknown);
+        }
         Ok(Resolution::Deliver {
             local,
             external: external.into_iter().collect(),
