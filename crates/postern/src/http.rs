@@ -9,7 +9,7 @@
 //! `Authorization: Bearer`. Nothing from the data directory is ever served.
 
 use crate::config::Config;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -106,6 +106,26 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON request body. Unlike a bare `Json`, a body refused before the handler runs
+/// (malformed JSON, unknown fields, wrong content type, over the size limit) is answered
+/// with a JSON `error` as well, so every error of the API has one form.
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequest<S> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(body)) => Ok(JsonBody(body)),
+            Err(r) => Err((
+                r.status(),
+                Json(json!({ "error": r.body_text(), "field": null })),
+            )
+                .into_response()),
+        }
+    }
+}
 
 // ---- the admin route table ----
 
@@ -227,7 +247,7 @@ async fn domains_list(State(st): State<AppState>, Extension(a): Extension<AdminS
     Ok(Json(json!({ "domains": d })).into_response())
 }
 
-async fn domains_add(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Json(b): Json<NameBody>) -> ApiResult<Response> {
+async fn domains_add(State(st): State<AppState>, Extension(a): Extension<AdminSession>, JsonBody(b): JsonBody<NameBody>) -> ApiResult<Response> {
     let d = st.core.domain_add(&a, &b.name).await?;
     Ok((StatusCode::CREATED, Json(json!({ "name": d.name }))).into_response())
 }
@@ -252,7 +272,7 @@ async fn accounts_list(State(st): State<AppState>, Extension(a): Extension<Admin
     Ok(Json(json!({ "accounts": list })).into_response())
 }
 
-async fn accounts_add(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Json(b): Json<AccountBody>) -> ApiResult<Response> {
+async fn accounts_add(State(st): State<AppState>, Extension(a): Extension<AdminSession>, JsonBody(b): JsonBody<AccountBody>) -> ApiResult<Response> {
     let kind = match b.kind.as_deref() {
         None => PrincipalKind::Individual,
         Some(k) => PrincipalKind::parse(k).ok_or_else(|| CoreError::invalid("kind", "one of individual, shared, group, resource"))?,
@@ -283,7 +303,7 @@ async fn accounts_passwd(
     State(st): State<AppState>,
     Extension(a): Extension<AdminSession>,
     Path(address): Path<String>,
-    Json(b): Json<PasswordBody>,
+    JsonBody(b): JsonBody<PasswordBody>,
 ) -> ApiResult<Response> {
     let generated = st.core.account_passwd(&a, &address, b.password.as_deref()).await?;
     Ok(Json(json!({ "generated_password": generated })).into_response())
@@ -299,7 +319,7 @@ async fn accounts_quota(
     State(st): State<AppState>,
     Extension(a): Extension<AdminSession>,
     Path(address): Path<String>,
-    Json(b): Json<QuotaBody>,
+    JsonBody(b): JsonBody<QuotaBody>,
 ) -> ApiResult<StatusCode> {
     st.core.account_quota(&a, &address, b.quota_bytes).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -321,7 +341,7 @@ async fn app_add(
     State(st): State<AppState>,
     Extension(a): Extension<AdminSession>,
     Path(address): Path<String>,
-    Json(b): Json<AppBody>,
+    JsonBody(b): JsonBody<AppBody>,
 ) -> ApiResult<Response> {
     let (info, secret) = st.core.app_password_add(&a, &address, &b.label, &b.protocols).await?;
     Ok((StatusCode::CREATED, Json(json!({ "app_password": info, "secret": secret }))).into_response())
@@ -348,7 +368,7 @@ async fn aliases_list(State(st): State<AppState>, Extension(a): Extension<AdminS
     Ok(Json(json!({ "aliases": st.core.alias_list(&a, f.domain.as_deref()).await? })).into_response())
 }
 
-async fn aliases_add(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Json(b): Json<AliasBody>) -> ApiResult<Response> {
+async fn aliases_add(State(st): State<AppState>, Extension(a): Extension<AdminSession>, JsonBody(b): JsonBody<AliasBody>) -> ApiResult<Response> {
     let info = st.core.alias_add(&a, &b.alias, &b.target).await?;
     Ok((StatusCode::CREATED, Json(json!(info))).into_response())
 }
@@ -377,7 +397,7 @@ async fn members_add(
     State(st): State<AppState>,
     Extension(a): Extension<AdminSession>,
     Path(group): Path<String>,
-    Json(b): Json<MemberBody>,
+    JsonBody(b): JsonBody<MemberBody>,
 ) -> ApiResult<StatusCode> {
     st.core.group_member_add(&a, &group, &b.member).await?;
     Ok(StatusCode::CREATED)
@@ -498,4 +518,169 @@ pub fn web_handler(core: Arc<Core>, cfg: &Config) -> Arc<dyn Handler> {
         metrics: Metrics(None),
     };
     handler(web_routes(), state, cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The route tables against the router built from them: every admin route refuses a
+    //! request without the token or with a wrong one, every public route answers without
+    //! one, and each row's method is the method its handler serves.
+
+    use super::*;
+    use axum::body::Body;
+    use sha2::{Digest, Sha256};
+    use std::collections::HashSet;
+    use tower::ServiceExt;
+
+    const TOKEN: &str = "route-table-test-token-0123456789";
+
+    fn state(dir: &std::path::Path) -> AppState {
+        let cfg = Config {
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        };
+        AppState {
+            core: Arc::new(crate::serve::open_core(&cfg).unwrap()),
+            token_sha256: Sha256::digest(TOKEN).into(),
+            metrics: Metrics(None),
+        }
+    }
+
+    /// `path` with each `{param}` filled with a plausible value.
+    fn concrete(path: &str) -> String {
+        path.split('/')
+            .map(|seg| match seg {
+                "{name}" => "example.com",
+                "{address}" | "{group}" | "{member}" | "{alias}" => "someone@example.com",
+                "{id}" => "0123456789abcdef",
+                s if s.starts_with('{') => panic!("no dummy value for {s} in {path}"),
+                s => s,
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    async fn call(
+        router: &Router,
+        method: &Method,
+        uri: &str,
+        auth: Option<&str>,
+    ) -> (StatusCode, String) {
+        let mut req = axum::http::Request::builder()
+            .method(method.clone())
+            .uri(uri);
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let resp = router
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn status(router: &Router, method: &Method, uri: &str, auth: Option<&str>) -> StatusCode {
+        call(router, method, uri, auth).await.0
+    }
+
+    type Table = (&'static str, fn() -> Vec<Route>);
+
+    fn tables() -> [Table; 2] {
+        [("admin", admin_routes), ("web", web_routes)]
+    }
+
+    #[test]
+    fn no_two_routes_share_method_and_path() {
+        for (name, table) in tables() {
+            let mut seen = HashSet::new();
+            for r in table() {
+                assert!(
+                    seen.insert((r.method.clone(), r.path)),
+                    "{name}: {} {} twice",
+                    r.method,
+                    r.path
+                );
+            }
+        }
+    }
+
+    /// Making a route public is a decision to review here, not a one-word change in
+    /// a table row.
+    #[test]
+    fn only_health_checks_are_public() {
+        for (name, table) in tables() {
+            let public: Vec<String> = table()
+                .iter()
+                .filter(|r| r.access == Access::Public)
+                .map(|r| format!("{} {}", r.method, r.path))
+                .collect();
+            assert_eq!(public, ["GET /healthz"], "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_route_enforces_its_declared_access() {
+        let right = format!("Bearer {TOKEN}");
+        for (name, table) in tables() {
+            let dir = tempfile::tempdir().unwrap();
+            let rows: Vec<(Method, &str, Access)> = table()
+                .iter()
+                .map(|r| (r.method.clone(), r.path, r.access))
+                .collect();
+            assert!(!rows.is_empty());
+            let router = build(table(), state(dir.path()));
+            for (method, path, access) in rows {
+                let uri = concrete(path);
+                let what = format!("{name}: {method} {uri}");
+                let anonymous = status(&router, &method, &uri, None).await;
+                let wrong = status(
+                    &router,
+                    &method,
+                    &uri,
+                    Some("Bearer wrong-token-0123456789abcdef"),
+                )
+                .await;
+                let (with_token, body) = call(&router, &method, &uri, Some(&right)).await;
+                match access {
+                    Access::Admin => {
+                        assert_eq!(
+                            anonymous,
+                            StatusCode::UNAUTHORIZED,
+                            "{what} without a token"
+                        );
+                        assert_eq!(wrong, StatusCode::UNAUTHORIZED, "{what} with a wrong token");
+                        assert_ne!(
+                            with_token,
+                            StatusCode::UNAUTHORIZED,
+                            "{what} with the token"
+                        );
+                    }
+                    Access::Public => {
+                        assert_eq!(anonymous, StatusCode::OK, "{what} without a token");
+                        assert_eq!(wrong, StatusCode::OK, "{what} with a wrong token");
+                    }
+                }
+                // The table's method is the one the handler serves…
+                assert_ne!(
+                    with_token,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{what}: handler serves another method"
+                );
+                let fallback = call(&router, &Method::GET, "/no/such/route", Some(&right)).await;
+                assert_ne!(
+                    (with_token, body),
+                    fallback,
+                    "{what} reached the fallback, not its handler"
+                );
+                // …and a method no row declares is not served.
+                let other = status(&router, &Method::PATCH, &uri, Some(&right)).await;
+                assert_eq!(other, StatusCode::METHOD_NOT_ALLOWED, "{name}: PATCH {uri}");
+            }
+        }
+    }
 }
