@@ -216,6 +216,16 @@ fn read_password(generate: bool) -> Result<Option<String>, String> {
     Ok((!pw.is_empty()).then(|| pw.to_string()))
 }
 
+/// `println!` that ends the process quietly when the reader has gone (`| head`),
+/// instead of panicking on a broken pipe.
+macro_rules! out {
+    ($($t:tt)*) => {
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(141);
+        }
+    };
+}
+
 fn err(e: CoreError) -> String {
     e.to_string()
 }
@@ -249,51 +259,51 @@ async fn execute(core: &Core, admin: &AdminSession, action: Action) -> Result<Ex
     match action {
         Action::Domain(DomainCmd::Add { name }) => {
             let d = core.domain_add(admin, &name).await.map_err(err)?;
-            println!("added domain {}", d.name);
+            out!("added domain {}", d.name);
         }
         Action::Domain(DomainCmd::List) => {
             for d in core.domain_list(admin).await.map_err(err)? {
-                println!("{}", d.name);
+                out!("{}", d.name);
             }
         }
         Action::Domain(DomainCmd::Remove { name }) => {
             core.domain_remove(admin, &name).await.map_err(err)?;
-            println!("removed domain {name}");
+            out!("removed domain {name}");
         }
         Action::Account(cmd) => return account(core, admin, cmd).await,
         Action::Alias(AliasCmd::Add { alias, target }) => {
             let a = core.alias_add(admin, &alias, &target).await.map_err(err)?;
-            println!("added alias {} -> {}", a.alias, a.target);
+            out!("added alias {} -> {}", a.alias, a.target);
         }
         Action::Alias(AliasCmd::List { domain }) => {
             for a in core.alias_list(admin, domain.as_deref()).await.map_err(err)? {
-                println!("{} -> {}", a.alias, a.target);
+                out!("{} -> {}", a.alias, a.target);
             }
         }
         Action::Alias(AliasCmd::Remove { alias, target }) => {
             let n = core.alias_remove(admin, &alias, target.as_deref()).await.map_err(err)?;
-            println!("removed {n} alias target(s) of {alias}");
+            out!("removed {n} alias target(s) of {alias}");
         }
         Action::Group(GroupCmd::AddMember { group, member }) => {
             core.group_member_add(admin, &group, &member).await.map_err(err)?;
-            println!("added {member} to {group}");
+            out!("added {member} to {group}");
         }
         Action::Group(GroupCmd::RemoveMember { group, member }) => {
             core.group_member_remove(admin, &group, &member).await.map_err(err)?;
-            println!("removed {member} from {group}");
+            out!("removed {member} from {group}");
         }
         Action::Group(GroupCmd::Members { group }) => {
             for m in core.group_members(admin, &group).await.map_err(err)? {
-                println!("{m}");
+                out!("{m}");
             }
         }
         Action::Mailbox(MailboxCmd::Import { address, mailbox }) => {
             return import(core, admin, &address, mailbox.as_deref()).await;
         }
         Action::Audit(AuditCmd::Verify) => match core.audit_verify(admin).await.map_err(err)? {
-            Ok(n) => println!("ledger ok: {n} entries, chain intact"),
+            Ok(n) => out!("ledger ok: {n} entries, chain intact"),
             Err(b) => {
-                println!("ledger BROKEN at entry {}: {}", b.seq, b.reason);
+                out!("ledger BROKEN at entry {}: {}", b.seq, b.reason);
                 return Ok(ExitCode::from(1));
             }
         },
@@ -310,10 +320,10 @@ async fn execute(core: &Core, admin: &AdminSession, action: Action) -> Result<Ex
                 .map_err(err)?;
             for e in entries {
                 if json {
-                    println!("{}", serde_json::to_string(&e).unwrap_or_default());
+                    out!("{}", serde_json::to_string(&e).unwrap_or_default());
                 } else {
                     let r = &e.record;
-                    println!(
+                    out!(
                         "#{} {} {} {}({}) via {}{} {} {} [{}]",
                         e.seq,
                         format_ms(r.time_ms),
@@ -334,15 +344,15 @@ async fn execute(core: &Core, admin: &AdminSession, action: Action) -> Result<Ex
         }
         Action::Store(StoreCmd::Verify) => {
             let r = core.store_verify(admin).await.map_err(err)?;
-            println!(
+            out!(
                 "accounts {} mailboxes {} messages {} blobs checked {} journal entries {} ledger entries {} orphan blobs {}",
                 r.accounts, r.mailboxes, r.messages, r.blobs_checked, r.journal_entries, r.ledger_entries, r.orphan_blobs
             );
             if r.ok() {
-                println!("store ok");
+                out!("store ok");
             } else {
                 for p in &r.problems {
-                    println!("problem: {p}");
+                    out!("problem: {p}");
                 }
                 return Ok(ExitCode::from(1));
             }
@@ -369,10 +379,10 @@ async fn account(core: &Core, admin: &AdminSession, cmd: AccountCmd) -> Result<E
                 .account_add(admin, &address, kind, name.as_deref(), password.as_deref(), quota)
                 .await
                 .map_err(err)?;
-            println!("added {} {}", n.account.kind.as_str(), n.account.address);
+            out!("added {} {}", n.account.kind.as_str(), n.account.address);
             if let Some(p) = n.generated_password {
-                println!("password: {p}");
-                println!("(shown once; set another with `postern account passwd {}`)", n.account.address);
+                out!("password: {p}");
+                out!("(shown once; set another with `postern account passwd {}`)", n.account.address);
             }
         }
         AccountCmd::Passwd { address, generate } => {
@@ -381,17 +391,17 @@ async fn account(core: &Core, admin: &AdminSession, cmd: AccountCmd) -> Result<E
                 .account_passwd(admin, &address, password.as_deref())
                 .await
                 .map_err(err)?;
-            println!("password changed for {address}");
+            out!("password changed for {address}");
             if let Some(p) = generated {
-                println!("password: {p}");
+                out!("password: {p}");
             }
         }
         AccountCmd::List { domain, json } => {
             for a in core.account_list(admin, domain.as_deref()).await.map_err(err)? {
                 if json {
-                    println!("{}", serde_json::to_string(&a).unwrap_or_default());
+                    out!("{}", serde_json::to_string(&a).unwrap_or_default());
                 } else {
-                    println!(
+                    out!(
                         "{} {} {} used={} quota={} messages={}",
                         a.address,
                         a.kind.as_str(),
@@ -405,16 +415,16 @@ async fn account(core: &Core, admin: &AdminSession, cmd: AccountCmd) -> Result<E
         }
         AccountCmd::Show { address } => {
             let a = core.account_show(admin, &address).await.map_err(err)?;
-            println!("{}", serde_json::to_string_pretty(&a).unwrap_or_default());
+            out!("{}", serde_json::to_string_pretty(&a).unwrap_or_default());
         }
         AccountCmd::Remove { address } => {
             core.account_remove(admin, &address).await.map_err(err)?;
-            println!("removed {address}");
+            out!("removed {address}");
         }
         AccountCmd::Quota { address, size } => {
             let q = parse_size(&size)?;
             core.account_quota(admin, &address, q).await.map_err(err)?;
-            println!("quota of {address}: {}", q.map(|q| q.to_string()).unwrap_or_else(|| "none".into()));
+            out!("quota of {address}: {}", q.map(|q| q.to_string()).unwrap_or_else(|| "none".into()));
         }
         AccountCmd::AppPassword(AppPasswordCmd::Add {
             address,
@@ -425,8 +435,8 @@ async fn account(core: &Core, admin: &AdminSession, cmd: AccountCmd) -> Result<E
                 .app_password_add(admin, &address, &label, &protocols)
                 .await
                 .map_err(err)?;
-            println!("app password {} ({}) for {address}", info.id, info.label);
-            println!("secret: {secret}");
+            out!("app password {} ({}) for {address}", info.id, info.label);
+            out!("secret: {secret}");
         }
         AccountCmd::AppPassword(AppPasswordCmd::List { address }) => {
             for a in core.app_password_list(admin, &address).await.map_err(err)? {
@@ -435,12 +445,12 @@ async fn account(core: &Core, admin: &AdminSession, cmd: AccountCmd) -> Result<E
                 } else {
                     a.protocols.join(",")
                 };
-                println!("{} {} protocols={} created={}", a.id, a.label, protocols, format_ms(a.created_ms));
+                out!("{} {} protocols={} created={}", a.id, a.label, protocols, format_ms(a.created_ms));
             }
         }
         AccountCmd::AppPassword(AppPasswordCmd::Remove { address, id }) => {
             core.app_password_remove(admin, &address, &id).await.map_err(err)?;
-            println!("removed app password {id}");
+            out!("removed app password {id}");
         }
     }
     Ok(ExitCode::SUCCESS)

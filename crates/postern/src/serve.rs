@@ -65,6 +65,21 @@ pub fn open_core(cfg: &Config) -> Result<Core, String> {
     Core::new(Arc::new(store), Arc::new(blobs), core_settings(cfg)).map_err(|e| e.to_string())
 }
 
+/// After a change of user: the data directory must still be reachable. A service user
+/// cannot traverse a 0700 parent (`sudo postern serve` inside /root or a home
+/// directory); say so plainly instead of failing later on a file.
+pub fn check_reachable(dir: &Path, user: &str) -> Result<(), String> {
+    match std::fs::metadata(dir) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!(
+            "the service user {user} cannot reach the data directory {} ({e}): a directory above it \
+             is not searchable by that user. Put the data directory where {user} can reach it \
+             (e.g. --data /var/lib/postern) or make its parents searchable (chmod o+x)",
+            dir.display()
+        )),
+    }
+}
+
 /// Run as root next to a server that dropped privileges, the CLI becomes the data
 /// directory's owner, so files it creates (blobs, WAL) stay the server's.
 pub fn become_data_owner(dir: &Path) -> Result<(), String> {
@@ -83,7 +98,7 @@ pub fn become_data_owner(dir: &Path) -> Result<(), String> {
     setgroups(&[gid]).map_err(|e| format!("setgroups: {e}"))?;
     setgid(gid).map_err(|e| format!("setgid: {e}"))?;
     setuid(uid).map_err(|e| format!("setuid: {e}"))?;
-    Ok(())
+    check_reachable(dir, &format!("uid {uid}"))
 }
 
 /// Reads the admin token's SHA-256, creating a token (mode 0600) on first start.
@@ -196,10 +211,15 @@ pub fn run(cfg: Config) -> Result<ExitCode, String> {
         return Err("no listener could be bound; see the errors above (ports below 1024 need root)".into());
     }
     let _ = postern_net::privilege::raise_nofile_limit();
+    // Shown to the operator as they gave it; used absolute (checked after the drop).
+    let shown_dir = cfg.data_dir.clone();
+    let mut cfg = cfg;
+    cfg.data_dir = std::fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
     match postern_net::privilege::drop_privileges(&cfg.server.run_as, &[cfg.data_dir.as_path()])
         .map_err(|e| format!("dropping privileges: {e}"))?
     {
         postern_net::privilege::DropOutcome::Dropped { user, uid, gid } => {
+            check_reachable(&cfg.data_dir, &user)?;
             println!("running as {user} (uid {uid}, gid {gid})");
         }
         postern_net::privilege::DropOutcome::NotRoot => {}
@@ -221,16 +241,17 @@ pub fn run(cfg: Config) -> Result<ExitCode, String> {
             println!("listening {} {}", kind.name(), addr);
         }
         if created || core.store.domains().await.map(|d| d.is_empty()).unwrap_or(false) {
-            let data = cfg.data_dir.display();
+            let data = shown_dir.display();
             println!("next: add a domain and an account:");
             println!("  postern --data {data} domain add example.com");
             println!("  postern --data {data} account add you@example.com   (reads a password, or generates one)");
         }
+        let signals = Signals::install();
         println!("ready");
         let _ = std::io::stdout().flush();
-        tracing::info!(hostname = %cfg.hostname, data_dir = %cfg.data_dir.display(), "postern started");
+        tracing::info!(hostname = %cfg.hostname, data_dir = %shown_dir.display(), "postern started");
 
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutting down: draining sessions");
         let cut = server.shutdown(Duration::from_secs(cfg.server.shutdown_grace_secs)).await;
         if cut > 0 {
@@ -241,15 +262,29 @@ pub fn run(cfg: Config) -> Result<ExitCode, String> {
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        // Without signal handlers the server runs until killed.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM / SIGINT, installed before `ready` is printed so that a signal sent right
+/// after it drains instead of killing the process.
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(t), Ok(i)) => Signals(Some((t, i))),
+            _ => Signals(None),
+        }
+    }
+
+    async fn wait(self) {
+        match self.0 {
+            Some((mut term, mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            // Without handlers the server runs until killed.
+            None => std::future::pending::<()>().await,
+        }
     }
 }
