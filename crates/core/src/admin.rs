@@ -732,12 +732,14 @@ impl Core {
         Ok(entries)
     }
 
-    /// Checks the chain; `Err(break)` names the first bad entry.
+    /// Checks the chain (and an anchor the operator kept, when given); `Err(break)`
+    /// names the first bad entry; `Ok((entries, head))` otherwise.
     pub async fn audit_verify(
         &self,
         _admin: &AdminSession,
-    ) -> Result<std::result::Result<u64, postern_store::ledger::ChainBreak>> {
-        Ok(postern_store::verify::verify_ledger(&*self.store).await?)
+        anchor: Option<(u64, &str)>,
+    ) -> Result<std::result::Result<(u64, Option<(u64, String)>), postern_store::ledger::ChainBreak>> {
+        Ok(postern_store::verify::verify_ledger_head(&*self.store, anchor).await?)
     }
 
     pub async fn store_verify(

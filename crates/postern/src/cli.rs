@@ -108,8 +108,14 @@ pub enum MailboxCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCmd {
-    /// Check the hash chain; names the first bad entry.
-    Verify,
+    /// Check the hash chain; names the first bad entry. Prints the head (`head: SEQ:HASH`):
+    /// keep it elsewhere and pass it back with --anchor to detect a truncated or
+    /// rewritten ledger, which the chain alone cannot show.
+    Verify {
+        /// `SEQ:HASH` printed by an earlier verify.
+        #[arg(long)]
+        anchor: Option<String>,
+    },
     /// Show entries (reading the ledger is itself recorded).
     Show {
         #[arg(long)]
@@ -300,13 +306,28 @@ async fn execute(core: &Core, admin: &AdminSession, action: Action) -> Result<Ex
         Action::Mailbox(MailboxCmd::Import { address, mailbox }) => {
             return import(core, admin, &address, mailbox.as_deref()).await;
         }
-        Action::Audit(AuditCmd::Verify) => match core.audit_verify(admin).await.map_err(err)? {
-            Ok(n) => out!("ledger ok: {n} entries, chain intact"),
-            Err(b) => {
-                out!("ledger BROKEN at entry {}: {}", b.seq, b.reason);
-                return Ok(ExitCode::from(1));
+        Action::Audit(AuditCmd::Verify { anchor }) => {
+            let anchor = anchor
+                .as_deref()
+                .map(|a| {
+                    a.split_once(':')
+                        .and_then(|(seq, hash)| Some((seq.parse::<u64>().ok()?, hash)))
+                        .ok_or_else(|| format!("--anchor {a:?}: expected SEQ:HASH"))
+                })
+                .transpose()?;
+            match core.audit_verify(admin, anchor).await.map_err(err)? {
+                Ok((n, head)) => {
+                    out!("ledger ok: {n} entries, chain intact");
+                    if let Some((seq, hash)) = head {
+                        out!("head: {seq}:{hash}");
+                    }
+                }
+                Err(b) => {
+                    out!("ledger BROKEN at entry {}: {}", b.seq, b.reason);
+                    return Ok(ExitCode::from(1));
+                }
             }
-        },
+        }
         Action::Audit(AuditCmd::Show {
             account,
             since,

@@ -434,8 +434,13 @@ async fn audit_show(State(st): State<AppState>, Extension(a): Extension<AdminSes
 }
 
 async fn audit_verify(State(st): State<AppState>, Extension(a): Extension<AdminSession>) -> ApiResult<Response> {
-    Ok(match st.core.audit_verify(&a).await? {
-        Ok(n) => Json(json!({ "ok": true, "entries": n })).into_response(),
+    Ok(match st.core.audit_verify(&a, None).await? {
+        Ok((n, head)) => Json(json!({
+            "ok": true,
+            "entries": n,
+            "head": head.map(|(seq, hash)| format!("{seq}:{hash}")),
+        }))
+        .into_response(),
         Err(b) => Json(json!({ "ok": false, "first_bad_entry": b.seq, "reason": b.reason })).into_response(),
     })
 }

@@ -877,9 +877,24 @@ fn audit_show_and_verify() {
     let all = entries(&s.cli_ok(&["audit", "show", "--json"], ""));
     let verify = s.cli_ok(&["audit", "verify"], "");
     // `audit show` itself appended one more entry after the ones it returned.
+    let mut lines = verify.lines();
     assert_eq!(
-        verify,
-        format!("ledger ok: {} entries, chain intact\n", all.len() + 1)
+        lines.next(),
+        Some(format!("ledger ok: {} entries, chain intact", all.len() + 1).as_str())
+    );
+    let head = lines.next().and_then(|l| l.strip_prefix("head: ")).expect("head line");
+    assert!(head.starts_with(&format!("{}:", all.len() + 1)), "{head}");
+    // The anchor printed now still verifies; a wrong hash for it is named.
+    let anchored = s.cli_ok(&["audit", "verify", "--anchor", head], "");
+    assert!(anchored.starts_with("ledger ok: "), "{anchored}");
+    let (seq, _) = head.split_once(':').unwrap();
+    let forged = format!("{seq}:{}", "0".repeat(64));
+    let out = s.cli(&["audit", "verify", "--anchor", &forged], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with(&format!("ledger BROKEN at entry {seq}: hash differs")),
+        "{out:?}"
     );
 }
 

@@ -49,7 +49,8 @@ fn audit_verify(data: &Path) -> Result<u64, String> {
         0 => {
             let n = out
                 .strip_prefix("ledger ok: ")
-                .and_then(|r| r.strip_suffix(" entries, chain intact\n"))
+                .and_then(|r| r.lines().next())
+                .and_then(|r| r.strip_suffix(" entries, chain intact"))
                 .unwrap_or_else(|| panic!("unexpected audit verify output {out:?}"));
             Ok(n.parse().unwrap())
         }

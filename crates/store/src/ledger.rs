@@ -51,6 +51,12 @@ impl Default for ChainVerifier {
 }
 
 impl ChainVerifier {
+    /// The last entry checked: (seq, hash). An operator who keeps this elsewhere can
+    /// later detect truncation or a rewritten tail, which a chain alone cannot show.
+    pub fn head(&self) -> Option<(u64, String)> {
+        (self.checked > 0).then(|| (self.expected_seq - 1, self.prev_hash.clone()))
+    }
+
     /// Checks one entry. `stored_json` is the record exactly as stored (re-serialising
     /// a decoded record could hide a change that decodes to the same value).
     pub fn check(&mut self, entry: &LedgerEntry, stored_json: &[u8]) -> Result<(), ChainBreak> {

@@ -7,13 +7,30 @@ use std::collections::{BTreeMap, HashSet};
 /// Verifies the ledger chain from the first entry. `Ok(Err(break))` names the first
 /// bad entry; `Ok(Ok(n))` is the number of entries checked.
 pub async fn verify_ledger(store: &dyn Store) -> Result<Result<u64, ChainBreak>> {
+    Ok(verify_ledger_head(store, None).await?.map(|(n, _)| n))
+}
+
+/// Like [`verify_ledger`], also returning the head (seq, hash), and checking that the
+/// entry `expect.0` still has hash `expect.1` (an anchor kept outside the store).
+pub async fn verify_ledger_head(
+    store: &dyn Store,
+    expect: Option<(u64, &str)>,
+) -> Result<Result<(u64, Option<(u64, String)>), ChainBreak>> {
     const PAGE: usize = 1000;
     let mut v = ChainVerifier::default();
     let mut from = 1;
     loop {
         let page = store.ledger_raw(from, PAGE).await?;
         if page.is_empty() {
-            return Ok(Ok(v.checked));
+            if let Some((seq, _)) = expect {
+                if seq > v.checked {
+                    return Ok(Err(ChainBreak {
+                        seq,
+                        reason: format!("the anchored entry {seq} is missing: the ledger ends at {}", v.checked),
+                    }));
+                }
+            }
+            return Ok(Ok((v.checked, v.head())));
         }
         for raw in &page {
             let record = match serde_json::from_str(&raw.record_json) {
@@ -33,6 +50,14 @@ pub async fn verify_ledger(store: &dyn Store) -> Result<Result<u64, ChainBreak>>
             };
             if let Err(b) = v.check(&entry, raw.record_json.as_bytes()) {
                 return Ok(Err(b));
+            }
+            if let Some((seq, hash)) = expect {
+                if seq == raw.seq && hash != raw.hash {
+                    return Ok(Err(ChainBreak {
+                        seq,
+                        reason: "hash differs from the anchor: the ledger was rewritten from here or before".into(),
+                    }));
+                }
             }
             from = raw.seq + 1;
         }
