@@ -638,59 +638,35 @@ impl Core {
         Ok(found.len())
     }
 
-    pub async fn group_member_add(
-        &self,
-        admin: &AdminSession,
-        group: &str,
-        member: &str,
-    ) -> Result<()> {
-        let g = parse_address(group)?;
-        let m = parse_address(member)?;
-        let (_, p) = self.principal_of(&g).await?;
-        self.store
-            .write(vec![
-                Op::AddGroupMember {
-                    group: p.id,
-                    member: m.to_string(),
-                },
-                Self::ledger_op(
-                    admin,
-                    "group.member.add",
-                    Some(&g.to_string()),
-                    vec![format!("principal:{}", p.id)],
-                    None,
-                    Some(json!({"member": m.to_string()})),
-                ),
-            ])
-            .await?;
-        Ok(())
+    pub async fn group_member_add(&self, admin: &AdminSession, group: &str, member: &str) -> Result<()> {
+        self.group_member_change(admin, group, member, true).await
     }
 
-    pub async fn group_member_remove(
-        &self,
-        admin: &AdminSession,
-        group: &str,
-        member: &str,
-    ) -> Result<()> {
+    pub async fn group_member_remove(&self, admin: &AdminSession, group: &str, member: &str) -> Result<()> {
+        self.group_member_change(admin, group, member, false).await
+    }
+
+    async fn group_member_change(&self, admin: &AdminSession, group: &str, member: &str, add: bool) -> Result<()> {
         let g = parse_address(group)?;
         let m = parse_address(member)?;
         let (_, p) = self.principal_of(&g).await?;
-        self.store
-            .write(vec![
-                Op::RemoveGroupMember {
-                    group: p.id,
-                    member: m.to_string(),
-                },
-                Self::ledger_op(
-                    admin,
-                    "group.member.remove",
-                    Some(&g.to_string()),
-                    vec![format!("principal:{}", p.id)],
-                    Some(json!({"member": m.to_string()})),
-                    None,
-                ),
-            ])
-            .await?;
+        let value = Some(json!({"member": m.to_string()}));
+        let (op, action, before, after) = if add {
+            let op = Op::AddGroupMember {
+                group: p.id,
+                member: m.to_string(),
+            };
+            (op, "group.member.add", None, value)
+        } else {
+            let op = Op::RemoveGroupMember {
+                group: p.id,
+                member: m.to_string(),
+            };
+            (op, "group.member.remove", value, None)
+        };
+        let objects = vec![format!("principal:{}", p.id)];
+        let entry = Self::ledger_op(admin, action, Some(&g.to_string()), objects, before, after);
+        self.store.write(vec![op, entry]).await?;
         Ok(())
     }
 
