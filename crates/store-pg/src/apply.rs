@@ -464,6 +464,9 @@ impl<'t, 'c> Batch<'t, 'c> {
                 Ok(OpResult::Done)
             }
             Op::AddCredential(cred) => {
+                if cred.kind == CredentialKind::Password {
+                    return Err(StoreError::Refused("the main password is set with SetPassword".into()).into());
+                }
                 self.insert_credential(cred).await?;
                 Ok(OpResult::Done)
             }
@@ -682,7 +685,18 @@ impl<'t, 'c> Batch<'t, 'c> {
                     .ok_or_else(|| not_found(format!("principal {account}")))?;
                 let quota: Option<i64> = col(&row, 0)?;
                 let used: i64 = col(&row, 1)?;
-                let size = message.blob.size;
+                // A copy (the record exists) counts the stored size, not the request's.
+                let stored = self
+                    .opt(
+                        "SELECT size FROM messages WHERE id = $1 AND account_id = $2",
+                        &[&message.id.0, &account.0],
+                    )
+                    .await?;
+                let have = stored.is_some();
+                let size = match &stored {
+                    Some(row) => u64_of(col(row, 0)?),
+                    None => message.blob.size,
+                };
                 if let Some(limit) = quota {
                     let (limit, used) = (u64_of(limit), u64_of(used));
                     if used.saturating_add(size) > limit {
@@ -692,12 +706,6 @@ impl<'t, 'c> Batch<'t, 'c> {
                 if mb.uid_next == u32::MAX {
                     return Err(StoreError::Refused("the mailbox has used every UID".into()).into());
                 }
-                let have = self
-                    .exists(
-                        "SELECT 1 FROM messages WHERE id = $1 AND account_id = $2",
-                        &[&message.id.0, &account.0],
-                    )
-                    .await?;
                 if !have {
                     self.exec(
                         "INSERT INTO messages (id, account_id, blob_hash, size, received_ms, thread_id, message_id_hdr, meta)
@@ -768,7 +776,7 @@ impl<'t, 'c> Batch<'t, 'c> {
                 self.store_flags(
                     *account,
                     *mailbox,
-                    uids,
+                    &postern_store::ops::unique_uids(uids),
                     *action,
                     *flags,
                     keywords,
@@ -782,7 +790,8 @@ impl<'t, 'c> Batch<'t, 'c> {
                 uids,
             } => {
                 self.mailbox_of(*account, *mailbox).await?;
-                let uids = self.expunge(*account, *mailbox, Some(uids)).await?;
+                let uids = postern_store::ops::unique_uids(uids);
+                let uids = self.expunge(*account, *mailbox, Some(&uids)).await?;
                 Ok(OpResult::Expunged { uids })
             }
             Op::AppendLedger(record) => {

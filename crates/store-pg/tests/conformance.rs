@@ -119,6 +119,12 @@ async fn mailbox_lifecycle() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn edge_rules() {
+    let (_g, _p, s, b) = fresh().await;
+    c::edge_rules(s, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_and_readers() {
     let (_g, _p, s, b) = fresh().await;
     c::concurrent_writers_and_readers(s, b).await;

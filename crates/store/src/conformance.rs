@@ -487,3 +487,64 @@ pub async fn ledger_chain(store: Arc<dyn Store>) {
     };
     assert_eq!(store.ledger(&q).await.unwrap().len(), 2);
 }
+
+/// Rules at the edges: a copy counts the stored size, a UID named twice is acted on
+/// once, and the main password is only ever replaced, never added.
+pub async fn edge_rules(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) {
+    let (acct, inbox) = account_with_mailbox(&*store).await;
+    let other = mailbox(acct, "Other");
+    let other_id = other.id;
+    store.write(vec![Op::CreateMailbox(other)]).await.unwrap();
+    let m = put_message(&*blobs, acct, b"Subject: x\r\n\r\nhello\r\n").await;
+    let real = m.blob.size;
+    store.write(vec![append(m.clone(), inbox)]).await.unwrap();
+    // The same record appended to a second mailbox (a copy) claiming another size.
+    let mut copy = m.clone();
+    copy.blob.size = 1_000_000;
+    store.write(vec![append(copy, other_id)]).await.unwrap();
+    assert_eq!(store.usage(acct).await.unwrap(), Usage { used_bytes: 2 * real, messages: 2 });
+
+    let r = store
+        .write(vec![Op::StoreFlags {
+            account: acct,
+            mailbox: inbox,
+            uids: vec![1, 1, 1],
+            action: FlagAction::Add,
+            flags: Flags::SEEN,
+            keywords: vec![],
+            unchanged_since: None,
+        }])
+        .await
+        .unwrap();
+    let OpResult::FlagsStored { changed, skipped } = &r[0] else {
+        panic!("{r:?}")
+    };
+    assert_eq!(changed.len(), 1);
+    assert!(skipped.is_empty());
+    let r = store
+        .write(vec![Op::Expunge {
+            account: acct,
+            mailbox: inbox,
+            uids: vec![1, 1],
+        }])
+        .await
+        .unwrap();
+    assert_eq!(r[0], OpResult::Expunged { uids: vec![1] });
+    assert_eq!(store.usage(acct).await.unwrap(), Usage { used_bytes: real, messages: 1 });
+
+    let password = Credential {
+        id: CredentialId::generate(),
+        principal: acct,
+        kind: CredentialKind::Password,
+        label: "second".into(),
+        protocols: vec![],
+        hash: "$argon2id$fake".into(),
+        created_ms: now_ms(),
+    };
+    assert!(matches!(
+        store.write(vec![Op::AddCredential(password)]).await,
+        Err(StoreError::Refused(_))
+    ));
+    let report = verify_store(&*store, &*blobs).await.unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}

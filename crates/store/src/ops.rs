@@ -28,6 +28,8 @@ pub enum Op {
         principal: PrincipalId,
         quota_bytes: Option<u64>,
     },
+    /// Adds an app password. Refused for a `Password` credential: there is one main
+    /// password, replaced with `SetPassword`.
     AddCredential(Credential),
     RemoveCredential(CredentialId),
     /// Replace the principal's main password (creates it when there is none).
@@ -85,6 +87,13 @@ pub enum Op {
     },
     /// Append to the access ledger, chained to the entry before it.
     AppendLedger(LedgerRecord),
+}
+
+/// The UIDs of a `StoreFlags` or `Expunge` in first-seen order without repeats: a UID
+/// named twice is acted on once (both backends call this).
+pub fn unique_uids(uids: &[u32]) -> Vec<u32> {
+    let mut seen = std::collections::HashSet::with_capacity(uids.len());
+    uids.iter().copied().filter(|u| seen.insert(*u)).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -231,6 +231,9 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             Ok(OpResult::Done)
         }
         Op::AddCredential(cred) => {
+            if cred.kind == CredentialKind::Password {
+                return Err(StoreError::Refused("the main password is set with SetPassword".into()));
+            }
             insert_credential(c, cred)?;
             Ok(OpResult::Done)
         }
@@ -388,7 +391,13 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             let (quota, used): (Option<i64>, i64) = c
                 .prepare_cached("SELECT quota_bytes, used_bytes FROM principals WHERE id = ?1")?
                 .query_row([account.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            let size = message.blob.size;
+            // A copy (the record exists) counts the stored size, not the request's.
+            let stored: Option<i64> = c
+                .prepare_cached("SELECT size FROM messages WHERE id = ?1 AND account_id = ?2")?
+                .query_row(params![message.id.0, account.0], |r| r.get(0))
+                .optional()?;
+            let have = stored.is_some();
+            let size = stored.map(|s| s.max(0) as u64).unwrap_or(message.blob.size);
             if let Some(limit) = quota {
                 let (limit, used) = (limit.max(0) as u64, used.max(0) as u64);
                 if used.saturating_add(size) > limit {
@@ -398,11 +407,6 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             if mb.uid_next == u32::MAX {
                 return Err(StoreError::Refused("the mailbox has used every UID".into()));
             }
-            let have = exists(
-                c,
-                "SELECT 1 FROM messages WHERE id = ?1 AND account_id = ?2",
-                params![message.id.0, account.0],
-            )?;
             if !have {
                 c.prepare_cached(
                     "INSERT INTO messages (id, account_id, blob_hash, size, received_ms, thread_id, message_id_hdr, meta)
@@ -465,7 +469,7 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             let mut changed = Vec::new();
             let mut skipped = Vec::new();
             let mut last_modseq = None;
-            for &uid in uids {
+            for uid in crate::ops::unique_uids(uids) {
                 let row = c
                     .prepare_cached(
                         "SELECT flags, keywords, modseq FROM mailbox_messages WHERE mailbox_id = ?1 AND uid = ?2",
@@ -527,7 +531,7 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
         Op::Expunge { account, mailbox, uids } => {
             mailbox_of(c, *account, *mailbox)?;
             let mut done = Vec::new();
-            for &uid in uids {
+            for uid in crate::ops::unique_uids(uids) {
                 if expunge_one(c, notices, *account, *mailbox, uid)? {
                     done.push(uid);
                 }
@@ -538,7 +542,7 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             // Inside the write transaction (BEGIN IMMEDIATE), so no other process can
             // append between reading the head and inserting after it.
             let head: Option<(i64, String)> = c
-                .prepare_cached("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")?
+                .prepare_cached("SELECT seq, hash FROM ledger_head WHERE id = 1")?
                 .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             let (seq, prev) = match head {
@@ -550,6 +554,11 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             let json = String::from_utf8(json).map_err(|e| StoreError::Invalid(e.to_string()))?;
             c.prepare_cached("INSERT INTO ledger (seq, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4)")?
                 .execute(params![seq as i64, json, prev, hash])?;
+            c.prepare_cached(
+                "INSERT INTO ledger_head (id, seq, hash) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            )?
+            .execute(params![seq as i64, hash])?;
             Ok(OpResult::LedgerAppended { seq, hash })
         }
     }

@@ -253,7 +253,9 @@ fn principal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Principal> {
         id: PrincipalId(r.get(0)?),
         domain: DomainId(r.get(1)?),
         local_part: r.get(2)?,
-        kind: PrincipalKind::parse(&kind).unwrap_or(PrincipalKind::Individual),
+        kind: PrincipalKind::parse(&kind).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, format!("principal kind {kind:?}").into())
+        })?,
         display_name: r.get(4)?,
         quota_bytes: r.get::<_, Option<i64>>(5)?.map(u64_of),
         created_ms: r.get(6)?,
@@ -423,10 +425,10 @@ impl Store for SqliteStore {
                 out.push(Credential {
                     id: CredentialId(id),
                     principal: PrincipalId(p),
-                    kind: if kind == "password" {
-                        CredentialKind::Password
-                    } else {
-                        CredentialKind::App
+                    kind: match kind.as_str() {
+                        "password" => CredentialKind::Password,
+                        "app" => CredentialKind::App,
+                        other => return Err(StoreError::Invalid(format!("credential kind {other:?}"))),
                     },
                     label,
                     protocols: decode_json(&protocols, "credential protocols")?,
@@ -702,6 +704,23 @@ impl Store for SqliteStore {
                 if r != "ok" {
                     out.push(format!("sqlite integrity_check: {r}"));
                 }
+            }
+            // The head row must name the last entry: a truncated ledger leaves it ahead.
+            let head: Option<(i64, String)> = c
+                .query_row("SELECT seq, hash FROM ledger_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let last: Option<(i64, String)> = c
+                .query_row("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            if head != last {
+                let show = |x: &Option<(i64, String)>| x.as_ref().map(|(s, _)| s.to_string()).unwrap_or("none".into());
+                out.push(format!(
+                    "ledger head says entry {} but the last stored entry is {} (entries removed from the end?)",
+                    show(&head),
+                    show(&last)
+                ));
             }
             let mut st = c.prepare("PRAGMA foreign_key_check")?;
             let rows = st.query_map([], |r| r.get::<_, String>(0))?;

@@ -86,6 +86,14 @@ CREATE TABLE journal (
     at_ms INTEGER NOT NULL,
     PRIMARY KEY (account_id, modseq)
 ) WITHOUT ROWID;
+-- The last entry's number and hash, updated with every append. Deleting entries from
+-- the end of `ledger` leaves this row ahead of the table, which verification reports,
+-- and new entries keep counting from here instead of reusing the deleted numbers.
+CREATE TABLE ledger_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
 CREATE TABLE ledger (
     seq INTEGER PRIMARY KEY,
     record TEXT NOT NULL,
