@@ -94,8 +94,10 @@ impl Authenticated {
     }
 }
 
-/// Proof of administrative access. Made only here: for the local CLI (whoever can run it
-/// can read the data directory anyway) or for a request carrying the admin token.
+/// Proof of administrative access. Made only by [`Core::admin_session`], which checks
+/// the admin token held inside `Core` — so no other crate can make one without knowing
+/// the token (the CLI reads it from the data directory; the admin API gets it in the
+/// `Authorization` header).
 #[derive(Debug, Clone)]
 pub struct AdminSession {
     ctx: Ctx,
@@ -105,41 +107,31 @@ impl AdminSession {
     pub fn ctx(&self) -> &Ctx {
         &self.ctx
     }
+}
 
-    /// The operator at the command line; `os_user` is the invoking system user.
-    pub fn local_cli(os_user: &str) -> AdminSession {
-        let who = os_user;
-        AdminSession {
-            ctx: Ctx {
-                actor: Actor {
-                    account: Some(format!("cli:{who}")),
-                    role: Role::Admin,
-                },
-                session: SessionInfo {
-                    protocol: "cli".into(),
-                    auth_method: Some("local".into()),
-                    ..Default::default()
-                },
-            },
+impl Core {
+    /// Installs the admin token (only its SHA-256 is kept). Until this is called no
+    /// [`AdminSession`] can be made.
+    pub fn set_admin_token(&self, token: &str) {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Ok(mut t) = self.admin_token.write() {
+            *t = Some(digest);
         }
     }
 
-    /// A request to the admin API. `expected_sha256` is the digest of the token in the
-    /// data directory; the comparison is constant-time.
-    pub fn from_token(
-        presented: &str,
-        expected_sha256: &[u8; 32],
-        mut session: SessionInfo,
-    ) -> Option<AdminSession> {
+    /// An admin session for whoever presents the admin token (constant-time check).
+    /// `actor` names them in the ledger (`cli:root`, `admin-api`).
+    pub fn admin_session(&self, presented: &str, actor: &str, mut session: SessionInfo) -> Option<AdminSession> {
+        let expected = (*self.admin_token.read().ok()?)?;
         let digest = Sha256::digest(presented.as_bytes());
-        if !bool::from(digest.as_slice().ct_eq(expected_sha256)) {
+        if !bool::from(digest.as_slice().ct_eq(&expected)) {
             return None;
         }
-        session.auth_method = Some("token".into());
+        session.auth_method.get_or_insert_with(|| "token".into());
         Some(AdminSession {
             ctx: Ctx {
                 actor: Actor {
-                    account: Some("admin-token".into()),
+                    account: Some(actor.to_string()),
                     role: Role::Admin,
                 },
                 session,
@@ -166,8 +158,11 @@ impl Core {
                 .map(|s| s.ip())
                 .or_else(|| r.parse().ok())
         });
-        let keys = self.limiter.keys(username, remote_ip, secret.as_bytes());
         let name = crate::address::parse_address(username).ok();
+        // Keyed by the normalised address, so `Alice@Example.com.` and `alice@example.com`
+        // share one budget.
+        let account_key = name.as_ref().map(|a| a.to_string()).unwrap_or_else(|| username.to_string());
+        let keys = self.limiter.keys(&account_key, remote_ip, secret.as_bytes());
         let ctx_for = |session: SessionInfo| Ctx {
             actor: Actor {
                 account: Some(
@@ -223,6 +218,11 @@ impl Core {
             let phc = phc.unwrap_or_else(|| self.dummy_hash.clone());
             let settings = self.settings.argon2;
             let secret_owned = secret.to_string();
+            let _slot = self
+                .hash_slots
+                .acquire()
+                .await
+                .map_err(|e| CoreError::Internal(e.to_string()))?;
             let matched =
                 tokio::task::spawn_blocking(move || verify_password(settings, &phc, &secret_owned))
                     .await

@@ -22,6 +22,7 @@
 pub mod address;
 pub mod admin;
 pub mod auth;
+pub mod delivery;
 pub mod directory;
 pub mod error;
 pub mod limiter;
@@ -70,6 +71,11 @@ pub struct Core {
     /// A hash of a random password with the configured cost, verified against when an
     /// account has no password, so that path costs what a real check costs.
     dummy_hash: String,
+    /// SHA-256 of the admin token ([`Core::set_admin_token`]).
+    admin_token: std::sync::RwLock<Option<[u8; 32]>>,
+    /// Argon2id verifications at once: each takes ~19 MiB and a core, so unbounded
+    /// parallel logins would exhaust memory before the limiter sees them as failures.
+    hash_slots: tokio::sync::Semaphore,
 }
 
 impl Core {
@@ -81,6 +87,10 @@ impl Core {
             limiter: limiter::RateLimiter::new(settings.limiter.clone()),
             settings,
             dummy_hash,
+            admin_token: std::sync::RwLock::new(None),
+            hash_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(1),
+            ),
         })
     }
 

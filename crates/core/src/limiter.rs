@@ -151,12 +151,14 @@ impl RateLimiter {
         longest
     }
 
-    /// A success clears the account's and the address's counters (not the password's:
-    /// a sprayed password that works somewhere is still being sprayed).
+    /// A success clears the account's counter only. Not the address's: an attacker who
+    /// logs into an account of their own now and then must not reset the budget of the
+    /// address they guess from. Not the password's: a sprayed password that works
+    /// somewhere is still being sprayed.
     pub fn success(&self, keys: &AttemptKeys) {
         if let Ok(mut table) = self.table.lock() {
             for k in &keys.keys {
-                if k.0 != KeyKind::Password {
+                if k.0 == KeyKind::Account {
                     table.remove(k);
                 }
             }
@@ -223,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn success_clears_account_and_ip() {
+    fn success_clears_the_account_only() {
         let l = RateLimiter::new(settings());
         let k = l.keys("a@x", None, b"pw");
         for _ in 0..4 {
@@ -232,5 +234,20 @@ mod tests {
         assert!(l.check(&k).is_some());
         l.success(&k);
         assert!(l.check(&l.keys("a@x", None, b"new")).is_none());
+    }
+
+    #[test]
+    fn own_logins_do_not_reset_an_address() {
+        let mut s = settings();
+        s.free_per_account = 100;
+        s.free_per_ip = 3;
+        let l = RateLimiter::new(s);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        for i in 0..4 {
+            l.failure(&l.keys(&format!("victim{i}@x"), Some(ip), format!("guess{i}").as_bytes()));
+        }
+        // The attacker logs into their own account from the same address.
+        l.success(&l.keys("attacker@x", Some(ip), b"own"));
+        assert!(l.check(&l.keys("victim9@x", Some(ip), b"guess9")).is_some());
     }
 }

@@ -50,7 +50,14 @@ async fn env(limiter: LimiterSettings, argon2: Argon2Settings) -> Env {
         ..Default::default()
     };
     let core = Core::new(Arc::new(store), Arc::new(blobs), settings).unwrap();
-    let admin = AdminSession::local_cli("test");
+    core.set_admin_token("test-admin-token-0123456789");
+    let session = postern_core::store::SessionInfo {
+        protocol: "cli".into(),
+        ..Default::default()
+    };
+    let admin: AdminSession = core
+        .admin_session("test-admin-token-0123456789", "cli:test", session)
+        .unwrap();
     core.domain_add(&admin, "example.com").await.unwrap();
     core.account_add(
         &admin,

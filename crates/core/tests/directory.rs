@@ -29,7 +29,14 @@ async fn env() -> Env {
         ..Default::default()
     };
     let core = Core::new(Arc::new(store), Arc::new(blobs), settings).unwrap();
-    let admin = AdminSession::local_cli("test");
+    core.set_admin_token("test-admin-token-0123456789");
+    let session = postern_core::store::SessionInfo {
+        protocol: "cli".into(),
+        ..Default::default()
+    };
+    let admin: AdminSession = core
+        .admin_session("test-admin-token-0123456789", "cli:test", session)
+        .unwrap();
     for d in ["example.com", "catch.example"] {
         core.domain_add(&admin, d).await.unwrap();
     }

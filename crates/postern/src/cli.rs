@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use clap::Subcommand;
-use postern_core::store::PrincipalKind;
+use postern_core::store::{PrincipalKind, SessionInfo};
 use postern_core::{AdminSession, Core, CoreError};
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -256,7 +256,17 @@ pub fn run(cfg: Config, action: Action) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async move {
         let core = crate::serve::open_core(&cfg)?;
-        let admin = AdminSession::local_cli(&who);
+        // Reading the token proves access to the data directory; the CLI acts with it.
+        let (token, _) = crate::serve::admin_token(&cfg.data_dir)?;
+        core.set_admin_token(&token);
+        let session = SessionInfo {
+            protocol: "cli".into(),
+            auth_method: Some("local".into()),
+            ..Default::default()
+        };
+        let admin = core
+            .admin_session(&token, &format!("cli:{who}"), session)
+            .ok_or("the admin token does not match")?;
         execute(&core, &admin, action).await
     })
 }

@@ -64,6 +64,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Storage backend.
     pub store: StoreConfig,
+    /// DNS for SPF, DKIM, DMARC and ARC checks of inbound mail.
+    pub dns: DnsConfig,
+    /// SMTP policy choices (limits are in `[limits]`).
+    pub smtp: SmtpConfig,
 }
 
 impl Default for Config {
@@ -78,6 +82,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             store: StoreConfig::default(),
+            dns: DnsConfig::default(),
+            smtp: SmtpConfig::default(),
         }
     }
 }
@@ -410,6 +416,79 @@ impl Default for StoreConfig {
     }
 }
 
+/// Where the inbound verifier (SPF, DKIM, DMARC, ARC) sends its DNS questions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Resolvers as `"ip:port"` strings. Default empty: the system's resolvers from
+    /// `/etc/resolv.conf`. Set it to point at a local validating resolver, or when the
+    /// system's resolver filters TXT answers.
+    #[serde(deserialize_with = "socket_addrs")]
+    pub nameservers: Vec<SocketAddr>,
+    /// Seconds to wait for one DNS answer. Default 5: RFC 7208 §4.6.4 bounds SPF at 10
+    /// lookups, and a sender's slow DNS must not hold the SMTP session near its own
+    /// timeouts; a lookup that times out gives `temperror`, not a refusal.
+    pub timeout_secs: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameservers: Vec::new(),
+            timeout_secs: 5,
+        }
+    }
+}
+
+/// SMTP policy choices.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// What to do with mail that fails DMARC when the sender's domain publishes
+    /// `p=reject`: `reject` (550 5.7.1 during the transaction), `quarantine` (deliver to
+    /// Junk) or `accept`. Default `reject`: the domain owner asked for it (RFC 7489
+    /// §6.3), and refusing in-session makes the sending server, not us, tell the sender.
+    pub dmarc_reject: DmarcReject,
+    /// What to do with mail that fails DMARC under `p=quarantine`: `junk` or `accept`.
+    /// Default `junk` (RFC 7489 §6.3: "treat as suspicious").
+    pub dmarc_quarantine: DmarcQuarantine,
+    /// Unknown recipients one SMTP connection may name before the server says 421 and
+    /// closes; each remote address is also counted across connections and, past five
+    /// times this within ten minutes, its RCPTs are refused for ten minutes. Default 20:
+    /// a real sender with a stale list has a few typos per message, a dictionary attack
+    /// (account enumeration) has thousands.
+    pub max_unknown_recipients: u32,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            dmarc_reject: DmarcReject::Reject,
+            dmarc_quarantine: DmarcQuarantine::Junk,
+            max_unknown_recipients: 20,
+        }
+    }
+}
+
+/// `smtp.dmarc_reject`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcReject {
+    #[default]
+    Reject,
+    Quarantine,
+    Accept,
+}
+
+/// `smtp.dmarc_quarantine`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcQuarantine {
+    #[default]
+    Junk,
+    Accept,
+}
+
 /// Storage backends this build has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum StoreBackend {
@@ -616,6 +695,13 @@ impl Config {
         )?;
         self.check_limits()?;
         self.check_auth()?;
+        secs("dns.timeout_secs", self.dns.timeout_secs, 1, "")?;
+        at_least(
+            "smtp.max_unknown_recipients",
+            self.smtp.max_unknown_recipients.into(),
+            1,
+            "",
+        )?;
         if self.log.level.trim().is_empty() {
             return Err(Problem::at("log.level", "must not be empty".to_owned()));
         }
@@ -1106,6 +1192,8 @@ mod tests {
             ("auth", fields_of::<AuthConfig>()),
             ("log", fields_of::<LogConfig>()),
             ("store", fields_of::<StoreConfig>()),
+            ("dns", fields_of::<DnsConfig>()),
+            ("smtp", fields_of::<SmtpConfig>()),
         ]
     }
 
@@ -1309,7 +1397,7 @@ mod tests {
     #[test]
     fn every_limit_refuses_zero() {
         for (section, fields) in sections() {
-            if !["limits", "auth", "store"].contains(&section) {
+            if !["limits", "auth", "store", "smtp"].contains(&section) {
                 continue;
             }
             for field in fields {
@@ -1455,6 +1543,25 @@ mod tests {
         assert_err("[log]\nformat = \"xml\"\n", Some("log.format"), 2);
         let c = Config::from_toml_str("[log]\nformat = \"json\"\n", "t").unwrap();
         assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn smtp_and_dns_sections() {
+        let c = Config::from_toml_str(
+            "[dns]\nnameservers = [\"127.0.0.1:53\", \"[::1]:5353\"]\ntimeout_secs = 2\n\
+             [smtp]\ndmarc_reject = \"quarantine\"\ndmarc_quarantine = \"accept\"\nmax_unknown_recipients = 3\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.dns.nameservers.len(), 2);
+        assert_eq!(c.dns.timeout_secs, 2);
+        assert_eq!(c.smtp.dmarc_reject, DmarcReject::Quarantine);
+        assert_eq!(c.smtp.dmarc_quarantine, DmarcQuarantine::Accept);
+        assert_eq!(c.smtp.max_unknown_recipients, 3);
+        assert_err("[smtp]\ndmarc_reject = \"bounce\"\n", Some("smtp.dmarc_reject"), 2);
+        assert_err("[smtp]\ndmarc_quarantine = \"reject\"\n", Some("smtp.dmarc_quarantine"), 2);
+        assert_err("[dns]\nnameservers = [\"dns.example:53\"]\n", Some("dns.nameservers[0]"), 2);
+        assert_err("[dns]\ntimeout_secs = 0\n", Some("dns.timeout_secs"), 2);
     }
 
     #[test]

@@ -101,9 +101,9 @@ pub fn become_data_owner(dir: &Path) -> Result<(), String> {
     check_reachable(dir, &format!("uid {uid}"))
 }
 
-/// Reads the admin token's SHA-256, creating a token (mode 0600) on first start.
-fn admin_token(dir: &Path) -> Result<([u8; 32], bool), String> {
-    use sha2::{Digest, Sha256};
+/// Reads the admin token, creating one (mode 0600) on first use. Returns it and whether
+/// it was created now.
+pub fn admin_token(dir: &Path) -> Result<(String, bool), String> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(ADMIN_TOKEN_FILE);
     let created = if path.exists() {
@@ -120,11 +120,11 @@ fn admin_token(dir: &Path) -> Result<([u8; 32], bool), String> {
         true
     };
     let token = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let token = token.trim();
+    let token = token.trim().to_string();
     if token.len() < 20 {
         return Err(format!("{} holds a token shorter than 20 characters", path.display()));
     }
-    Ok((Sha256::digest(token.as_bytes()).into(), created))
+    Ok((token, created))
 }
 
 fn init_logging(cfg: &Config) {
@@ -162,16 +162,55 @@ impl Handler for Unavailable {
     }
 }
 
-fn handler_for(kind: ListenerKind, core: &Arc<Core>, cfg: &Config, token: [u8; 32], metrics: &crate::http::Metrics) -> Arc<dyn Handler> {
+/// The SMTP limits and policy from the configuration (`[limits]`, `[auth]`, `[smtp]`).
+pub fn smtp_settings(cfg: &Config) -> (postern_smtp::SmtpLimits, postern_smtp::SmtpPolicy) {
+    use crate::config::{DmarcQuarantine, DmarcReject};
+    use postern_smtp::{DmarcQuarantineAction, DmarcRejectAction};
+    let l = &cfg.limits;
+    let limits = postern_smtp::SmtpLimits {
+        line_length: l.smtp_line_length,
+        message_size: l.message_size,
+        recipients_per_message: l.recipients_per_message,
+        messages_per_connection: l.messages_per_connection,
+        errors_before_disconnect: l.smtp_errors_before_disconnect,
+        command_timeout: Duration::from_secs(l.smtp_command_timeout_secs),
+        data_timeout: Duration::from_secs(l.smtp_data_timeout_secs),
+        tls_handshake_timeout: Duration::from_secs(l.tls_handshake_timeout_secs),
+    };
+    let max_unknown = cfg.smtp.max_unknown_recipients;
+    let policy = postern_smtp::SmtpPolicy {
+        allow_plaintext_auth_on_loopback: cfg.auth.allow_plaintext_on_loopback,
+        dmarc_reject: match cfg.smtp.dmarc_reject {
+            DmarcReject::Reject => DmarcRejectAction::Reject,
+            DmarcReject::Quarantine => DmarcRejectAction::Quarantine,
+            DmarcReject::Accept => DmarcRejectAction::Accept,
+        },
+        dmarc_quarantine: match cfg.smtp.dmarc_quarantine {
+            DmarcQuarantine::Junk => DmarcQuarantineAction::Junk,
+            DmarcQuarantine::Accept => DmarcQuarantineAction::Accept,
+        },
+        max_unknown_recipients: max_unknown,
+        probe_ip_threshold: max_unknown.saturating_mul(5),
+        ..Default::default()
+    };
+    (limits, policy)
+}
+
+fn handler_for(
+    kind: ListenerKind,
+    core: &Arc<Core>,
+    cfg: &Config,
+    metrics: &crate::http::Metrics,
+    smtp: &Arc<postern_smtp::SmtpHandler>,
+) -> Arc<dyn Handler> {
     match kind {
-        ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => {
-            // RFC 5321 §3.1: 554 in the greeting = no SMTP service here.
-            Arc::new(Unavailable(b"554 5.3.2 SMTP service is not enabled in this build\r\n"))
-        }
+        // One handler (and so one RCPT-probe map) for MX and submission; the session
+        // tells them apart by listener kind.
+        ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => smtp.clone(),
         ListenerKind::Imap | ListenerKind::Imaps => {
             Arc::new(Unavailable(b"* BYE [UNAVAILABLE] IMAP service is not enabled in this build\r\n"))
         }
-        ListenerKind::Admin => crate::http::admin_handler(core.clone(), cfg, token, metrics.clone()),
+        ListenerKind::Admin => crate::http::admin_handler(core.clone(), cfg, metrics.clone()),
         ListenerKind::Http | ListenerKind::Https => crate::http::web_handler(core.clone(), cfg),
     }
 }
@@ -232,11 +271,20 @@ pub fn run(cfg: Config) -> Result<ExitCode, String> {
     rt.block_on(async move {
         let metrics = crate::http::Metrics::install();
         let core = Arc::new(open_core(&cfg)?);
+        core.set_admin_token(&token);
         let server = Server::new(limits, Some(tls.config.clone()));
+        // Built once: the verifier's resolver and caches are shared by every session.
+        let dns = postern_smtp::verify::DnsSettings {
+            nameservers: cfg.dns.nameservers.clone(),
+            timeout: Duration::from_secs(cfg.dns.timeout_secs),
+        };
+        let verifier = Arc::new(postern_smtp::verify::InboundVerifier::new(&dns).map_err(|e| format!("DNS resolver: {e}"))?);
+        let (smtp_limits, smtp_policy) = smtp_settings(&cfg);
+        let smtp = Arc::new(postern_smtp::SmtpHandler::new(core.clone(), &cfg.hostname, smtp_limits, smtp_policy, verifier));
         for l in report.bound {
             let kind = l.spec.kind;
             let addr = l.local_addr;
-            let handler = handler_for(kind, &core, &cfg, token, &metrics);
+            let handler = handler_for(kind, &core, &cfg, &metrics, &smtp);
             server.spawn(l, handler).map_err(|e| format!("{kind} on {addr}: {e}"))?;
             println!("listening {} {}", kind.name(), addr);
         }

@@ -1,0 +1,879 @@
+//! One SMTP connection: the command state machine of RFC 5321 §4.1.4 (EHLO/HELO → MAIL
+//! → RCPT+ → DATA/BDAT, with RSET, NOOP, QUIT, HELP, VRFY, EXPN at any time), STARTTLS
+//! (RFC 3207), AUTH (RFC 4954) on the submission listeners, and delivery through
+//! `core`.
+//!
+//! MX (`ListenerKind::Smtp`) and submission (`Submission`, `Submissions`) share this
+//! code; they differ in four places: AUTH is offered only on submission, MAIL on
+//! submission needs AUTH and an owned sender, recipients of other domains are refused
+//! differently, and only the MX runs SPF/DKIM/DMARC.
+
+use crate::Shared;
+use crate::command::{self, Command, ParseError, Path};
+use crate::conn::{Conn, ConnError, Line};
+use crate::data::{self, Problem};
+use crate::limits::{DmarcQuarantineAction, DmarcRejectAction};
+use crate::reply::{self, line};
+use crate::trace;
+use crate::verify::{DmarcDisposition, DmarcPolicy, VerifyInput};
+use base64::Engine;
+use postern_core::address::{Address, parse_address};
+use postern_core::delivery::QuotaCheck;
+use postern_core::directory::Resolution;
+use postern_core::store::{Actor, Principal, Role, SessionInfo};
+use postern_core::{Authenticated, CoreError, Ctx};
+use postern_net::{BoxStream, ConnInfo, ListenerKind, Shutdown};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+#[must_use]
+pub(crate) enum Flow {
+    Continue,
+    Close,
+}
+
+struct Helo {
+    name: String,
+    esmtp: bool,
+}
+
+struct Rcpt {
+    /// The address as accepted (normalised), for the Received `for` clause and the ledger.
+    address: String,
+    principals: Vec<Principal>,
+    /// External targets of an alias, not delivered until the outbound queue exists.
+    forwards: Vec<String>,
+    /// Members of a group left out because their mailbox is full.
+    quota_skipped: Vec<String>,
+    notify: Option<String>,
+    orcpt: Option<String>,
+}
+
+/// A mail transaction (RFC 5321 §3.3), from MAIL to the end of the message.
+struct Tx {
+    /// The reverse-path, "" for `<>`.
+    from: String,
+    declared_size: Option<u64>,
+    smtputf8: bool,
+    body: Option<String>,
+    ret: Option<String>,
+    envid: Option<String>,
+    rcpts: Vec<Rcpt>,
+    /// BDAT chunks so far (RFC 3030); `Some` once the first chunk arrived.
+    bdat: Option<Vec<u8>>,
+}
+
+pub(crate) struct Session {
+    shared: Arc<Shared>,
+    id: u64,
+    kind: ListenerKind,
+    remote: SocketAddr,
+    conn: Conn,
+    tls: bool,
+    acceptor: Option<TlsAcceptor>,
+    helo: Option<Helo>,
+    auth: Option<Authenticated>,
+    tx: Option<Tx>,
+    /// Message transactions ended (delivered or refused) in this connection.
+    messages: u32,
+    errors: u32,
+    unknown_rcpts: u32,
+    shutdown: Shutdown,
+}
+
+pub(crate) async fn run(shared: Arc<Shared>, stream: BoxStream, info: ConnInfo, shutdown: Shutdown) {
+    let mut s = Session {
+        id: info.id,
+        kind: info.kind,
+        remote: info.remote,
+        conn: Conn::new(stream),
+        tls: info.tls,
+        acceptor: info.tls_acceptor,
+        helo: None,
+        auth: None,
+        tx: None,
+        messages: 0,
+        errors: 0,
+        unknown_rcpts: 0,
+        shutdown,
+        shared,
+    };
+    // RFC 5321 §4.3.1: the greeting; §4.1.3 the name is our domain.
+    let greeting = format!("220 {} ESMTP ready\r\n", s.shared.hostname);
+    s.conn.send(greeting.as_bytes());
+    s.serve().await;
+    s.conn.close().await;
+}
+
+impl Session {
+    fn submission(&self) -> bool {
+        self.kind != ListenerKind::Smtp
+    }
+
+    fn plaintext_auth_allowed(&self) -> bool {
+        self.tls || (self.shared.policy.allow_plaintext_auth_on_loopback && self.remote.ip().to_canonical().is_loopback())
+    }
+
+    /// Queues a reply; 4xx/5xx count towards the error limit, and reaching it adds the
+    /// 421 and ends the session.
+    fn send(&mut self, r: &str) -> Flow {
+        self.conn.send(r.as_bytes());
+        if reply::is_error(r) && !r.starts_with("421") {
+            self.errors += 1;
+            if self.errors >= self.shared.limits.errors_before_disconnect {
+                metrics::counter!("postern_smtp_disconnects_total", "reason" => "errors").increment(1);
+                self.conn
+                    .send(line(421, "4.7.0", &format!("{} Too many errors; closing connection", self.shared.hostname)).as_bytes());
+                return Flow::Close;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn reply(&mut self, code: u16, status: &str, text: &str) -> Flow {
+        self.send(&line(code, status, text))
+    }
+
+    /// 421 and close (RFC 5321 §3.8).
+    fn close_with(&mut self, status: &str, text: &str, reason: &'static str) -> Flow {
+        metrics::counter!("postern_smtp_disconnects_total", "reason" => reason).increment(1);
+        let r = line(421, status, &format!("{} {text}", self.shared.hostname));
+        self.conn.send(r.as_bytes());
+        Flow::Close
+    }
+
+    fn session_info(&self) -> SessionInfo {
+        SessionInfo {
+            protocol: "smtp".into(),
+            remote: Some(self.remote.to_string()),
+            client_id: self.helo.as_ref().map(|h| h.name.clone()),
+            auth_method: None,
+            session_id: Some(self.id),
+        }
+    }
+
+    async fn serve(&mut self) {
+        let max = self.shared.limits.line_length;
+        loop {
+            // RFC 5321 §4.5.3.2.7: the server waits this long for the next command; the
+            // whole line must arrive within it (one byte a minute does not reset it).
+            let deadline = Instant::now() + self.shared.limits.command_timeout;
+            let read = self.conn.read_line(max, deadline, Some(&mut self.shutdown)).await;
+            let flow = match read {
+                Err(ConnError::Timeout) => self.close_with("4.4.2", "Timeout waiting for a command; closing", "timeout"),
+                Err(ConnError::Shutdown) => self.close_with("4.3.2", "Service shutting down; closing", "shutdown"),
+                Err(ConnError::Closed) => Flow::Close,
+                // RFC 5321 §4.5.3.1.4 / §4.2.2: 500 5.5.2 for a line too long.
+                Ok(Line::TooLong) => self.reply(500, "5.5.2", &format!("Line too long (limit {max} octets)")),
+                // RFC 5321 §2.3.8: CR and LF only as CRLF.
+                Ok(Line::BareLf) => self.reply(500, "5.5.2", "Bare LF in command; lines end with CRLF (RFC 5321 §2.3.8)"),
+                Ok(Line::BareCr) => self.reply(500, "5.5.2", "Bare CR in command (RFC 5321 §2.3.8)"),
+                Ok(Line::Ok(bytes)) => self.command(&bytes).await,
+            };
+            if let Flow::Close = flow {
+                return;
+            }
+        }
+    }
+
+    async fn command(&mut self, bytes: &[u8]) -> Flow {
+        let cmd = match command::parse(bytes) {
+            Ok(c) => c,
+            Err(ParseError::Unknown) => return self.reply(500, "5.5.1", "Command unrecognized"),
+            Err(ParseError::Encoding) => return self.reply(500, "5.5.2", "Command is not valid UTF-8"),
+            Err(ParseError::Syntax(s)) => return self.reply(501, "5.5.4", &format!("Syntax: {s}")),
+            Err(ParseError::SourceRoute) => {
+                return self.reply(553, "5.7.1", "Source routes are not accepted (RFC 5321 §4.1.2)");
+            }
+        };
+        debug!(command = ?std::mem::discriminant(&cmd), "command");
+        match cmd {
+            Command::Ehlo(name) => self.ehlo(name, true),
+            Command::Helo(name) => self.ehlo(name, false),
+            Command::StartTls => self.starttls().await,
+            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial).await,
+            Command::Mail { path, params } => self.mail(path, params).await,
+            Command::Rcpt { path, params } => self.rcpt(path, params).await,
+            Command::Data => self.data().await,
+            Command::Bdat { size, last } => self.bdat(size, last).await,
+            // RFC 5321 §4.1.1.5.
+            Command::Rset => {
+                self.tx = None;
+                self.reply(250, "2.0.0", "OK")
+            }
+            Command::Noop => self.reply(250, "2.0.0", "OK"),
+            Command::Quit => {
+                self.conn.send(line(221, "2.0.0", &format!("{} closing connection", self.shared.hostname)).as_bytes());
+                Flow::Close
+            }
+            Command::Help => self.reply(214, "2.0.0", "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT STARTTLS AUTH"),
+            // RFC 5321 §3.5.3: 252 when we will not verify (no account enumeration).
+            Command::Vrfy => self.reply(252, "2.5.0", "Cannot VRFY user, but will accept message for delivery"),
+            // RFC 5321 §3.5.2: EXPN may be disabled; it lists group members.
+            Command::Expn => self.reply(502, "5.5.1", "EXPN is not available"),
+        }
+    }
+
+    /// RFC 5321 §4.1.1.1; EHLO resets any transaction (§4.1.4).
+    fn ehlo(&mut self, name: String, esmtp: bool) -> Flow {
+        self.tx = None;
+        let host = self.shared.hostname.clone();
+        let greet = format!("{host} Hello {name} {}", trace::address_literal(self.remote.ip()));
+        self.helo = Some(Helo { name, esmtp });
+        if !esmtp {
+            // RFC 2034 codes belong to EHLO sessions; HELO gets the bare reply.
+            return self.send(&format!("250 {greet}\r\n"));
+        }
+        let mut lines = vec![
+            greet,
+            // RFC 2920.
+            "PIPELINING".to_string(),
+            // RFC 1870.
+            format!("SIZE {}", self.shared.limits.message_size),
+            // RFC 6152.
+            "8BITMIME".to_string(),
+            // RFC 6531.
+            "SMTPUTF8".to_string(),
+            // RFC 2034.
+            "ENHANCEDSTATUSCODES".to_string(),
+            // RFC 3030.
+            "CHUNKING".to_string(),
+            // RFC 3461.
+            "DSN".to_string(),
+        ];
+        if !self.tls && self.acceptor.is_some() {
+            // RFC 3207.
+            lines.push("STARTTLS".to_string());
+        }
+        if self.submission() && self.auth.is_none() && self.plaintext_auth_allowed() {
+            // RFC 4954 §3; not offered before TLS (RFC 8314 §3), nor on the MX.
+            lines.push("AUTH PLAIN LOGIN".to_string());
+        }
+        let n = lines.len();
+        let mut out = String::new();
+        for (i, l) in lines.iter().enumerate() {
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            out.push_str(&format!("250{sep}{l}\r\n"));
+        }
+        self.send(&out)
+    }
+
+    /// RFC 3207.
+    async fn starttls(&mut self) -> Flow {
+        if self.tls {
+            return self.reply(503, "5.5.1", "TLS is already active");
+        }
+        let Some(acceptor) = self.acceptor.clone() else {
+            return self.reply(454, "4.7.0", "TLS not available");
+        };
+        if self.helo.as_ref().is_none_or(|h| !h.esmtp) {
+            return self.reply(503, "5.5.1", "Send EHLO first");
+        }
+        // RFC 3207 §4.2 and CVE-2011-0411: bytes that arrived after the STARTTLS line
+        // were sent in plaintext, before the handshake; they are discarded, never
+        // executed inside the TLS session (DESIGN invariant 7). A well-behaved client
+        // sends nothing until it has read our 220 (RFC 2920 §3.1: STARTTLS ends a group).
+        let dropped = self.conn.discard_buffered();
+        if dropped > 0 {
+            metrics::counter!("postern_smtp_starttls_discarded_total").increment(1);
+            warn!(session = self.id, bytes = dropped, "discarded plaintext pipelined after STARTTLS");
+        }
+        self.conn.send(line(220, "2.0.0", "Ready to start TLS").as_bytes());
+        if self.conn.flush().await.is_err() {
+            return Flow::Close;
+        }
+        let Some(plain) = self.conn.take_stream() else {
+            return Flow::Close;
+        };
+        match postern_net::tls::starttls(plain, &acceptor, self.shared.limits.tls_handshake_timeout).await {
+            Ok(tls) => {
+                self.conn.set_stream(tls);
+                self.tls = true;
+                // RFC 3207 §4.2: forget everything learnt before the handshake, EHLO
+                // argument included; the client must EHLO again.
+                self.helo = None;
+                self.tx = None;
+                self.auth = None;
+                Flow::Continue
+            }
+            Err(e) => {
+                debug!(session = self.id, error = %e, "STARTTLS handshake failed");
+                Flow::Close
+            }
+        }
+    }
+
+    /// One line of a SASL exchange after a 334 challenge (RFC 4954 §4), base64-decoded.
+    async fn sasl_response(&mut self, challenge: &str) -> Result<Vec<u8>, Flow> {
+        self.conn.send(format!("334 {challenge}\r\n").as_bytes());
+        let deadline = Instant::now() + self.shared.limits.command_timeout;
+        let read = self
+            .conn
+            .read_line(self.shared.limits.line_length, deadline, Some(&mut self.shutdown))
+            .await;
+        match read {
+            Err(ConnError::Timeout) => Err(self.close_with("4.4.2", "Timeout waiting for a response; closing", "timeout")),
+            Err(ConnError::Shutdown) => Err(self.close_with("4.3.2", "Service shutting down; closing", "shutdown")),
+            Err(ConnError::Closed) => Err(Flow::Close),
+            Ok(Line::TooLong) => Err(self.reply(500, "5.5.6", "Authentication exchange line is too long")),
+            Ok(Line::BareLf | Line::BareCr) => Err(self.reply(500, "5.5.2", "Bare CR or LF (RFC 5321 §2.3.8)")),
+            // RFC 4954 §4: "*" cancels.
+            Ok(Line::Ok(l)) if l == b"*" => Err(self.reply(501, "5.0.0", "Authentication cancelled")),
+            Ok(Line::Ok(l)) => self.decode_b64(&l),
+        }
+    }
+
+    fn decode_b64(&mut self, s: &[u8]) -> Result<Vec<u8>, Flow> {
+        if s == b"=" {
+            return Ok(Vec::new());
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|_| self.reply(501, "5.5.2", "Invalid base64 in authentication exchange"))
+    }
+
+    /// RFC 4954 with PLAIN (RFC 4616, SASL-IR) and LOGIN.
+    async fn auth(&mut self, mechanism: &str, initial: Option<String>) -> Flow {
+        if !self.submission() {
+            return self.reply(502, "5.5.1", "AUTH is not offered on this port; use submission (587 or 465)");
+        }
+        if self.helo.as_ref().is_none_or(|h| !h.esmtp) {
+            return self.reply(503, "5.5.1", "Send EHLO first");
+        }
+        if self.auth.is_some() {
+            return self.reply(503, "5.5.1", "Already authenticated");
+        }
+        if self.tx.is_some() {
+            return self.reply(503, "5.5.1", "AUTH is not allowed during a mail transaction");
+        }
+        if !self.plaintext_auth_allowed() {
+            // RFC 4954 §6; DESIGN invariant 7.
+            return self.reply(538, "5.7.11", "Encryption required for requested authentication mechanism");
+        }
+        let (user, secret) = match mechanism {
+            "PLAIN" => {
+                let blob = match initial {
+                    Some(i) => match self.decode_b64(i.as_bytes()) {
+                        Ok(b) => b,
+                        Err(f) => return f,
+                    },
+                    None => match self.sasl_response("").await {
+                        Ok(b) => b,
+                        Err(f) => return f,
+                    },
+                };
+                // RFC 4616 §2: [authzid] NUL authcid NUL passwd.
+                let parts: Vec<&[u8]> = blob.split(|&b| b == 0).collect();
+                let [authz, authc, pass] = parts.as_slice() else {
+                    return self.reply(501, "5.5.2", "Malformed PLAIN response");
+                };
+                if !authz.is_empty() && authz != authc {
+                    // No proxy authorization: acting as someone else is not offered.
+                    return self.reply(535, "5.7.8", "Authentication credentials invalid");
+                }
+                (authc.to_vec(), pass.to_vec())
+            }
+            "LOGIN" => {
+                let user = match initial {
+                    Some(i) => match self.decode_b64(i.as_bytes()) {
+                        Ok(b) => b,
+                        Err(f) => return f,
+                    },
+                    // "Username:" / "Password:" (draft-murchison-sasl-login).
+                    None => match self.sasl_response("VXNlcm5hbWU6").await {
+                        Ok(b) => b,
+                        Err(f) => return f,
+                    },
+                };
+                let pass = match self.sasl_response("UGFzc3dvcmQ6").await {
+                    Ok(b) => b,
+                    Err(f) => return f,
+                };
+                (user, pass)
+            }
+            _ => return self.reply(504, "5.5.4", "Unrecognized authentication type; use PLAIN or LOGIN"),
+        };
+        let (Ok(user), Ok(secret)) = (String::from_utf8(user), String::from_utf8(secret)) else {
+            return self.reply(501, "5.5.2", "Credentials are not valid UTF-8");
+        };
+        let result = self
+            .shared
+            .core
+            .authenticate(&user, &secret, "smtp", self.session_info())
+            .await;
+        match result {
+            Ok(a) => {
+                info!(session = self.id, user = a.address(), "authenticated");
+                self.auth = Some(a);
+                self.reply(235, "2.7.0", "Authentication successful")
+            }
+            Err(e) => {
+                let r = reply::for_error(&e);
+                self.send(&r)
+            }
+        }
+    }
+
+    /// RFC 5321 §4.1.1.2.
+    async fn mail(&mut self, path: Path, params: Vec<(String, Option<String>)>) -> Flow {
+        if self.helo.is_none() {
+            return self.reply(503, "5.5.1", "Send EHLO or HELO first");
+        }
+        if self.tx.is_some() {
+            return self.reply(503, "5.5.1", "Nested MAIL command");
+        }
+        if self.messages >= self.shared.limits.messages_per_connection {
+            return self.close_with("4.7.0", "Too many messages in one connection; reconnect to send more", "messages");
+        }
+        if self.submission() && self.auth.is_none() {
+            // RFC 4954 §6.
+            return self.reply(530, "5.7.0", "Authentication required");
+        }
+        let mut tx = Tx {
+            from: String::new(),
+            declared_size: None,
+            smtputf8: false,
+            body: None,
+            ret: None,
+            envid: None,
+            rcpts: Vec::new(),
+            bdat: None,
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        for (key, value) in &params {
+            if seen.contains(&key.as_str()) {
+                return self.reply(501, "5.5.4", &format!("Duplicate parameter {key}"));
+            }
+            seen.push(key);
+            match (key.as_str(), value.as_deref()) {
+                // RFC 1870 §6.
+                ("SIZE", Some(v)) => {
+                    let Some(n) = v.parse::<u64>().ok().filter(|_| v.len() <= 20) else {
+                        return self.reply(501, "5.5.4", "Syntax: SIZE=<octets>");
+                    };
+                    if n > self.shared.limits.message_size {
+                        // RFC 1870 §6.2.
+                        return self.reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
+                    }
+                    tx.declared_size = Some(n);
+                }
+                // RFC 6152 §2; BINARYMIME (RFC 3030 §3) is not offered.
+                ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") || v.eq_ignore_ascii_case("8BITMIME") => {
+                    tx.body = Some(v.to_ascii_uppercase());
+                }
+                // RFC 6531 §3.4.
+                ("SMTPUTF8", None) => tx.smtputf8 = true,
+                // RFC 3461 §4.3 and §4.4.
+                ("RET", Some(v)) if v.eq_ignore_ascii_case("FULL") || v.eq_ignore_ascii_case("HDRS") => {
+                    tx.ret = Some(v.to_ascii_uppercase());
+                }
+                ("ENVID", Some(v)) if v.len() <= 100 => tx.envid = Some(v.to_string()),
+                // RFC 4954 §5: accepted from an authenticated client, not acted upon.
+                ("AUTH", Some(_)) if self.submission() => {}
+                _ => return self.reply(555, "5.5.4", &format!("Unsupported MAIL parameter {key}")),
+            }
+        }
+        if let Path::Mailbox(m) = &path {
+            if !m.is_ascii() && !tx.smtputf8 {
+                // RFC 6531 §3.4.
+                return self.reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter");
+            }
+            let a = match parse_address(m) {
+                Ok(a) => a,
+                Err(e) => return self.reply(553, "5.1.7", &format!("Bad sender address: {e}")),
+            };
+            tx.from = a.to_string();
+            if let Some(auth) = &self.auth {
+                match self.shared.core.may_send_as(auth, &a).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let who = auth.address().to_string();
+                        return self.reply(553, "5.7.1", &format!("Sender address <{a}> is not owned by {who}"));
+                    }
+                    Err(e) => {
+                        let r = reply::for_error(&e);
+                        return self.send(&r);
+                    }
+                }
+            }
+        } else if self.submission() {
+            return self.reply(553, "5.7.1", "The null sender is not accepted on submission");
+        }
+        self.tx = Some(tx);
+        self.reply(250, "2.1.0", "Sender OK")
+    }
+
+    /// Counts an unknown recipient (metrics and the per-address probe guard; not the
+    /// ledger, see `probe`).
+    fn unknown_rcpt(&mut self) -> Flow {
+        self.unknown_rcpts += 1;
+        metrics::counter!("postern_smtp_rcpt_unknown_total").increment(1);
+        self.shared.probes.unknown(self.remote.ip());
+        let f = self.reply(550, "5.1.1", "No such user here");
+        if let Flow::Close = f {
+            return f;
+        }
+        if self.unknown_rcpts >= self.shared.policy.max_unknown_recipients {
+            return self.close_with("4.7.1", "Too many unknown recipients; closing", "unknown_recipients");
+        }
+        Flow::Continue
+    }
+
+    /// RFC 5321 §4.1.1.3.
+    async fn rcpt(&mut self, path: Path, params: Vec<(String, Option<String>)>) -> Flow {
+        let Some(tx) = &self.tx else {
+            return self.reply(503, "5.5.1", "Send MAIL first");
+        };
+        let (declared, smtputf8, count) = (tx.declared_size, tx.smtputf8, tx.rcpts.len());
+        if count >= self.shared.limits.recipients_per_message as usize {
+            // RFC 5321 §4.5.3.1.10.
+            return self.reply(452, "4.5.3", "Too many recipients");
+        }
+        if self.shared.probes.blocked(self.remote.ip()) {
+            metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "probe_block").increment(1);
+            return self.reply(450, "4.7.1", "Too many unknown recipients from your address; try again later");
+        }
+        let (mut notify, mut orcpt) = (None, None);
+        for (key, value) in params {
+            match (key.as_str(), value) {
+                // RFC 3461 §4.1.
+                ("NOTIFY", Some(v)) if notify.is_none() => {
+                    let v = v.to_ascii_uppercase();
+                    let words: Vec<&str> = v.split(',').collect();
+                    let ok = words == ["NEVER"] || words.iter().all(|w| ["SUCCESS", "FAILURE", "DELAY"].contains(w));
+                    if !ok {
+                        return self.reply(501, "5.5.4", "Syntax: NOTIFY=NEVER or SUCCESS,FAILURE,DELAY");
+                    }
+                    notify = Some(v);
+                }
+                // RFC 3461 §4.2.
+                ("ORCPT", Some(v)) if orcpt.is_none() && v.contains(';') && v.len() <= 500 => orcpt = Some(v),
+                _ => return self.reply(555, "5.5.4", &format!("Unsupported RCPT parameter {key}")),
+            }
+        }
+        let a: Address = match &path {
+            Path::Null => return self.reply(501, "5.5.4", "Syntax: RCPT TO:<address>"),
+            // RFC 5321 §4.5.1: <Postmaster> without a domain MUST be accepted; it is the
+            // postmaster of the domain we answer as: our host name, or the nearest
+            // parent domain of it that is ours (mx.example.com → example.com).
+            Path::Postmaster => match postmaster(&self.shared).await {
+                Some(a) => a,
+                None => return self.reply(550, "5.1.1", "No such user here"),
+            },
+            Path::Mailbox(m) => {
+                if !m.is_ascii() && !smtputf8 {
+                    return self.reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter");
+                }
+                if m.rsplit_once('@').is_some_and(|(_, d)| d.starts_with('[')) {
+                    // `<u@[192.0.2.1]>` names a host, not one of our domains.
+                    return self.reply(550, "5.7.1", "Relaying denied: address literals are not accepted");
+                }
+                match parse_address(m) {
+                    Ok(a) => a,
+                    // `%` and `!` relay hacks, quoting, control characters land here.
+                    Err(e) => return self.reply(553, "5.1.3", &format!("Bad recipient address: {e}")),
+                }
+            }
+        };
+        let resolution = match self.shared.core.resolve(&a).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(session = self.id, error = %e, "recipient lookup failed");
+                let r = reply::for_error(&e);
+                return self.send(&r);
+            }
+        };
+        let (local, external) = match resolution {
+            Resolution::NotOurs if self.submission() => {
+                // Issue 5 (outbound queue) is not built: mail to other domains cannot be
+                // sent on yet. A temporary refusal keeps it in the client's outbox.
+                metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "no_outbound").increment(1);
+                return self.reply(451, "4.4.0", &format!("Delivery to other domains is not available yet; <{a}> not accepted, try later"));
+            }
+            Resolution::NotOurs => {
+                metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "relay").increment(1);
+                return self.reply(550, "5.7.1", "Relaying denied");
+            }
+            Resolution::Unknown => return self.unknown_rcpt(),
+            Resolution::Deliver { local, external } => (local, external),
+        };
+        if local.is_empty() {
+            // Only external targets (a forwarding alias): forwarding needs the outbound
+            // queue of issue 5. 451 makes the sender retry instead of losing the mail.
+            metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "forward_only").increment(1);
+            return self.reply(451, "4.3.0", "Forwarding for this address is not available yet; try again later");
+        }
+        let mut principals = Vec::with_capacity(local.len());
+        let mut quota_skipped = Vec::new();
+        let (mut full, mut too_large) = (false, false);
+        for p in local {
+            match self.shared.core.quota_check(&p, declared).await {
+                Ok(QuotaCheck::Ok) => principals.push(p),
+                Ok(QuotaCheck::Full) => {
+                    full = true;
+                    quota_skipped.push(p.local_part.clone());
+                }
+                Ok(QuotaCheck::TooLarge) => {
+                    too_large = true;
+                    quota_skipped.push(p.local_part.clone());
+                }
+                Err(e) => {
+                    let r = reply::for_error(&e);
+                    return self.send(&r);
+                }
+            }
+        }
+        if principals.is_empty() {
+            metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "quota").increment(1);
+            return if too_large && !full {
+                // RFC 1870 §6.2 / RFC 3463 5.2.2.
+                self.reply(552, "5.2.2", "Mailbox full: the message is larger than the space left")
+            } else {
+                self.reply(452, "4.2.2", "Mailbox full")
+            };
+        }
+        let rcpt = Rcpt {
+            address: a.to_string(),
+            principals,
+            forwards: external,
+            quota_skipped,
+            notify,
+            orcpt,
+        };
+        if let Some(tx) = self.tx.as_mut() {
+            tx.rcpts.push(rcpt);
+        }
+        self.reply(250, "2.1.5", "Recipient OK")
+    }
+
+    /// RFC 5321 §4.1.1.4.
+    async fn data(&mut self) -> Flow {
+        let Some(tx) = &self.tx else {
+            return self.reply(503, "5.5.1", "Send MAIL first");
+        };
+        if tx.bdat.is_some() {
+            return self.reply(503, "5.5.1", "DATA cannot follow BDAT (RFC 3030 §2)");
+        }
+        if tx.rcpts.is_empty() {
+            // RFC 5321 §3.3.
+            return self.reply(554, "5.5.1", "No valid recipients");
+        }
+        self.conn.send(b"354 End data with <CR><LF>.<CR><LF>\r\n");
+        // A total for the whole message (see `limits.smtp_data_timeout_secs`).
+        let deadline = Instant::now() + self.shared.limits.data_timeout;
+        let limits = &self.shared.limits;
+        let read = data::read_data(&mut self.conn, limits.message_size, limits.line_length, deadline).await;
+        match read {
+            Err(ConnError::Timeout) => self.close_with("4.4.2", "Timeout waiting for data; closing", "timeout"),
+            Err(_) => Flow::Close,
+            Ok(Err(problem)) => self.refuse_text(problem),
+            Ok(Ok(msg)) => self.finish(msg).await,
+        }
+    }
+
+    fn refuse_text(&mut self, problem: Problem) -> Flow {
+        self.tx = None;
+        self.messages += 1;
+        let reason = match problem {
+            Problem::TooBig => "too_big",
+            Problem::LineTooLong => "line_too_long",
+            Problem::BareLf => "bare_lf",
+            Problem::BareCr => "bare_cr",
+        };
+        metrics::counter!("postern_smtp_messages_refused_total", "reason" => reason).increment(1);
+        info!(session = self.id, reason, "message refused");
+        let r = problem.reply(self.shared.limits.line_length);
+        self.send(&r)
+    }
+
+    /// RFC 3030.
+    async fn bdat(&mut self, size: u64, last: bool) -> Flow {
+        let deadline = Instant::now() + self.shared.limits.data_timeout;
+        let max = self.shared.limits.message_size;
+        let valid = self.tx.as_ref().is_some_and(|t| !t.rcpts.is_empty());
+        if !valid {
+            // The chunk is read and dropped all the same: its bytes must never be taken
+            // as commands (they would be text the client meant as message).
+            return match self.conn.read_exact_into(size, None, deadline).await {
+                Err(ConnError::Timeout) => self.close_with("4.4.2", "Timeout waiting for data; closing", "timeout"),
+                Err(_) => Flow::Close,
+                Ok(()) if self.tx.is_some() => self.reply(554, "5.5.1", "No valid recipients"),
+                Ok(()) => self.reply(503, "5.5.1", "Send MAIL and RCPT first"),
+            };
+        }
+        let Some(tx) = self.tx.as_mut() else {
+            return Flow::Close;
+        };
+        let buf = tx.bdat.get_or_insert_with(Vec::new);
+        let fits = (buf.len() as u64).saturating_add(size) <= max;
+        let sink = if fits { Some(buf) } else { None };
+        match self.conn.read_exact_into(size, sink, deadline).await {
+            Err(ConnError::Timeout) => return self.close_with("4.4.2", "Timeout waiting for data; closing", "timeout"),
+            Err(_) => return Flow::Close,
+            Ok(()) => {}
+        }
+        if !fits {
+            return self.refuse_text(Problem::TooBig);
+        }
+        if !last {
+            return self.reply(250, "2.0.0", &format!("{size} octets received"));
+        }
+        let msg = self.tx.as_mut().and_then(|t| t.bdat.take()).unwrap_or_default();
+        if let Err(p) = data::check_text(&msg, self.shared.limits.line_length) {
+            return self.refuse_text(p);
+        }
+        self.finish(msg).await
+    }
+
+    /// The message is complete: checks, trace fields, delivery, and the reply that
+    /// acknowledges it only once it is durable (DESIGN invariant 13).
+    async fn finish(&mut self, msg: Vec<u8>) -> Flow {
+        let Some(tx) = self.tx.take() else {
+            return self.reply(503, "5.5.1", "Send MAIL first");
+        };
+        self.messages += 1;
+        let shared = self.shared.clone();
+        let hostname = shared.hostname.as_str();
+        let ip = self.remote.ip();
+        let (helo, esmtp) = match &self.helo {
+            Some(h) => (h.name.clone(), h.esmtp),
+            None => ("unknown".to_string(), false),
+        };
+        let mid = format!("{:x}.{}", self.id, self.messages);
+        let with = trace::protocol(esmtp, tx.smtputf8, self.tls, self.auth.is_some());
+        let single = (tx.rcpts.len() == 1).then(|| tx.rcpts[0].address.clone());
+        let trace_fields = trace::trace_fields(&tx.from, &helo, ip, hostname, &with, &mid, single.as_deref(), &trace::date_now());
+        let principals: Vec<Principal> = tx.rcpts.iter().flat_map(|r| r.principals.iter().cloned()).collect();
+        let mut details = json!({
+            "message_id": mid,
+            "listener": self.kind.name(),
+            "helo": helo,
+            "tls": self.tls,
+            "rcpt": tx.rcpts.iter().map(|r| r.address.clone()).collect::<Vec<_>>(),
+        });
+        let forwards: Vec<_> = tx
+            .rcpts
+            .iter()
+            .filter(|r| !r.forwards.is_empty())
+            .map(|r| json!({"rcpt": r.address, "to": r.forwards, "reason": "outbound queue not built (issue 5)"}))
+            .collect();
+        if !forwards.is_empty() {
+            details["forwards_skipped"] = json!(forwards);
+        }
+        let quota: Vec<_> = tx
+            .rcpts
+            .iter()
+            .filter(|r| !r.quota_skipped.is_empty())
+            .map(|r| json!({"rcpt": r.address, "members": r.quota_skipped}))
+            .collect();
+        if !quota.is_empty() {
+            details["quota_skipped"] = json!(quota);
+        }
+        if tx.ret.is_some() || tx.envid.is_some() || tx.rcpts.iter().any(|r| r.notify.is_some() || r.orcpt.is_some()) {
+            details["dsn"] = json!({
+                "ret": tx.ret, "envid": tx.envid,
+                "rcpts": tx.rcpts.iter().map(|r| json!({"rcpt": r.address, "notify": r.notify, "orcpt": r.orcpt})).collect::<Vec<_>>(),
+            });
+        }
+        if let Some(b) = &tx.body {
+            details["body"] = json!(b);
+        }
+        let size = msg.len();
+        let result = if self.submission() {
+            let Some(auth) = self.auth.clone() else {
+                return self.reply(530, "5.7.0", "Authentication required");
+            };
+            let (body, removed) = trace::strip_forged_results(msg, hostname);
+            if removed > 0 {
+                details["removed_authentication_results"] = json!(removed);
+            }
+            let mut full = trace_fields.into_bytes();
+            full.extend_from_slice(&body);
+            drop(body);
+            shared.core.submit(&auth, &tx.from, &principals, full, details).await
+        } else {
+            // RFC 7208 / 6376 / 7489 / 8617 checks on the text as received.
+            let verdict = shared
+                .verifier
+                .verify(&VerifyInput {
+                    remote_ip: ip,
+                    helo: &helo,
+                    mail_from: &tx.from,
+                    hostname,
+                    raw: &msg,
+                })
+                .await;
+            let mut to_junk = false;
+            match verdict.dmarc {
+                DmarcDisposition::Fail(DmarcPolicy::Reject) => match shared.policy.dmarc_reject {
+                    DmarcRejectAction::Reject => {
+                        metrics::counter!("postern_smtp_messages_refused_total", "reason" => "dmarc").increment(1);
+                        info!(session = self.id, from = %tx.from, "refused by DMARC p=reject");
+                        // RFC 7489 §6.7 / §10.3: reject within the SMTP transaction.
+                        return self.reply(550, "5.7.1", "Message rejected: it fails the DMARC policy of the sender's domain");
+                    }
+                    DmarcRejectAction::Quarantine => to_junk = true,
+                    DmarcRejectAction::Accept => {}
+                },
+                DmarcDisposition::Fail(DmarcPolicy::Quarantine) => {
+                    to_junk = shared.policy.dmarc_quarantine == DmarcQuarantineAction::Junk;
+                }
+                // TempError: accepted; the Authentication-Results field says temperror.
+                _ => {}
+            }
+            details["authentication"] = verdict.summary.clone();
+            let (body, removed) = trace::strip_forged_results(msg, hostname);
+            if removed > 0 {
+                details["removed_authentication_results"] = json!(removed);
+            }
+            let mut full = trace_fields.into_bytes();
+            full.extend_from_slice(verdict.authentication_results.as_bytes());
+            full.extend_from_slice(&body);
+            drop(body);
+            let ctx = Ctx {
+                actor: Actor {
+                    account: None,
+                    role: Role::Service,
+                },
+                session: self.session_info(),
+            };
+            shared.core.deliver(&ctx, &tx.from, &principals, full, to_junk, details).await
+        };
+        match result {
+            Ok(stored) => {
+                metrics::counter!("postern_smtp_messages_accepted_total", "listener" => self.kind.name()).increment(1);
+                info!(session = self.id, id = %mid, from = %tx.from, recipients = stored.len(), size, "delivered");
+                self.reply(250, "2.0.0", &format!("Message accepted, id {mid}"))
+            }
+            // The batch is all or nothing: nothing was stored; on retry the RCPT check
+            // leaves out the full mailbox.
+            Err(CoreError::QuotaExceeded) => self.reply(452, "4.2.2", "Mailbox full; nothing was delivered, try again later"),
+            Err(CoreError::Refused(why)) if self.submission() => self.reply(550, "5.7.1", &why),
+            Err(e) => {
+                warn!(session = self.id, error = %e, "delivery failed");
+                let r = reply::for_error(&e);
+                self.send(&r)
+            }
+        }
+    }
+}
+
+/// The postmaster address for `RCPT TO:<Postmaster>` (RFC 5321 §4.5.1).
+async fn postmaster(shared: &Shared) -> Option<Address> {
+    let mut domain = shared.hostname.as_str();
+    loop {
+        let a = parse_address(&format!("postmaster@{domain}")).ok()?;
+        if let Ok(Resolution::Deliver { .. }) = shared.core.resolve(&a).await {
+            return Some(a);
+        }
+        // Stop before a bare top-level label.
+        match domain.split_once('.') {
+            Some((_, parent)) if parent.contains('.') => domain = parent,
+            _ => return None,
+        }
+    }
+}
