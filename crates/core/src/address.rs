@@ -41,11 +41,21 @@ impl std::fmt::Display for Address {
 }
 
 /// Characters that never appear in a name, subject or address we accept: they end a
-/// header line or a protocol line somewhere (CR, LF, NUL, NEL, LS, PS) or are other
-/// control characters.
+/// header line or a protocol line somewhere (CR, LF, NUL, NEL, LS, PS), are other
+/// control characters, or are invisible format characters (general category Cf:
+/// zero-width spaces and joiners, bidirectional overrides such as U+202E, the BOM)
+/// that make two different names look the same.
 pub fn has_forbidden_chars(s: &str) -> bool {
-    s.chars()
-        .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}' || c == '\u{85}')
+    s.chars().any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}' || is_format_char(c))
+}
+
+/// Unicode general category Cf (Unicode 15), listed by hand to avoid a table crate.
+fn is_format_char(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
+        | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
+        | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
 /// A free-text field (display name, label): refused when it holds line breaks or control
@@ -92,9 +102,12 @@ fn atext(c: char) -> bool {
 }
 
 /// A local part as a dot-atom. `%` and `!` are refused (the `u%other@ours` and UUCP
-/// `other!u@ours` relay hacks, RFC 976), as are quoted strings.
+/// `other!u@ours` relay hacks, RFC 976), as are quoted strings. Normalised to NFC
+/// (RFC 6532 §3.1) and lower case, so look-alike spellings (NFC vs NFD) are one name;
+/// the length limit applies to the normalised form, which is what is stored.
 pub fn parse_local(s: &str) -> Result<String> {
-    if s.is_empty() || s.len() > MAX_LOCAL {
+    use unicode_normalization::UnicodeNormalization;
+    if s.is_empty() || s.len() > 4 * MAX_LOCAL {
         return Err(CoreError::invalid("address", "local part empty or longer than 64 octets"));
     }
     if has_forbidden_chars(s) {
@@ -106,7 +119,11 @@ pub fn parse_local(s: &str) -> Result<String> {
     if let Some(c) = s.chars().find(|&c| c != '.' && !atext(c)) {
         return Err(CoreError::invalid("address", format!("character {c:?} is not allowed in a local part")));
     }
-    Ok(s.to_lowercase())
+    let normal: String = s.nfc().collect::<String>().to_lowercase().nfc().collect();
+    if normal.len() > MAX_LOCAL {
+        return Err(CoreError::invalid("address", "local part longer than 64 octets"));
+    }
+    Ok(normal)
 }
 
 /// `local@domain`, normalised to lower case. Angle brackets, quoting, source routes,
@@ -177,6 +194,24 @@ mod tests {
         assert!(parse_address(&format!("{}@example.com", "a".repeat(65))).is_err());
         assert!(check_text("name", "Bob\r\nBcc: x", 100).is_err());
         assert!(check_text("name", "Bob Smith", 100).is_ok());
+    }
+
+    #[test]
+    fn look_alikes_are_one_name_or_refused() {
+        // "é" precomposed (NFC) and as e + combining acute (NFD) are the same account.
+        let nfc = parse_address("jos\u{e9}@example.com").unwrap();
+        let nfd = parse_address("jose\u{301}@example.com").unwrap();
+        assert_eq!(nfc, nfd);
+        // Invisible format characters never make a second, identical-looking name.
+        for bad in ["ad\u{200b}min@example.com", "admin\u{202e}@example.com", "\u{feff}admin@example.com"] {
+            assert!(parse_address(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(check_text("name", "Bob\u{202e}kcilc", 100).is_err());
+        // The limit applies after lower-casing: 'Ⱥ' (2 octets) lower-cases to 'ⱥ' (3).
+        // 30 of them are 60 octets as typed but 90 stored: refused.
+        assert!(parse_address(&format!("{}@example.com", "\u{23a}".repeat(30))).is_err());
+        assert!(parse_address(&format!("{}@example.com", "\u{23a}".repeat(21))).is_ok());
+        assert!(parse_address(&format!("{}@example.com", "\u{23a}".repeat(22))).is_err());
     }
 
     #[test]

@@ -135,6 +135,35 @@ impl Core {
         ))
     }
 
+    /// Commits a change together with its ledger entry. When the change is refused
+    /// (exists, not found, …) the batch rolls back, so the attempt is recorded in an
+    /// entry of its own with the error as its result: failed admin actions leave a trace.
+    async fn commit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        let entries: Vec<LedgerRecord> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::AppendLedger(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        match self.store.write(ops).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let result = format!("error: {e}");
+                let failed = entries
+                    .into_iter()
+                    .map(|mut r| {
+                        r.result = result.clone();
+                        Op::AppendLedger(r)
+                    })
+                    .collect();
+                // When the store itself is down this fails too; the error still reaches the caller.
+                let _ = self.store.write(failed).await;
+                Err(e.into())
+            }
+        }
+    }
+
     // ---- domains ----
 
     pub async fn domain_add(&self, admin: &AdminSession, name: &str) -> Result<Domain> {
@@ -144,8 +173,7 @@ impl Core {
             name: name.clone(),
             created_ms: now_ms(),
         };
-        self.store
-            .write(vec![
+        self.commit(vec![
                 Op::CreateDomain(d.clone()),
                 Self::ledger_op(
                     admin,
@@ -166,8 +194,7 @@ impl Core {
 
     pub async fn domain_remove(&self, admin: &AdminSession, name: &str) -> Result<()> {
         let d = self.domain_of(&parse_domain(name)?).await?;
-        self.store
-            .write(vec![
+        self.commit(vec![
                 Op::RemoveDomain(d.id),
                 Self::ledger_op(
                     admin,
@@ -278,7 +305,7 @@ impl Core {
             None,
             Some(json!({"address": addr, "kind": kind, "display_name": name, "quota_bytes": quota_bytes, "password_set": secret.is_some()})),
         ));
-        self.store.write(ops).await?;
+        self.commit(ops).await?;
         Ok(NewAccount {
             account: self.info(&d, &p).await?,
             generated_password: generated,
@@ -314,8 +341,7 @@ impl Core {
         let a = parse_address(address)?;
         let (d, p) = self.principal_of(&a).await?;
         let before = serde_json::to_value(self.info(&d, &p).await?).ok();
-        self.store
-            .write(vec![
+        self.commit(vec![
                 Op::RemovePrincipal(p.id),
                 Self::ledger_op(
                     admin,
@@ -376,8 +402,7 @@ impl Core {
             created_ms: now_ms(),
         };
         let new_id = cred.id.to_string();
-        self.store
-            .write(vec![
+        self.commit(vec![
                 Op::SetPassword {
                     principal: p.id,
                     credential: cred,
@@ -403,8 +428,7 @@ impl Core {
     ) -> Result<()> {
         let a = parse_address(address)?;
         let (_, p) = self.principal_of(&a).await?;
-        self.store
-            .write(vec![
+        self.commit(vec![
                 Op::SetQuota {
                     principal: p.id,
                     quota_bytes,
@@ -469,8 +493,7 @@ impl Core {
             protocols: cred.protocols.clone(),
             created_ms: cred.created_ms,
         };
-        self.store
-            .write(vec![
+        self.commit(vec![
                 Op::AddCredential(cred),
                 Self::ledger_op(
                     admin,
@@ -521,8 +544,7 @@ impl Core {
             .into_iter()
             .find(|c| c.kind == CredentialKind::App && c.id.to_string() == id)
             .ok_or_else(|| CoreError::NotFound(format!("app password {id}")))?;
-        self.store
-            .write(vec![
+        self.commit(vec![
                 Op::RemoveCredential(cred.id),
                 Self::ledger_op(
                     admin,
@@ -559,8 +581,7 @@ impl Core {
             alias: a.to_string(),
             target: t.to_string(),
         };
-        self.store
-            .write(vec![
+        self.commit(vec![
                 Op::AddAlias(Alias {
                     id: AliasId::generate(),
                     domain: d.id,
@@ -634,7 +655,7 @@ impl Core {
                 None,
             ));
         }
-        self.store.write(ops).await?;
+        self.commit(ops).await?;
         Ok(found.len())
     }
 
@@ -666,7 +687,7 @@ impl Core {
         };
         let objects = vec![format!("principal:{}", p.id)];
         let entry = Self::ledger_op(admin, action, Some(&g.to_string()), objects, before, after);
-        self.store.write(vec![op, entry]).await?;
+        self.commit(vec![op, entry]).await?;
         Ok(())
     }
 

@@ -180,7 +180,9 @@ impl Core {
         }
         let (meta, raw) = self.extract_meta(raw).await?;
         if meta.envelope.from.is_empty() {
-            return Err(CoreError::Refused("the From header field holds no address".into()));
+            return Err(CoreError::Refused(
+                "the From header field holds no address".into(),
+            ));
         }
         for addr in &meta.envelope.from {
             let owned = match addr.address.as_deref().map(parse_address) {
@@ -245,7 +247,9 @@ impl Core {
             let mailbox = if to_junk {
                 match self.special_mailbox(p.id, SpecialUse::Junk).await {
                     Ok(m) => m,
-                    Err(CoreError::NotFound(_)) => self.special_mailbox(p.id, SpecialUse::Inbox).await?,
+                    Err(CoreError::NotFound(_)) => {
+                        self.special_mailbox(p.id, SpecialUse::Inbox).await?
+                    }
                     Err(e) => return Err(e),
                 }
             } else {
@@ -303,7 +307,11 @@ impl Core {
                     modseq,
                     blob: blob.hash.clone(),
                 }),
-                other => return Err(CoreError::Internal(format!("unexpected store result {other:?}"))),
+                other => {
+                    return Err(CoreError::Internal(format!(
+                        "unexpected store result {other:?}"
+                    )));
+                }
             }
         }
         metrics::counter!("postern_messages_stored_total").increment(stored.len() as u64);

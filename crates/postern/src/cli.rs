@@ -182,7 +182,12 @@ pub fn parse_since(s: &str) -> Result<i64, String> {
             _ => None,
         };
         if let (Some(mult), Ok(n)) = (secs, num.parse::<i64>()) {
-            return Ok(now - n.saturating_mul(mult).saturating_mul(1000));
+            // Reachable from the admin API's `since=`: never overflow.
+            return n
+                .checked_mul(mult)
+                .and_then(|s| s.checked_mul(1000))
+                .and_then(|ms| now.checked_sub(ms))
+                .ok_or_else(|| format!("--since {s:?}: out of range"));
         }
     }
     if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
@@ -566,6 +571,8 @@ mod tests {
         assert_eq!(parse_since("2026-01-01").unwrap(), 1_767_225_600_000);
         assert_eq!(parse_since("2026-01-01T00:00:01Z").unwrap(), 1_767_225_601_000);
         assert!(parse_since("yesterday").is_err());
+        assert!(parse_since("-9223372036854775808s").is_err());
+        assert!(parse_since("9223372036854775807d").is_err());
     }
 
     #[test]

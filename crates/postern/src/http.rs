@@ -165,7 +165,7 @@ pub fn web_routes() -> Vec<Route> {
     vec![route(Method::GET, "/healthz", Access::Public, get(health))]
 }
 
-fn build(routes: Vec<Route>, state: AppState) -> Router {
+fn build(routes: Vec<Route>, state: AppState, body_limit: usize) -> Router {
     let mut router: Router<AppState> = Router::new();
     for r in routes {
         let handler = match r.access {
@@ -178,7 +178,7 @@ fn build(routes: Vec<Route>, state: AppState) -> Router {
     }
     router
         .fallback(not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
@@ -236,6 +236,7 @@ async fn metrics_page(State(st): State<AppState>) -> Response {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NameBody {
     name: String,
 }
@@ -431,7 +432,7 @@ async fn audit_show(State(st): State<AppState>, Extension(a): Extension<AdminSes
         .map_err(|e| CoreError::invalid("since", e))?;
     let entries = st
         .core
-        .audit_show(&a, q.account.as_deref(), since, q.limit.unwrap_or(1000).min(10_000))
+        .audit_show(&a, q.account.as_deref(), since, q.limit.unwrap_or(1000).clamp(1, 10_000))
         .await?;
     Ok(Json(json!({ "entries": entries })).into_response())
 }
@@ -505,9 +506,13 @@ impl Handler for HttpHandler {
     }
 }
 
-fn handler(routes: Vec<Route>, state: AppState, cfg: &Config) -> Arc<dyn Handler> {
+/// Admin API requests are a few hundred bytes of JSON; nothing there needs more.
+const ADMIN_BODY_MAX: usize = 1 << 20;
+
+fn handler(routes: Vec<Route>, state: AppState, cfg: &Config, body_cap: usize) -> Arc<dyn Handler> {
+    let body_limit = usize::try_from(cfg.limits.http_body_size).unwrap_or(usize::MAX).min(body_cap);
     Arc::new(HttpHandler {
-        router: build(routes, state),
+        router: build(routes, state, body_limit),
         header_timeout: Duration::from_secs(cfg.limits.http_request_timeout_secs),
         // hyper refuses buffers under 8 KiB.
         max_buf: cfg.limits.http_header_size.max(8192),
@@ -515,7 +520,7 @@ fn handler(routes: Vec<Route>, state: AppState, cfg: &Config) -> Arc<dyn Handler
 }
 
 pub fn admin_handler(core: Arc<Core>, cfg: &Config, metrics: Metrics) -> Arc<dyn Handler> {
-    handler(admin_routes(), AppState { core, metrics }, cfg)
+    handler(admin_routes(), AppState { core, metrics }, cfg, ADMIN_BODY_MAX)
 }
 
 pub fn web_handler(core: Arc<Core>, cfg: &Config) -> Arc<dyn Handler> {
@@ -524,7 +529,7 @@ pub fn web_handler(core: Arc<Core>, cfg: &Config) -> Arc<dyn Handler> {
         core,
         metrics: Metrics(None),
     };
-    handler(web_routes(), state, cfg)
+    handler(web_routes(), state, cfg, usize::MAX)
 }
 
 #[cfg(test)]
@@ -640,7 +645,7 @@ mod tests {
                 .map(|r| (r.method.clone(), r.path, r.access))
                 .collect();
             assert!(!rows.is_empty());
-            let router = build(table(), state(dir.path()));
+            let router = build(table(), state(dir.path()), 1 << 20);
             for (method, path, access) in rows {
                 let uri = concrete(path);
                 let what = format!("{name}: {method} {uri}");

@@ -81,6 +81,9 @@ fn load_config(cli: &Cli) -> Result<config::Config, String> {
 }
 
 fn main() -> ExitCode {
+    // Everything Postern creates (blobs, database, keys) is for its own user only:
+    // mail and password hashes must not become readable through a 0755 parent.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     match &cli.command {
         Command::Config(ConfigCmd::Check { file }) => match config::Config::load(file) {

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// The default service user; when it does not exist Postern runs as `nobody` and says so.
+const DEFAULT_RUN_AS: &str = "postern";
 
 fn core_settings(cfg: &Config) -> CoreSettings {
     let a = &cfg.auth;
@@ -41,13 +43,23 @@ fn core_settings(cfg: &Config) -> CoreSettings {
     }
 }
 
-/// Creates the data directory (mode 0700) when missing; true when it was created now.
+/// Creates the data directory (mode 0700) when missing, and takes group and other
+/// permissions off one that exists; true when it was created now.
 pub fn ensure_data_dir(dir: &Path) -> Result<bool, String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     if dir.is_dir() {
+        if let Ok(meta) = std::fs::metadata(dir) {
+            let mode = meta.mode() & 0o777;
+            let ours = meta.uid() == nix::unistd::Uid::effective().as_raw();
+            if mode & 0o077 != 0 && ours {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))
+                    .map_err(|e| format!("cannot restrict {} to its owner: {e}", dir.display()))?;
+                tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "data directory was open to others; now 0700");
+            }
+        }
         return Ok(false);
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("cannot set permissions on {}: {e}", dir.display()))?;
     Ok(true)
@@ -250,6 +262,17 @@ pub fn run(cfg: Config) -> Result<ExitCode, String> {
         return Err("no listener could be bound; see the errors above (ports below 1024 need root)".into());
     }
     let _ = postern_net::privilege::raise_nofile_limit();
+    // Falling back to `nobody` is for the default name only: a service user the operator
+    // named but mistyped must not silently become a uid other daemons share.
+    if nix::unistd::Uid::effective().is_root()
+        && cfg.server.run_as != DEFAULT_RUN_AS
+        && !matches!(nix::unistd::User::from_name(&cfg.server.run_as), Ok(Some(_)))
+    {
+        return Err(format!(
+            "server.run_as = {:?}: no such user (create it, or leave the default {DEFAULT_RUN_AS:?})",
+            cfg.server.run_as
+        ));
+    }
     // Shown to the operator as they gave it; used absolute (checked after the drop).
     let shown_dir = cfg.data_dir.clone();
     let mut cfg = cfg;

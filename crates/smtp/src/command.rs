@@ -26,10 +26,19 @@ pub enum Path {
 pub enum Command {
     Ehlo(String),
     Helo(String),
-    Mail { path: Path, params: Vec<(String, Option<String>)> },
-    Rcpt { path: Path, params: Vec<(String, Option<String>)> },
+    Mail {
+        path: Path,
+        params: Vec<(String, Option<String>)>,
+    },
+    Rcpt {
+        path: Path,
+        params: Vec<(String, Option<String>)>,
+    },
     Data,
-    Bdat { size: u64, last: bool },
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     Rset,
     Noop,
     Quit,
@@ -37,7 +46,10 @@ pub enum Command {
     Vrfy,
     Expn,
     StartTls,
-    Auth { mechanism: String, initial: Option<String> },
+    Auth {
+        mechanism: String,
+        initial: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +88,8 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "EHLO" => domain_arg(rest, "EHLO domain").map(Command::Ehlo),
         "HELO" => domain_arg(rest, "HELO domain").map(Command::Helo),
         "MAIL" => {
-            let (path, params) = path_and_params(rest, "FROM:", "MAIL FROM:<address> [parameters]")?;
+            let (path, params) =
+                path_and_params(rest, "FROM:", "MAIL FROM:<address> [parameters]")?;
             if path == Path::Postmaster {
                 return Err(ParseError::Syntax("MAIL FROM:<address> [parameters]"));
             }
@@ -127,12 +140,19 @@ fn domain_arg(rest: &str, syntax: &'static str) -> Result<String, ParseError> {
     }
     let ok = if let Some(lit) = arg.strip_prefix('[').and_then(|a| a.strip_suffix(']')) {
         let inner = lit.strip_prefix("IPv6:").unwrap_or(lit);
-        !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
+        !inner.is_empty()
+            && inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
     } else {
         arg.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
     };
-    if ok { Ok(arg.to_string()) } else { Err(ParseError::Syntax(syntax)) }
+    if ok {
+        Ok(arg.to_string())
+    } else {
+        Err(ParseError::Syntax(syntax))
+    }
 }
 
 fn bdat(rest: &str) -> Result<Command, ParseError> {
@@ -158,8 +178,14 @@ fn bdat(rest: &str) -> Result<Command, ParseError> {
 type Params = Vec<(String, Option<String>)>;
 
 /// `FROM:<path> params` / `TO:<path> params` (RFC 5321 §4.1.2, `Mail-parameters`).
-fn path_and_params(rest: &str, keyword: &str, syntax: &'static str) -> Result<(Path, Params), ParseError> {
-    let head = rest.get(..keyword.len()).ok_or(ParseError::Syntax(syntax))?;
+fn path_and_params(
+    rest: &str,
+    keyword: &str,
+    syntax: &'static str,
+) -> Result<(Path, Params), ParseError> {
+    let head = rest
+        .get(..keyword.len())
+        .ok_or(ParseError::Syntax(syntax))?;
     if !head.eq_ignore_ascii_case(keyword) {
         return Err(ParseError::Syntax(syntax));
     }
@@ -190,11 +216,16 @@ fn path_and_params(rest: &str, keyword: &str, syntax: &'static str) -> Result<(P
             None => (word, None),
         };
         // RFC 5321 §4.1.2: esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-").
-        let key_ok = key.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        let key_ok = key
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
             && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         // esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 under SMTPUTF8 (RFC 6531 §3.3).
         let value_ok = value.as_deref().is_none_or(|v| {
-            !v.is_empty() && v.chars().all(|c| c as u32 > 32 && c != '=' && c != '\u{7f}')
+            !v.is_empty()
+                && v.chars()
+                    .all(|c| c as u32 > 32 && c != '=' && c != '\u{7f}')
         });
         if !key_ok || !value_ok {
             return Err(ParseError::Syntax(syntax));
@@ -239,8 +270,14 @@ mod tests {
                 params: vec![]
             })
         );
-        assert_eq!(p("RCPT TO:<@ours.example:u@other.example>"), Err(ParseError::SourceRoute));
-        assert_eq!(p("RCPT TO:<@a,@b:u@other.example>"), Err(ParseError::SourceRoute));
+        assert_eq!(
+            p("RCPT TO:<@ours.example:u@other.example>"),
+            Err(ParseError::SourceRoute)
+        );
+        assert_eq!(
+            p("RCPT TO:<@a,@b:u@other.example>"),
+            Err(ParseError::SourceRoute)
+        );
         for bad in [
             "MAIL FROM:a@b",
             "MAIL FROM:<a@b",
@@ -258,14 +295,35 @@ mod tests {
 
     #[test]
     fn verbs() {
-        assert_eq!(p("ehlo client.example"), Ok(Command::Ehlo("client.example".into())));
-        assert_eq!(p("EHLO [192.0.2.1]"), Ok(Command::Ehlo("[192.0.2.1]".into())));
-        assert_eq!(p("EHLO [IPv6:2001:db8::1]"), Ok(Command::Ehlo("[IPv6:2001:db8::1]".into())));
+        assert_eq!(
+            p("ehlo client.example"),
+            Ok(Command::Ehlo("client.example".into()))
+        );
+        assert_eq!(
+            p("EHLO [192.0.2.1]"),
+            Ok(Command::Ehlo("[192.0.2.1]".into()))
+        );
+        assert_eq!(
+            p("EHLO [IPv6:2001:db8::1]"),
+            Ok(Command::Ehlo("[IPv6:2001:db8::1]".into()))
+        );
         assert!(p("EHLO").is_err());
         assert!(p("EHLO a;b").is_err());
         assert!(p("EHLO a b").is_err());
-        assert_eq!(p("BDAT 10 LAST"), Ok(Command::Bdat { size: 10, last: true }));
-        assert_eq!(p("BDAT 0"), Ok(Command::Bdat { size: 0, last: false }));
+        assert_eq!(
+            p("BDAT 10 LAST"),
+            Ok(Command::Bdat {
+                size: 10,
+                last: true
+            })
+        );
+        assert_eq!(
+            p("BDAT 0"),
+            Ok(Command::Bdat {
+                size: 0,
+                last: false
+            })
+        );
         assert!(p("BDAT -1").is_err());
         assert!(p("BDAT 99999999999999999999").is_err());
         assert_eq!(p("DATA"), Ok(Command::Data));

@@ -106,7 +106,11 @@ impl Conn {
 
     /// Flushes pending replies, then reads more bytes (at least one) before `deadline`.
     /// With `shutdown`, also returns when the server stops.
-    pub async fn fill(&mut self, deadline: Instant, shutdown: Option<&mut Shutdown>) -> Result<(), ConnError> {
+    pub async fn fill(
+        &mut self,
+        deadline: Instant,
+        shutdown: Option<&mut Shutdown>,
+    ) -> Result<(), ConnError> {
         self.flush().await?;
         if self.pos > 0 && self.pos * 2 > self.buf.len() {
             self.buf.drain(..self.pos);

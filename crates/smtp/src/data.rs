@@ -78,7 +78,11 @@ pub async fn read_data(
         let line = &buf[..=i];
         if let Some(last) = long_line.take() {
             // The tail of an over-long line: already refused; only its end matters.
-            after_crlf = if line.len() >= 2 { line[line.len() - 2] == b'\r' } else { last == b'\r' };
+            after_crlf = if line.len() >= 2 {
+                line[line.len() - 2] == b'\r'
+            } else {
+                last == b'\r'
+            };
             conn.consume(i + 1);
             continue;
         }

@@ -83,7 +83,11 @@ impl SmtpHandler {
         policy: SmtpPolicy,
         verifier: Arc<InboundVerifier>,
     ) -> SmtpHandler {
-        let probes = probe::ProbeGuard::new(policy.probe_ip_threshold, policy.probe_window, policy.probe_block);
+        let probes = probe::ProbeGuard::new(
+            policy.probe_ip_threshold,
+            policy.probe_window,
+            policy.probe_block,
+        );
         SmtpHandler {
             shared: Arc::new(Shared {
                 core,
@@ -98,7 +102,12 @@ impl SmtpHandler {
 }
 
 impl Handler for SmtpHandler {
-    fn handle(&self, stream: BoxStream, info: ConnInfo, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+    fn handle(
+        &self,
+        stream: BoxStream,
+        info: ConnInfo,
+        shutdown: Shutdown,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
         Box::pin(session::run(self.shared.clone(), stream, info, shutdown))
     }
 

@@ -12,7 +12,9 @@ pub fn line(code: u16, status: &str, text: &str) -> String {
 /// (4xx) so the client retries instead of bouncing the message.
 pub fn for_error(e: &CoreError) -> String {
     match (e.class(), e) {
-        (_, CoreError::Throttled(_)) => line(454, "4.7.0", "Too many failed attempts; try again later"),
+        (_, CoreError::Throttled(_)) => {
+            line(454, "4.7.0", "Too many failed attempts; try again later")
+        }
         (_, CoreError::QuotaExceeded) => line(452, "4.2.2", "Mailbox full"),
         (ErrorClass::Protocol, e) => line(501, "5.5.4", &e.to_string()),
         (ErrorClass::Policy, e) => line(550, "5.7.1", &e.to_string()),
@@ -35,7 +37,10 @@ mod tests {
     #[test]
     fn classes() {
         assert!(for_error(&CoreError::AuthFailed).starts_with("535 5.7.8 "));
-        assert!(for_error(&CoreError::Throttled(std::time::Duration::from_secs(3))).starts_with("454 4.7.0 "));
+        assert!(
+            for_error(&CoreError::Throttled(std::time::Duration::from_secs(3)))
+                .starts_with("454 4.7.0 ")
+        );
         assert!(for_error(&CoreError::QuotaExceeded).starts_with("452 4.2.2 "));
         assert!(for_error(&CoreError::Internal("disk on fire".into())).starts_with("451 4.3.0 "));
         assert!(!for_error(&CoreError::Internal("disk on fire".into())).contains("disk"));

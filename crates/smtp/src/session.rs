@@ -85,7 +85,12 @@ pub(crate) struct Session {
     shutdown: Shutdown,
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, stream: BoxStream, info: ConnInfo, shutdown: Shutdown) {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    stream: BoxStream,
+    info: ConnInfo,
+    shutdown: Shutdown,
+) {
     let mut s = Session {
         id: info.id,
         kind: info.kind,
@@ -115,7 +120,9 @@ impl Session {
     }
 
     fn plaintext_auth_allowed(&self) -> bool {
-        self.tls || (self.shared.policy.allow_plaintext_auth_on_loopback && self.remote.ip().to_canonical().is_loopback())
+        self.tls
+            || (self.shared.policy.allow_plaintext_auth_on_loopback
+                && self.remote.ip().to_canonical().is_loopback())
     }
 
     /// Queues a reply; 4xx/5xx count towards the error limit, and reaching it adds the
@@ -125,9 +132,19 @@ impl Session {
         if reply::is_error(r) && !r.starts_with("421") {
             self.errors += 1;
             if self.errors >= self.shared.limits.errors_before_disconnect {
-                metrics::counter!("postern_smtp_disconnects_total", "reason" => "errors").increment(1);
-                self.conn
-                    .send(line(421, "4.7.0", &format!("{} Too many errors; closing connection", self.shared.hostname)).as_bytes());
+                metrics::counter!("postern_smtp_disconnects_total", "reason" => "errors")
+                    .increment(1);
+                self.conn.send(
+                    line(
+                        421,
+                        "4.7.0",
+                        &format!(
+                            "{} Too many errors; closing connection",
+                            self.shared.hostname
+                        ),
+                    )
+                    .as_bytes(),
+                );
                 return Flow::Close;
             }
         }
@@ -162,16 +179,31 @@ impl Session {
             // RFC 5321 §4.5.3.2.7: the server waits this long for the next command; the
             // whole line must arrive within it (one byte a minute does not reset it).
             let deadline = Instant::now() + self.shared.limits.command_timeout;
-            let read = self.conn.read_line(max, deadline, Some(&mut self.shutdown)).await;
+            let read = self
+                .conn
+                .read_line(max, deadline, Some(&mut self.shutdown))
+                .await;
             let flow = match read {
-                Err(ConnError::Timeout) => self.close_with("4.4.2", "Timeout waiting for a command; closing", "timeout"),
-                Err(ConnError::Shutdown) => self.close_with("4.3.2", "Service shutting down; closing", "shutdown"),
+                Err(ConnError::Timeout) => {
+                    self.close_with("4.4.2", "Timeout waiting for a command; closing", "timeout")
+                }
+                Err(ConnError::Shutdown) => {
+                    self.close_with("4.3.2", "Service shutting down; closing", "shutdown")
+                }
                 Err(ConnError::Closed) => Flow::Close,
                 // RFC 5321 §4.5.3.1.4 / §4.2.2: 500 5.5.2 for a line too long.
-                Ok(Line::TooLong) => self.reply(500, "5.5.2", &format!("Line too long (limit {max} octets)")),
+                Ok(Line::TooLong) => {
+                    self.reply(500, "5.5.2", &format!("Line too long (limit {max} octets)"))
+                }
                 // RFC 5321 §2.3.8: CR and LF only as CRLF.
-                Ok(Line::BareLf) => self.reply(500, "5.5.2", "Bare LF in command; lines end with CRLF (RFC 5321 §2.3.8)"),
-                Ok(Line::BareCr) => self.reply(500, "5.5.2", "Bare CR in command (RFC 5321 §2.3.8)"),
+                Ok(Line::BareLf) => self.reply(
+                    500,
+                    "5.5.2",
+                    "Bare LF in command; lines end with CRLF (RFC 5321 §2.3.8)",
+                ),
+                Ok(Line::BareCr) => {
+                    self.reply(500, "5.5.2", "Bare CR in command (RFC 5321 §2.3.8)")
+                }
                 Ok(Line::Ok(bytes)) => self.command(&bytes).await,
             };
             if let Flow::Close = flow {
@@ -184,10 +216,16 @@ impl Session {
         let cmd = match command::parse(bytes) {
             Ok(c) => c,
             Err(ParseError::Unknown) => return self.reply(500, "5.5.1", "Command unrecognized"),
-            Err(ParseError::Encoding) => return self.reply(500, "5.5.2", "Command is not valid UTF-8"),
+            Err(ParseError::Encoding) => {
+                return self.reply(500, "5.5.2", "Command is not valid UTF-8");
+            }
             Err(ParseError::Syntax(s)) => return self.reply(501, "5.5.4", &format!("Syntax: {s}")),
             Err(ParseError::SourceRoute) => {
-                return self.reply(553, "5.7.1", "Source routes are not accepted (RFC 5321 §4.1.2)");
+                return self.reply(
+                    553,
+                    "5.7.1",
+                    "Source routes are not accepted (RFC 5321 §4.1.2)",
+                );
             }
         };
         debug!(command = ?std::mem::discriminant(&cmd), "command");
@@ -222,7 +260,10 @@ impl Session {
     fn ehlo(&mut self, name: String, esmtp: bool) -> Flow {
         self.tx = None;
         let host = self.shared.hostname.clone();
-        let greet = format!("{host} Hello {name} {}", trace::address_literal(self.remote.ip()));
+        let greet = format!(
+            "{host} Hello {name} {}",
+            trace::address_literal(self.remote.ip())
+        );
         self.helo = Some(Helo { name, esmtp });
         if !esmtp {
             // RFC 2034 codes belong to EHLO sessions; HELO gets the bare reply.
@@ -280,16 +321,23 @@ impl Session {
         let dropped = self.conn.discard_buffered();
         if dropped > 0 {
             metrics::counter!("postern_smtp_starttls_discarded_total").increment(1);
-            warn!(session = self.id, bytes = dropped, "discarded plaintext pipelined after STARTTLS");
+            warn!(
+                session = self.id,
+                bytes = dropped,
+                "discarded plaintext pipelined after STARTTLS"
+            );
         }
-        self.conn.send(line(220, "2.0.0", "Ready to start TLS").as_bytes());
+        self.conn
+            .send(line(220, "2.0.0", "Ready to start TLS").as_bytes());
         if self.conn.flush().await.is_err() {
             return Flow::Close;
         }
         let Some(plain) = self.conn.take_stream() else {
             return Flow::Close;
         };
-        match postern_net::tls::starttls(plain, &acceptor, self.shared.limits.tls_handshake_timeout).await {
+        match postern_net::tls::starttls(plain, &acceptor, self.shared.limits.tls_handshake_timeout)
+            .await
+        {
             Ok(tls) => {
                 self.conn.set_stream(tls);
                 self.tls = true;
@@ -313,16 +361,32 @@ impl Session {
         let deadline = Instant::now() + self.shared.limits.command_timeout;
         let read = self
             .conn
-            .read_line(self.shared.limits.line_length, deadline, Some(&mut self.shutdown))
+            .read_line(
+                self.shared.limits.line_length,
+                deadline,
+                Some(&mut self.shutdown),
+            )
             .await;
         match read {
-            Err(ConnError::Timeout) => Err(self.close_with("4.4.2", "Timeout waiting for a response; closing", "timeout")),
-            Err(ConnError::Shutdown) => Err(self.close_with("4.3.2", "Service shutting down; closing", "shutdown")),
+            Err(ConnError::Timeout) => Err(self.close_with(
+                "4.4.2",
+                "Timeout waiting for a response; closing",
+                "timeout",
+            )),
+            Err(ConnError::Shutdown) => {
+                Err(self.close_with("4.3.2", "Service shutting down; closing", "shutdown"))
+            }
             Err(ConnError::Closed) => Err(Flow::Close),
-            Ok(Line::TooLong) => Err(self.reply(500, "5.5.6", "Authentication exchange line is too long")),
-            Ok(Line::BareLf | Line::BareCr) => Err(self.reply(500, "5.5.2", "Bare CR or LF (RFC 5321 §2.3.8)")),
+            Ok(Line::TooLong) => {
+                Err(self.reply(500, "5.5.6", "Authentication exchange line is too long"))
+            }
+            Ok(Line::BareLf | Line::BareCr) => {
+                Err(self.reply(500, "5.5.2", "Bare CR or LF (RFC 5321 §2.3.8)"))
+            }
             // RFC 4954 §4: "*" cancels.
-            Ok(Line::Ok(l)) if l == b"*" => Err(self.reply(501, "5.0.0", "Authentication cancelled")),
+            Ok(Line::Ok(l)) if l == b"*" => {
+                Err(self.reply(501, "5.0.0", "Authentication cancelled"))
+            }
             Ok(Line::Ok(l)) => self.decode_b64(&l),
         }
     }
@@ -339,7 +403,11 @@ impl Session {
     /// RFC 4954 with PLAIN (RFC 4616, SASL-IR) and LOGIN.
     async fn auth(&mut self, mechanism: &str, initial: Option<String>) -> Flow {
         if !self.submission() {
-            return self.reply(502, "5.5.1", "AUTH is not offered on this port; use submission (587 or 465)");
+            return self.reply(
+                502,
+                "5.5.1",
+                "AUTH is not offered on this port; use submission (587 or 465)",
+            );
         }
         if self.helo.as_ref().is_none_or(|h| !h.esmtp) {
             return self.reply(503, "5.5.1", "Send EHLO first");
@@ -348,11 +416,19 @@ impl Session {
             return self.reply(503, "5.5.1", "Already authenticated");
         }
         if self.tx.is_some() {
-            return self.reply(503, "5.5.1", "AUTH is not allowed during a mail transaction");
+            return self.reply(
+                503,
+                "5.5.1",
+                "AUTH is not allowed during a mail transaction",
+            );
         }
         if !self.plaintext_auth_allowed() {
             // RFC 4954 §6; DESIGN invariant 7.
-            return self.reply(538, "5.7.11", "Encryption required for requested authentication mechanism");
+            return self.reply(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            );
         }
         let (user, secret) = match mechanism {
             "PLAIN" => {
@@ -395,7 +471,13 @@ impl Session {
                 };
                 (user, pass)
             }
-            _ => return self.reply(504, "5.5.4", "Unrecognized authentication type; use PLAIN or LOGIN"),
+            _ => {
+                return self.reply(
+                    504,
+                    "5.5.4",
+                    "Unrecognized authentication type; use PLAIN or LOGIN",
+                );
+            }
         };
         let (Ok(user), Ok(secret)) = (String::from_utf8(user), String::from_utf8(secret)) else {
             return self.reply(501, "5.5.2", "Credentials are not valid UTF-8");
@@ -427,7 +509,11 @@ impl Session {
             return self.reply(503, "5.5.1", "Nested MAIL command");
         }
         if self.messages >= self.shared.limits.messages_per_connection {
-            return self.close_with("4.7.0", "Too many messages in one connection; reconnect to send more", "messages");
+            return self.close_with(
+                "4.7.0",
+                "Too many messages in one connection; reconnect to send more",
+                "messages",
+            );
         }
         if self.submission() && self.auth.is_none() {
             // RFC 4954 §6.
@@ -457,18 +543,26 @@ impl Session {
                     };
                     if n > self.shared.limits.message_size {
                         // RFC 1870 §6.2.
-                        return self.reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
+                        return self.reply(
+                            552,
+                            "5.3.4",
+                            "Message size exceeds fixed maximum message size",
+                        );
                     }
                     tx.declared_size = Some(n);
                 }
                 // RFC 6152 §2; BINARYMIME (RFC 3030 §3) is not offered.
-                ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") || v.eq_ignore_ascii_case("8BITMIME") => {
+                ("BODY", Some(v))
+                    if v.eq_ignore_ascii_case("7BIT") || v.eq_ignore_ascii_case("8BITMIME") =>
+                {
                     tx.body = Some(v.to_ascii_uppercase());
                 }
                 // RFC 6531 §3.4.
                 ("SMTPUTF8", None) => tx.smtputf8 = true,
                 // RFC 3461 §4.3 and §4.4.
-                ("RET", Some(v)) if v.eq_ignore_ascii_case("FULL") || v.eq_ignore_ascii_case("HDRS") => {
+                ("RET", Some(v))
+                    if v.eq_ignore_ascii_case("FULL") || v.eq_ignore_ascii_case("HDRS") =>
+                {
                     tx.ret = Some(v.to_ascii_uppercase());
                 }
                 ("ENVID", Some(v)) if v.len() <= 100 => tx.envid = Some(v.to_string()),
@@ -480,7 +574,11 @@ impl Session {
         if let Path::Mailbox(m) = &path {
             if !m.is_ascii() && !tx.smtputf8 {
                 // RFC 6531 §3.4.
-                return self.reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter");
+                return self.reply(
+                    553,
+                    "5.6.7",
+                    "Non-ASCII address needs the SMTPUTF8 parameter",
+                );
             }
             let a = match parse_address(m) {
                 Ok(a) => a,
@@ -492,7 +590,11 @@ impl Session {
                     Ok(true) => {}
                     Ok(false) => {
                         let who = auth.address().to_string();
-                        return self.reply(553, "5.7.1", &format!("Sender address <{a}> is not owned by {who}"));
+                        return self.reply(
+                            553,
+                            "5.7.1",
+                            &format!("Sender address <{a}> is not owned by {who}"),
+                        );
                     }
                     Err(e) => {
                         let r = reply::for_error(&e);
@@ -501,7 +603,11 @@ impl Session {
                 }
             }
         } else if self.submission() {
-            return self.reply(553, "5.7.1", "The null sender is not accepted on submission");
+            return self.reply(
+                553,
+                "5.7.1",
+                "The null sender is not accepted on submission",
+            );
         }
         self.tx = Some(tx);
         self.reply(250, "2.1.0", "Sender OK")
@@ -518,7 +624,11 @@ impl Session {
             return f;
         }
         if self.unknown_rcpts >= self.shared.policy.max_unknown_recipients {
-            return self.close_with("4.7.1", "Too many unknown recipients; closing", "unknown_recipients");
+            return self.close_with(
+                "4.7.1",
+                "Too many unknown recipients; closing",
+                "unknown_recipients",
+            );
         }
         Flow::Continue
     }
@@ -534,8 +644,13 @@ impl Session {
             return self.reply(452, "4.5.3", "Too many recipients");
         }
         if self.shared.probes.blocked(self.remote.ip()) {
-            metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "probe_block").increment(1);
-            return self.reply(450, "4.7.1", "Too many unknown recipients from your address; try again later");
+            metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "probe_block")
+                .increment(1);
+            return self.reply(
+                450,
+                "4.7.1",
+                "Too many unknown recipients from your address; try again later",
+            );
         }
         let (mut notify, mut orcpt) = (None, None);
         for (key, value) in params {
@@ -544,14 +659,23 @@ impl Session {
                 ("NOTIFY", Some(v)) if notify.is_none() => {
                     let v = v.to_ascii_uppercase();
                     let words: Vec<&str> = v.split(',').collect();
-                    let ok = words == ["NEVER"] || words.iter().all(|w| ["SUCCESS", "FAILURE", "DELAY"].contains(w));
+                    let ok = words == ["NEVER"]
+                        || words
+                            .iter()
+                            .all(|w| ["SUCCESS", "FAILURE", "DELAY"].contains(w));
                     if !ok {
-                        return self.reply(501, "5.5.4", "Syntax: NOTIFY=NEVER or SUCCESS,FAILURE,DELAY");
+                        return self.reply(
+                            501,
+                            "5.5.4",
+                            "Syntax: NOTIFY=NEVER or SUCCESS,FAILURE,DELAY",
+                        );
                     }
                     notify = Some(v);
                 }
                 // RFC 3461 §4.2.
-                ("ORCPT", Some(v)) if orcpt.is_none() && v.contains(';') && v.len() <= 500 => orcpt = Some(v),
+                ("ORCPT", Some(v)) if orcpt.is_none() && v.contains(';') && v.len() <= 500 => {
+                    orcpt = Some(v)
+                }
                 _ => return self.reply(555, "5.5.4", &format!("Unsupported RCPT parameter {key}")),
             }
         }
@@ -566,16 +690,26 @@ impl Session {
             },
             Path::Mailbox(m) => {
                 if !m.is_ascii() && !smtputf8 {
-                    return self.reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter");
+                    return self.reply(
+                        553,
+                        "5.6.7",
+                        "Non-ASCII address needs the SMTPUTF8 parameter",
+                    );
                 }
                 if m.rsplit_once('@').is_some_and(|(_, d)| d.starts_with('[')) {
                     // `<u@[192.0.2.1]>` names a host, not one of our domains.
-                    return self.reply(550, "5.7.1", "Relaying denied: address literals are not accepted");
+                    return self.reply(
+                        550,
+                        "5.7.1",
+                        "Relaying denied: address literals are not accepted",
+                    );
                 }
                 match parse_address(m) {
                     Ok(a) => a,
                     // `%` and `!` relay hacks, quoting, control characters land here.
-                    Err(e) => return self.reply(553, "5.1.3", &format!("Bad recipient address: {e}")),
+                    Err(e) => {
+                        return self.reply(553, "5.1.3", &format!("Bad recipient address: {e}"));
+                    }
                 }
             }
         };
@@ -591,11 +725,13 @@ impl Session {
             Resolution::NotOurs if self.submission() => {
                 // Issue 5 (outbound queue) is not built: mail to other domains cannot be
                 // sent on yet. A temporary refusal keeps it in the client's outbox.
-                metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "no_outbound").increment(1);
+                metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "no_outbound")
+                    .increment(1);
                 return self.reply(451, "4.4.0", &format!("Delivery to other domains is not available yet; <{a}> not accepted, try later"));
             }
             Resolution::NotOurs => {
-                metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "relay").increment(1);
+                metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "relay")
+                    .increment(1);
                 return self.reply(550, "5.7.1", "Relaying denied");
             }
             Resolution::Unknown => return self.unknown_rcpt(),
@@ -604,8 +740,13 @@ impl Session {
         if local.is_empty() {
             // Only external targets (a forwarding alias): forwarding needs the outbound
             // queue of issue 5. 451 makes the sender retry instead of losing the mail.
-            metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "forward_only").increment(1);
-            return self.reply(451, "4.3.0", "Forwarding for this address is not available yet; try again later");
+            metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "forward_only")
+                .increment(1);
+            return self.reply(
+                451,
+                "4.3.0",
+                "Forwarding for this address is not available yet; try again later",
+            );
         }
         let mut principals = Vec::with_capacity(local.len());
         let mut quota_skipped = Vec::new();
@@ -631,7 +772,11 @@ impl Session {
             metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "quota").increment(1);
             return if too_large && !full {
                 // RFC 1870 §6.2 / RFC 3463 5.2.2.
-                self.reply(552, "5.2.2", "Mailbox full: the message is larger than the space left")
+                self.reply(
+                    552,
+                    "5.2.2",
+                    "Mailbox full: the message is larger than the space left",
+                )
             } else {
                 self.reply(452, "4.2.2", "Mailbox full")
             };
@@ -666,9 +811,17 @@ impl Session {
         // A total for the whole message (see `limits.smtp_data_timeout_secs`).
         let deadline = Instant::now() + self.shared.limits.data_timeout;
         let limits = &self.shared.limits;
-        let read = data::read_data(&mut self.conn, limits.message_size, limits.line_length, deadline).await;
+        let read = data::read_data(
+            &mut self.conn,
+            limits.message_size,
+            limits.line_length,
+            deadline,
+        )
+        .await;
         match read {
-            Err(ConnError::Timeout) => self.close_with("4.4.2", "Timeout waiting for data; closing", "timeout"),
+            Err(ConnError::Timeout) => {
+                self.close_with("4.4.2", "Timeout waiting for data; closing", "timeout")
+            }
             Err(_) => Flow::Close,
             Ok(Err(problem)) => self.refuse_text(problem),
             Ok(Ok(msg)) => self.finish(msg).await,
@@ -699,7 +852,9 @@ impl Session {
             // The chunk is read and dropped all the same: its bytes must never be taken
             // as commands (they would be text the client meant as message).
             return match self.conn.read_exact_into(size, None, deadline).await {
-                Err(ConnError::Timeout) => self.close_with("4.4.2", "Timeout waiting for data; closing", "timeout"),
+                Err(ConnError::Timeout) => {
+                    self.close_with("4.4.2", "Timeout waiting for data; closing", "timeout")
+                }
                 Err(_) => Flow::Close,
                 Ok(()) if self.tx.is_some() => self.reply(554, "5.5.1", "No valid recipients"),
                 Ok(()) => self.reply(503, "5.5.1", "Send MAIL and RCPT first"),
@@ -712,7 +867,9 @@ impl Session {
         let fits = (buf.len() as u64).saturating_add(size) <= max;
         let sink = if fits { Some(buf) } else { None };
         match self.conn.read_exact_into(size, sink, deadline).await {
-            Err(ConnError::Timeout) => return self.close_with("4.4.2", "Timeout waiting for data; closing", "timeout"),
+            Err(ConnError::Timeout) => {
+                return self.close_with("4.4.2", "Timeout waiting for data; closing", "timeout");
+            }
             Err(_) => return Flow::Close,
             Ok(()) => {}
         }
@@ -722,7 +879,11 @@ impl Session {
         if !last {
             return self.reply(250, "2.0.0", &format!("{size} octets received"));
         }
-        let msg = self.tx.as_mut().and_then(|t| t.bdat.take()).unwrap_or_default();
+        let msg = self
+            .tx
+            .as_mut()
+            .and_then(|t| t.bdat.take())
+            .unwrap_or_default();
         if let Err(p) = data::check_text(&msg, self.shared.limits.line_length) {
             return self.refuse_text(p);
         }
@@ -746,8 +907,21 @@ impl Session {
         let mid = format!("{:x}.{}", self.id, self.messages);
         let with = trace::protocol(esmtp, tx.smtputf8, self.tls, self.auth.is_some());
         let single = (tx.rcpts.len() == 1).then(|| tx.rcpts[0].address.clone());
-        let trace_fields = trace::trace_fields(&tx.from, &helo, ip, hostname, &with, &mid, single.as_deref(), &trace::date_now());
-        let principals: Vec<Principal> = tx.rcpts.iter().flat_map(|r| r.principals.iter().cloned()).collect();
+        let trace_fields = trace::trace_fields(
+            &tx.from,
+            &helo,
+            ip,
+            hostname,
+            &with,
+            &mid,
+            single.as_deref(),
+            &trace::date_now(),
+        );
+        let principals: Vec<Principal> = tx
+            .rcpts
+            .iter()
+            .flat_map(|r| r.principals.iter().cloned())
+            .collect();
         let mut details = json!({
             "message_id": mid,
             "listener": self.kind.name(),
@@ -773,7 +947,13 @@ impl Session {
         if !quota.is_empty() {
             details["quota_skipped"] = json!(quota);
         }
-        if tx.ret.is_some() || tx.envid.is_some() || tx.rcpts.iter().any(|r| r.notify.is_some() || r.orcpt.is_some()) {
+        if tx.ret.is_some()
+            || tx.envid.is_some()
+            || tx
+                .rcpts
+                .iter()
+                .any(|r| r.notify.is_some() || r.orcpt.is_some())
+        {
             details["dsn"] = json!({
                 "ret": tx.ret, "envid": tx.envid,
                 "rcpts": tx.rcpts.iter().map(|r| json!({"rcpt": r.address, "notify": r.notify, "orcpt": r.orcpt})).collect::<Vec<_>>(),
@@ -794,7 +974,10 @@ impl Session {
             let mut full = trace_fields.into_bytes();
             full.extend_from_slice(&body);
             drop(body);
-            shared.core.submit(&auth, &tx.from, &principals, full, details).await
+            shared
+                .core
+                .submit(&auth, &tx.from, &principals, full, details)
+                .await
         } else {
             // RFC 7208 / 6376 / 7489 / 8617 checks on the text as received.
             let verdict = shared
@@ -809,16 +992,18 @@ impl Session {
                 .await;
             let mut to_junk = false;
             match verdict.dmarc {
-                DmarcDisposition::Fail(DmarcPolicy::Reject) => match shared.policy.dmarc_reject {
-                    DmarcRejectAction::Reject => {
-                        metrics::counter!("postern_smtp_messages_refused_total", "reason" => "dmarc").increment(1);
-                        info!(session = self.id, from = %tx.from, "refused by DMARC p=reject");
-                        // RFC 7489 §6.7 / §10.3: reject within the SMTP transaction.
-                        return self.reply(550, "5.7.1", "Message rejected: it fails the DMARC policy of the sender's domain");
+                DmarcDisposition::Fail(DmarcPolicy::Reject) => {
+                    match shared.policy.dmarc_reject {
+                        DmarcRejectAction::Reject => {
+                            metrics::counter!("postern_smtp_messages_refused_total", "reason" => "dmarc").increment(1);
+                            info!(session = self.id, from = %tx.from, "refused by DMARC p=reject");
+                            // RFC 7489 §6.7 / §10.3: reject within the SMTP transaction.
+                            return self.reply(550, "5.7.1", "Message rejected: it fails the DMARC policy of the sender's domain");
+                        }
+                        DmarcRejectAction::Quarantine => to_junk = true,
+                        DmarcRejectAction::Accept => {}
                     }
-                    DmarcRejectAction::Quarantine => to_junk = true,
-                    DmarcRejectAction::Accept => {}
-                },
+                }
                 DmarcDisposition::Fail(DmarcPolicy::Quarantine) => {
                     to_junk = shared.policy.dmarc_quarantine == DmarcQuarantineAction::Junk;
                 }
@@ -841,7 +1026,10 @@ impl Session {
                 },
                 session: self.session_info(),
             };
-            shared.core.deliver(&ctx, &tx.from, &principals, full, to_junk, details).await
+            shared
+                .core
+                .deliver(&ctx, &tx.from, &principals, full, to_junk, details)
+                .await
         };
         match result {
             Ok(stored) => {
@@ -851,7 +1039,11 @@ impl Session {
             }
             // The batch is all or nothing: nothing was stored; on retry the RCPT check
             // leaves out the full mailbox.
-            Err(CoreError::QuotaExceeded) => self.reply(452, "4.2.2", "Mailbox full; nothing was delivered, try again later"),
+            Err(CoreError::QuotaExceeded) => self.reply(
+                452,
+                "4.2.2",
+                "Mailbox full; nothing was delivered, try again later",
+            ),
             Err(CoreError::Refused(why)) if self.submission() => self.reply(550, "5.7.1", &why),
             Err(e) => {
                 warn!(session = self.id, error = %e, "delivery failed");

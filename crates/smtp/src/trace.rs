@@ -45,7 +45,8 @@ pub fn date_now() -> String {
     let fmt = time::macros::format_description!(
         "[weekday repr:short], [day padding:none] [month repr:short] [year] [hour]:[minute]:[second] +0000"
     );
-    now.format(&fmt).unwrap_or_else(|_| "Thu, 1 Jan 1970 00:00:00 +0000".into())
+    now.format(&fmt)
+        .unwrap_or_else(|_| "Thu, 1 Jan 1970 00:00:00 +0000".into())
 }
 
 /// The fields written above the message at final delivery: Return-Path (RFC 5321 §4.4:
@@ -174,8 +175,14 @@ Subject: hi\r\n\r\nAuthentication-Results: mx.example.com; body\r\n"
         assert_eq!(protocol(true, false, false, false), "ESMTP");
         assert_eq!(protocol(false, false, false, false), "SMTP");
         assert_eq!(protocol(true, true, true, false), "UTF8SMTPS");
-        assert_eq!(address_literal("::ffff:192.0.2.1".parse().unwrap()), "[192.0.2.1]");
-        assert_eq!(address_literal("2001:db8::1".parse().unwrap()), "[IPv6:2001:db8::1]");
+        assert_eq!(
+            address_literal("::ffff:192.0.2.1".parse().unwrap()),
+            "[192.0.2.1]"
+        );
+        assert_eq!(
+            address_literal("2001:db8::1".parse().unwrap()),
+            "[IPv6:2001:db8::1]"
+        );
         let d = date_now();
         assert!(d.ends_with(" +0000") && d.contains(", "), "{d}");
     }

@@ -26,7 +26,8 @@ async fn chunks_make_one_message() {
     // DATA cannot follow BDAT.
     c.expect("DATA", 503).await;
     // A chunk may hold what looks like an end marker and commands: it is counted text.
-    c.send(format!("BDAT {} LAST\r\n", b.len()).as_bytes()).await;
+    c.send(format!("BDAT {} LAST\r\n", b.len()).as_bytes())
+        .await;
     c.send(b).await;
     assert_eq!(c.reply().await.code, 250);
     let got = env.inbox("alice@example.com").await;
@@ -35,10 +36,14 @@ async fn chunks_make_one_message() {
     c.expect("MAIL FROM:<a@sender.example>", 250).await;
     c.expect("RCPT TO:<alice@example.com>", 250).await;
     let text = b"Subject: dot\r\n\r\n.\r\nMAIL FROM:<x@y.example>\r\n";
-    c.send(format!("BDAT {} LAST\r\n", text.len()).as_bytes()).await;
+    c.send(format!("BDAT {} LAST\r\n", text.len()).as_bytes())
+        .await;
     c.send(text).await;
     assert_eq!(c.reply().await.code, 250);
-    assert_eq!(without_trace(&env.inbox("alice@example.com").await[1]), text);
+    assert_eq!(
+        without_trace(&env.inbox("alice@example.com").await[1]),
+        text
+    );
     // BDAT 0 LAST after chunks, and an empty message.
     c.expect("MAIL FROM:<a@sender.example>", 250).await;
     c.expect("RCPT TO:<bob@example.com>", 250).await;
@@ -53,14 +58,16 @@ async fn refused_chunk_is_still_consumed() {
     let mut c = env.client().await;
     c.expect("EHLO client.example", 250).await;
     let smuggled = b"MAIL FROM:<evil@sender.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n";
-    c.send(format!("BDAT {}\r\n", smuggled.len()).as_bytes()).await;
+    c.send(format!("BDAT {}\r\n", smuggled.len()).as_bytes())
+        .await;
     c.send(smuggled).await;
     let r = c.reply().await;
     assert_eq!(r.code, 503, "{}", r.text);
     c.expect("NOOP", 250).await;
     // Without a valid recipient: 554, bytes consumed as well.
     c.expect("MAIL FROM:<a@sender.example>", 250).await;
-    c.send(format!("BDAT {} LAST\r\n", smuggled.len()).as_bytes()).await;
+    c.send(format!("BDAT {} LAST\r\n", smuggled.len()).as_bytes())
+        .await;
     c.send(smuggled).await;
     assert_eq!(c.reply().await.code, 554);
     c.expect("NOOP", 250).await;
@@ -78,7 +85,8 @@ async fn bare_newlines_and_size() {
     let env = Env::with(limits, test_policy()).await;
     let mut c = in_tx(&env).await;
     let text = b"Subject: x\r\n\r\nbare\nlf\r\n";
-    c.send(format!("BDAT {} LAST\r\n", text.len()).as_bytes()).await;
+    c.send(format!("BDAT {} LAST\r\n", text.len()).as_bytes())
+        .await;
     c.send(text).await;
     let r = c.reply().await;
     assert!(r.text.starts_with("550 5.6.0"), "{}", r.text);

@@ -13,7 +13,10 @@ fn require(tool: &str, package: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(found, "`{tool}` is not installed: these tests need it (apt-get install {package}; .ci/run installs it)");
+    assert!(
+        found,
+        "`{tool}` is not installed: these tests need it (apt-get install {package}; .ci/run installs it)"
+    );
 }
 
 const PY: &str = r#"
@@ -79,11 +82,18 @@ async fn python_smtplib() {
         .await
         .expect("run python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("OK"), "smtplib failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains("OK"),
+        "smtplib failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let alice = env.inbox("alice@example.com").await;
     assert_eq!(alice.len(), 1);
     let s = String::from_utf8_lossy(&alice[0]);
-    assert!(s.contains("Subject: py-mx") && s.contains("with ESMTPS id"), "{s}");
+    assert!(
+        s.contains("Subject: py-mx") && s.contains("with ESMTPS id"),
+        "{s}"
+    );
     // smtplib dot-stuffs; we unstuff.
     assert!(s.contains("\r\n.leading dot line\r\n"), "{s}");
     let bob = env.inbox("bob@example.com").await;
@@ -92,8 +102,16 @@ async fn python_smtplib() {
 }
 
 async fn swaks(args: &[&str]) -> (bool, String) {
-    let out = Command::new("swaks").args(args).output().await.expect("run swaks");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("swaks")
+        .args(args)
+        .output()
+        .await
+        .expect("run swaks");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -106,19 +124,122 @@ async fn swaks_client() {
     let subs = env.submissions.port().to_string();
     let base = ["--server", "127.0.0.1", "--ehlo", "swaks.example"];
     // MX, STARTTLS, pipelined.
-    let (ok, out) = swaks(&[&base[..], &["--port", &mx, "--tls", "--pipeline", "--from", "x@sender.example", "--to", "alice@example.com", "--header", "Subject: swaks-mx"]].concat()).await;
+    let (ok, out) = swaks(
+        &[
+            &base[..],
+            &[
+                "--port",
+                &mx,
+                "--tls",
+                "--pipeline",
+                "--from",
+                "x@sender.example",
+                "--to",
+                "alice@example.com",
+                "--header",
+                "Subject: swaks-mx",
+            ],
+        ]
+        .concat(),
+    )
+    .await;
     assert!(ok, "{out}");
     // Relay refused.
-    let (ok, out) = swaks(&[&base[..], &["--port", &mx, "--from", "x@sender.example", "--to", "u@other.example"]].concat()).await;
+    let (ok, out) = swaks(
+        &[
+            &base[..],
+            &[
+                "--port",
+                &mx,
+                "--from",
+                "x@sender.example",
+                "--to",
+                "u@other.example",
+            ],
+        ]
+        .concat(),
+    )
+    .await;
     assert!(!ok && out.contains("550 5.7.1"), "{out}");
     // Submission: STARTTLS + AUTH PLAIN, and implicit TLS + AUTH LOGIN.
-    let (ok, out) = swaks(&[&base[..], &["--port", &sub, "--tls", "--auth", "PLAIN", "--auth-user", "alice@example.com", "--auth-password", ALICE_PW, "--from", "alice@example.com", "--to", "bob@example.com", "--header", "From: alice@example.com", "--header", "Subject: swaks-587"]].concat()).await;
+    let (ok, out) = swaks(
+        &[
+            &base[..],
+            &[
+                "--port",
+                &sub,
+                "--tls",
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                "alice@example.com",
+                "--auth-password",
+                ALICE_PW,
+                "--from",
+                "alice@example.com",
+                "--to",
+                "bob@example.com",
+                "--header",
+                "From: alice@example.com",
+                "--header",
+                "Subject: swaks-587",
+            ],
+        ]
+        .concat(),
+    )
+    .await;
     assert!(ok, "{out}");
-    let (ok, out) = swaks(&[&base[..], &["--port", &subs, "--tlsc", "--auth", "LOGIN", "--auth-user", "alice@example.com", "--auth-password", ALICE_PW, "--from", "alice@example.com", "--to", "bob@example.com", "--header", "From: alice@example.com", "--header", "Subject: swaks-465"]].concat()).await;
+    let (ok, out) = swaks(
+        &[
+            &base[..],
+            &[
+                "--port",
+                &subs,
+                "--tlsc",
+                "--auth",
+                "LOGIN",
+                "--auth-user",
+                "alice@example.com",
+                "--auth-password",
+                ALICE_PW,
+                "--from",
+                "alice@example.com",
+                "--to",
+                "bob@example.com",
+                "--header",
+                "From: alice@example.com",
+                "--header",
+                "Subject: swaks-465",
+            ],
+        ]
+        .concat(),
+    )
+    .await;
     assert!(ok, "{out}");
     // AUTH refused without TLS when plaintext is not allowed is covered in auth.rs; here
     // a wrong password.
-    let (ok, out) = swaks(&[&base[..], &["--port", &sub, "--tls", "--auth", "PLAIN", "--auth-user", "alice@example.com", "--auth-password", "wrong-password", "--from", "alice@example.com", "--to", "bob@example.com"]].concat()).await;
+    let (ok, out) = swaks(
+        &[
+            &base[..],
+            &[
+                "--port",
+                &sub,
+                "--tls",
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                "alice@example.com",
+                "--auth-password",
+                "wrong-password",
+                "--from",
+                "alice@example.com",
+                "--to",
+                "bob@example.com",
+            ],
+        ]
+        .concat(),
+    )
+    .await;
     assert!(!ok && out.contains("535 5.7.8"), "{out}");
     let alice = env.inbox("alice@example.com").await;
     assert_eq!(alice.len(), 1);

@@ -18,26 +18,50 @@ async fn delivers_with_trace_fields() {
     let env = Env::start().await;
     let mut c = ready(&env).await;
     let body = message("a@sender.example", "alice@example.com", "hello");
-    let r = c.send_mail("a@sender.example", &["alice@example.com"], &body).await;
+    let r = c
+        .send_mail("a@sender.example", &["alice@example.com"], &body)
+        .await;
     assert!(r.text.starts_with("250 2.0.0"), "{}", r.text);
     let inbox = env.inbox("alice@example.com").await;
     assert_eq!(inbox.len(), 1);
     let stored = String::from_utf8(inbox[0].clone()).unwrap();
     // RFC 5321 §4.4: Return-Path, then Received with from/by/with/id/for and a date.
     assert!(stored.starts_with("Return-Path: <a@sender.example>\r\nReceived: from client.example ([127.0.0.1])\r\n\tby mx.example.com with ESMTP id "), "{stored}");
-    assert!(stored.contains("\r\n\tfor <alice@example.com>; "), "{stored}");
-    assert!(stored.contains("\r\nAuthentication-Results: mx.example.com"), "{stored}");
+    assert!(
+        stored.contains("\r\n\tfor <alice@example.com>; "),
+        "{stored}"
+    );
+    assert!(
+        stored.contains("\r\nAuthentication-Results: mx.example.com"),
+        "{stored}"
+    );
     assert_eq!(without_trace(&inbox[0]), body);
     // The delivery's ledger entry (same batch as the message).
     let l = env.ledger("message.deliver").await;
     assert_eq!(l.len(), 1);
     let after = l[0].record.after.clone().unwrap();
     assert_eq!(after["sender"], "a@sender.example");
-    assert_eq!(after["recipients"], serde_json::json!(["alice@example.com"]));
+    assert_eq!(
+        after["recipients"],
+        serde_json::json!(["alice@example.com"])
+    );
     assert_eq!(l[0].record.session.protocol, "smtp");
-    assert!(l[0].record.session.remote.as_deref().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        l[0].record
+            .session
+            .remote
+            .as_deref()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
     // Null reverse-path (a bounce).
-    let r = c.send_mail("", &["bob@example.com"], &message("mailer-daemon@sender.example", "bob@example.com", "bounce")).await;
+    let r = c
+        .send_mail(
+            "",
+            &["bob@example.com"],
+            &message("mailer-daemon@sender.example", "bob@example.com", "bounce"),
+        )
+        .await;
     assert_eq!(r.code, 250);
     assert!(env.inbox("bob@example.com").await[0].starts_with(b"Return-Path: <>\r\n"));
 }
@@ -57,7 +81,10 @@ async fn one_blob_one_copy_per_principal() {
         "whoever@catch.example",
         "both@example.com",
     ];
-    assert_eq!(c.send_mail("a@sender.example", &rcpts, &body).await.code, 250);
+    assert_eq!(
+        c.send_mail("a@sender.example", &rcpts, &body).await.code,
+        250
+    );
     let alice = env.inbox("alice@example.com").await;
     let bob = env.inbox("bob@example.com").await;
     assert_eq!((alice.len(), bob.len()), (1, 1));
@@ -77,7 +104,10 @@ async fn one_blob_one_copy_per_principal() {
     assert_eq!(rcpts, ["alice@example.com", "bob@example.com"]);
     let fwd = &after["details"]["forwards_skipped"];
     assert_eq!(fwd[0]["rcpt"], "both@example.com");
-    assert_eq!(fwd[0]["to"], serde_json::json!(["partner@external.example"]));
+    assert_eq!(
+        fwd[0]["to"],
+        serde_json::json!(["partner@external.example"])
+    );
 }
 
 #[tokio::test]
@@ -91,7 +121,10 @@ async fn dot_stuffing_is_undone() {
     c.send(wire).await;
     assert_eq!(c.reply().await.code, 250);
     let got = env.inbox("alice@example.com").await;
-    assert_eq!(without_trace(&got[0]), b"Subject: dots\r\n\r\n.leading dot\r\n.\r\n");
+    assert_eq!(
+        without_trace(&got[0]),
+        b"Subject: dots\r\n\r\n.leading dot\r\n.\r\n"
+    );
     // The empty message.
     c.expect("MAIL FROM:<a@sender.example>", 250).await;
     c.expect("RCPT TO:<bob@example.com>", 250).await;
@@ -137,7 +170,13 @@ async fn smuggling_variants_never_make_a_second_message() {
         // Nothing else was answered: the smuggled commands were text.
         c.expect("NOOP", 250).await;
         let clean = message("a@sender.example", "alice@example.com", "clean");
-        assert_eq!(c.send_mail("a@sender.example", &["alice@example.com"], &clean).await.code, 250, "variant {v:?}");
+        assert_eq!(
+            c.send_mail("a@sender.example", &["alice@example.com"], &clean)
+                .await
+                .code,
+            250,
+            "variant {v:?}"
+        );
         let alice = env.inbox("alice@example.com").await;
         assert_eq!(alice.len(), 1, "variant {v:?}");
         assert_eq!(without_trace(&alice[0]), clean, "variant {v:?}");
@@ -161,7 +200,11 @@ async fn bare_cr_and_lf_in_text_are_refused() {
         c.send(text).await;
         c.send(b".\r\n").await;
         let r = c.reply().await;
-        assert!(r.text.starts_with("550 5.6.0") && r.text.contains(why), "{}", r.text);
+        assert!(
+            r.text.starts_with("550 5.6.0") && r.text.contains(why),
+            "{}",
+            r.text
+        );
     }
     assert_eq!(env.total_messages().await, 0);
 }
@@ -177,13 +220,22 @@ async fn text_line_and_size_limits() {
     let mut c = ready(&env).await;
     // A 1000-octet line (CRLF included) is fine; 1001 is not.
     let fits = format!("Subject: x\r\n\r\n{}\r\n", "a".repeat(998));
-    assert_eq!(c.send_mail("a@sender.example", &["alice@example.com"], fits.as_bytes()).await.code, 250);
+    assert_eq!(
+        c.send_mail("a@sender.example", &["alice@example.com"], fits.as_bytes())
+            .await
+            .code,
+        250
+    );
     let long = format!("Subject: x\r\n\r\n{}\r\n", "a".repeat(999));
-    let r = c.send_mail("a@sender.example", &["alice@example.com"], long.as_bytes()).await;
+    let r = c
+        .send_mail("a@sender.example", &["alice@example.com"], long.as_bytes())
+        .await;
     assert!(r.text.starts_with("550 5.6.0"), "{}", r.text);
     // Far longer than the read buffer: the line is dropped as it streams in.
     let huge = format!("Subject: x\r\n\r\n{}\r\n", "a".repeat(200_000));
-    let r = c.send_mail("a@sender.example", &["alice@example.com"], huge.as_bytes()).await;
+    let r = c
+        .send_mail("a@sender.example", &["alice@example.com"], huge.as_bytes())
+        .await;
     assert!(r.text.starts_with("550 5.6.0"), "{}", r.text);
     // Over message_size: 552 5.3.4 (RFC 5321 §4.5.3.1.10).
     let mut big = b"Subject: big\r\n\r\n".to_vec();
@@ -191,7 +243,9 @@ async fn text_line_and_size_limits() {
         big.extend_from_slice(&[b'b'; 98]);
         big.extend_from_slice(b"\r\n");
     }
-    let r = c.send_mail("a@sender.example", &["alice@example.com"], &big).await;
+    let r = c
+        .send_mail("a@sender.example", &["alice@example.com"], &big)
+        .await;
     assert!(r.text.starts_with("552 5.3.4"), "{}", r.text);
     c.expect("NOOP", 250).await;
     assert_eq!(env.inbox("alice@example.com").await.len(), 1);
@@ -230,10 +284,21 @@ async fn forged_authentication_results_are_removed() {
 Authentication-Results: other.example; spf=pass\r\n\
 authentication-results:  MX.EXAMPLE.COM 1;\r\n dkim=pass\r\n\
 From: <ceo@example.com>\r\nSubject: forged\r\n\r\nbody\r\n";
-    assert_eq!(c.send_mail("a@sender.example", &["alice@example.com"], body).await.code, 250);
+    assert_eq!(
+        c.send_mail("a@sender.example", &["alice@example.com"], body)
+            .await
+            .code,
+        250
+    );
     let got = env.inbox("alice@example.com").await;
     assert!(got[0].ends_with(b"\r\nAuthentication-Results: other.example; spf=pass\r\nFrom: <ceo@example.com>\r\nSubject: forged\r\n\r\nbody\r\n"));
     let s = String::from_utf8_lossy(&got[0]);
     // Ours (from the verifier) is the only one naming mx.example.com.
-    assert_eq!(s.to_ascii_lowercase().matches("authentication-results: mx.example.com").count(), 1, "{s}");
+    assert_eq!(
+        s.to_ascii_lowercase()
+            .matches("authentication-results: mx.example.com")
+            .count(),
+        1,
+        "{s}"
+    );
 }

@@ -19,24 +19,34 @@ async fn mail_parameters() {
     let mut c = env.client().await;
     c.expect("EHLO client.example", 250).await;
     // ok
-    let r = c.expect("MAIL FROM:<a@sender.example> SIZE=1000 BODY=8BITMIME RET=HDRS ENVID=x+2By", 250).await;
+    let r = c
+        .expect(
+            "MAIL FROM:<a@sender.example> SIZE=1000 BODY=8BITMIME RET=HDRS ENVID=x+2By",
+            250,
+        )
+        .await;
     assert!(r.text.starts_with("250 2.1.0"));
     c.expect("RSET", 250).await;
     c.expect("MAIL FROM:<>", 250).await;
     c.expect("RSET", 250).await;
-    c.expect("mail from: <a@sender.example> smtputf8", 250).await;
+    c.expect("mail from: <a@sender.example> smtputf8", 250)
+        .await;
     c.expect("RSET", 250).await;
     // RFC 1870 §6.2: declared size over the limit.
-    let r = c.expect("MAIL FROM:<a@sender.example> SIZE=52428801", 552).await;
+    let r = c
+        .expect("MAIL FROM:<a@sender.example> SIZE=52428801", 552)
+        .await;
     assert!(r.text.starts_with("552 5.3.4"), "{}", r.text);
     // no: unknown or unoffered parameters
     let r = c.expect("MAIL FROM:<a@sender.example> FOO=bar", 555).await;
     assert!(r.text.starts_with("555 5.5.4"));
-    c.expect("MAIL FROM:<a@sender.example> BODY=BINARYMIME", 555).await;
+    c.expect("MAIL FROM:<a@sender.example> BODY=BINARYMIME", 555)
+        .await;
     c.expect("MAIL FROM:<a@sender.example> AUTH=<>", 555).await;
     // bad: syntax
     c.expect("MAIL FROM:<a@sender.example> SIZE=abc", 501).await;
-    c.expect("MAIL FROM:<a@sender.example> SIZE=1 SIZE=2", 501).await;
+    c.expect("MAIL FROM:<a@sender.example> SIZE=1 SIZE=2", 501)
+        .await;
     c.expect("MAIL FROM:a@sender.example", 501).await;
     c.expect("MAIL <a@sender.example>", 501).await;
     let r = c.expect("MAIL FROM:<not an address>", 553).await;
@@ -69,7 +79,11 @@ async fn open_relay_forms_are_refused() {
     ] {
         let r = c.cmd(&format!("RCPT TO:{rcpt}")).await;
         assert_eq!(r.code, code, "{rcpt}: {}", r.text);
-        assert!(r.text.starts_with(&format!("{code} {status}")), "{rcpt}: {}", r.text);
+        assert!(
+            r.text.starts_with(&format!("{code} {status}")),
+            "{rcpt}: {}",
+            r.text
+        );
     }
     // Nothing was accepted, so there is nothing to send.
     c.expect("DATA", 554).await;
@@ -100,8 +114,13 @@ async fn recipients_resolve() {
     let r = c.expect("RCPT TO:<fwd@example.com>", 451).await;
     assert!(r.text.starts_with("451 4.3.0"), "{}", r.text);
     // bad: parameters
-    c.expect("RCPT TO:<alice@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice@example.com", 250).await;
-    c.expect("RCPT TO:<alice@example.com> NOTIFY=NEVER,SUCCESS", 501).await;
+    c.expect(
+        "RCPT TO:<alice@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice@example.com",
+        250,
+    )
+    .await;
+    c.expect("RCPT TO:<alice@example.com> NOTIFY=NEVER,SUCCESS", 501)
+        .await;
     c.expect("RCPT TO:<alice@example.com> FOO=1", 555).await;
     c.expect("RCPT TO:<ü@example.com>", 553).await;
     c.expect("RCPT TO:<>", 501).await;
@@ -123,7 +142,12 @@ async fn recipients_per_message() {
     assert!(r.text.starts_with("452 4.5.3"), "{}", r.text);
     // The message goes to the accepted recipients, once per principal.
     c.expect("DATA", 354).await;
-    c.send(&message("sender@sender.example", "alice@example.com", "limit")).await;
+    c.send(&message(
+        "sender@sender.example",
+        "alice@example.com",
+        "limit",
+    ))
+    .await;
     c.send(b".\r\n").await;
     assert_eq!(c.reply().await.code, 250);
     assert_eq!(env.inbox("alice@example.com").await.len(), 1);
@@ -148,8 +172,22 @@ async fn unknown_recipients_per_connection() {
     assert_eq!(c.until_closed().await, "");
     // Refused RCPTs are counted in metrics, not written to the ledger one by one.
     assert!(env.ledger("message.deliver").await.is_empty());
-    let n = env.core.store.ledger(&Default::default()).await.unwrap().len();
-    assert_eq!(n, env.core.store.ledger(&Default::default()).await.unwrap().len());
+    let n = env
+        .core
+        .store
+        .ledger(&Default::default())
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(
+        n,
+        env.core
+            .store
+            .ledger(&Default::default())
+            .await
+            .unwrap()
+            .len()
+    );
 }
 
 #[tokio::test]
@@ -162,7 +200,16 @@ async fn probing_from_one_address_is_blocked() {
         ..test_policy()
     };
     let env = Env::with(SmtpLimits::default(), policy).await;
-    let ledger_before = env.core.store.ledger(&postern_core::store::LedgerQuery { limit: 10_000, ..Default::default() }).await.unwrap().len();
+    let ledger_before = env
+        .core
+        .store
+        .ledger(&postern_core::store::LedgerQuery {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len();
     // Spread over two connections from the same address.
     let mut c = in_tx(&env).await;
     c.expect("RCPT TO:<p1@example.com>", 550).await;
@@ -180,6 +227,15 @@ async fn probing_from_one_address_is_blocked() {
     tokio::time::sleep(Duration::from_millis(900)).await;
     c.expect("RCPT TO:<alice@example.com>", 250).await;
     // No ledger entry per refused RCPT (flood amplification).
-    let ledger_after = env.core.store.ledger(&postern_core::store::LedgerQuery { limit: 10_000, ..Default::default() }).await.unwrap().len();
+    let ledger_after = env
+        .core
+        .store
+        .ledger(&postern_core::store::LedgerQuery {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len();
     assert_eq!(ledger_before, ledger_after);
 }

@@ -21,11 +21,19 @@ async fn greeting_and_ehlo() {
         "DSN",
         "STARTTLS",
     ] {
-        assert!(r.text.contains(&format!("250-{ext}\r\n")) || r.text.contains(&format!("250 {ext}\r\n")), "{ext} missing: {}", r.text);
+        assert!(
+            r.text.contains(&format!("250-{ext}\r\n"))
+                || r.text.contains(&format!("250 {ext}\r\n")),
+            "{ext} missing: {}",
+            r.text
+        );
     }
     // No AUTH on the MX (port 25).
     assert!(!r.text.contains("AUTH"), "{}", r.text);
-    assert!(r.text.starts_with(&format!("250-{HOST} Hello client.example [127.0.0.1]")));
+    assert!(
+        r.text
+            .starts_with(&format!("250-{HOST} Hello client.example [127.0.0.1]"))
+    );
     // ok: HELO, address literals; bad: no argument, a header-breaking name.
     c.expect("HELO client.example", 250).await;
     c.expect("EHLO [127.0.0.1]", 250).await;
@@ -160,7 +168,12 @@ async fn messages_per_connection() {
     c.expect("EHLO client.example", 250).await;
     for i in 0..2 {
         let m = message("a@sender.example", "alice@example.com", &format!("m{i}"));
-        assert_eq!(c.send_mail("a@sender.example", &["alice@example.com"], &m).await.code, 250);
+        assert_eq!(
+            c.send_mail("a@sender.example", &["alice@example.com"], &m)
+                .await
+                .code,
+            250
+        );
     }
     let r = c.cmd("MAIL FROM:<a@sender.example>").await;
     assert!(r.text.starts_with("421 4.7.0"), "{}", r.text);

@@ -20,7 +20,12 @@ async fn upgrade_resets_the_session() {
     // no: twice
     c.expect("STARTTLS", 503).await;
     let body = message("a@sender.example", "alice@example.com", "tls");
-    assert_eq!(c.send_mail("a@sender.example", &["alice@example.com"], &body).await.code, 250);
+    assert_eq!(
+        c.send_mail("a@sender.example", &["alice@example.com"], &body)
+            .await
+            .code,
+        250
+    );
     let stored = env.inbox("alice@example.com").await;
     assert!(String::from_utf8_lossy(&stored[0]).contains(" with ESMTPS id "));
 }

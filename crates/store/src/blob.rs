@@ -44,10 +44,20 @@ pub struct FsBlobStore {
 impl FsBlobStore {
     pub fn open(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root.join("tmp"))?;
-        // Temp files left by a crash are never referenced: a blob only counts once renamed.
+        // Temp files left by a crash are never referenced: a blob only counts once
+        // renamed. Only old ones go: another process (the CLI beside a running server)
+        // may be writing its own right now.
         if let Ok(rd) = std::fs::read_dir(root.join("tmp")) {
             for e in rd.flatten() {
-                let _ = std::fs::remove_file(e.path());
+                let stale = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE_TMP);
+                if stale {
+                    let _ = std::fs::remove_file(e.path());
+                }
             }
         }
         Ok(FsBlobStore {
@@ -62,28 +72,43 @@ impl FsBlobStore {
         Ok(self.root.join(&hash[0..2]).join(&hash[2..4]).join(hash))
     }
 
+    fn sync_dir(dir: &Path) -> Result<()> {
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+
     fn put_sync(root: &Path, dest: PathBuf, data: &[u8]) -> Result<()> {
-        if dest.exists() {
-            return Ok(());
-        }
         let dir = dest
             .parent()
             .ok_or_else(|| StoreError::Invalid("blob path has no parent".into()))?;
-        std::fs::create_dir_all(dir)?;
-        let tmp = root.join("tmp").join(format!("{:016x}", rand::random::<u64>()));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, &dest)?;
-        // The rename is durable only once the directory entry is.
-        std::fs::File::open(dir)?.sync_all()?;
-        if let Some(parent) = dir.parent() {
-            std::fs::File::open(parent)?.sync_all()?;
+        let mid = dir
+            .parent()
+            .ok_or_else(|| StoreError::Invalid("blob path has no grandparent".into()))?;
+        if dest.exists() {
+            // Someone else wrote it, maybe a moment ago and not yet synced: make sure
+            // the file and every directory entry leading to it are durable before our
+            // caller acknowledges anything that refers to it.
+            std::fs::File::open(&dest)?.sync_all()?;
+        } else {
+            std::fs::create_dir_all(dir)?;
+            let tmp = root.join("tmp").join(format!("{:016x}", rand::random::<u64>()));
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, &dest)?;
         }
+        // The rename, and any directory create_dir_all made, are durable only once the
+        // directories holding them are: `ab/cd`, `ab`, and the root.
+        Self::sync_dir(dir)?;
+        Self::sync_dir(mid)?;
+        Self::sync_dir(root)?;
         Ok(())
     }
 }
+
+/// Temp files older than this are leftovers of a crash.
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(3600);
 
 fn join_err(e: tokio::task::JoinError) -> StoreError {
     StoreError::Unavailable(format!("blob task failed: {e}"))

@@ -53,7 +53,8 @@ impl Env {
 
     pub async fn with(limits: SmtpLimits, policy: SmtpPolicy) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("meta.sqlite"), SqliteOptions::default()).unwrap();
+        let store =
+            SqliteStore::open(&dir.path().join("meta.sqlite"), SqliteOptions::default()).unwrap();
         let blobs = FsBlobStore::open(&dir.path().join("blobs")).unwrap();
         let settings = CoreSettings {
             argon2: Argon2Settings {
@@ -74,9 +75,19 @@ impl Env {
             timeout: Duration::from_secs(2),
         };
         let verifier = Arc::new(InboundVerifier::new(&dns).unwrap());
-        let handler = Arc::new(SmtpHandler::new(core.clone(), HOST, limits, policy, verifier));
+        let handler = Arc::new(SmtpHandler::new(
+            core.clone(),
+            HOST,
+            limits,
+            policy,
+            verifier,
+        ));
         let mut addrs = Vec::new();
-        for kind in [ListenerKind::Smtp, ListenerKind::Submission, ListenerKind::Submissions] {
+        for kind in [
+            ListenerKind::Smtp,
+            ListenerKind::Submission,
+            ListenerKind::Submissions,
+        ] {
             let spec = ListenerSpec {
                 kind,
                 addr: "127.0.0.1:0".parse().unwrap(),
@@ -106,7 +117,13 @@ impl Env {
         let (_, entries) = self.core.store.mailbox_entries(p.id, mb.id).await.unwrap();
         let mut out = Vec::new();
         for e in entries {
-            let m = self.core.store.message(p.id, e.message).await.unwrap().unwrap();
+            let m = self
+                .core
+                .store
+                .message(p.id, e.message)
+                .await
+                .unwrap()
+                .unwrap();
             out.push(self.core.blobs.get(&m.blob.hash).await.unwrap());
         }
         out
@@ -150,7 +167,11 @@ impl Env {
     pub async fn alice(&self) -> Client {
         let mut c = Client::connect(self.submission).await;
         c.ok("EHLO client.example").await;
-        c.expect("AUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAGFsaWNlLXBhc3N3b3JkLTE=", 235).await;
+        c.expect(
+            "AUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAGFsaWNlLXBhc3N3b3JkLTE=",
+            235,
+        )
+        .await;
         c
     }
 }
@@ -167,23 +188,51 @@ pub const ACCOUNTS: &[&str] = &[
 async fn fixture(core: &Core) {
     core.set_admin_token("smtp-test-admin-token-0123456789");
     let admin = core
-        .admin_session("smtp-test-admin-token-0123456789", "cli:test", Default::default())
+        .admin_session(
+            "smtp-test-admin-token-0123456789",
+            "cli:test",
+            Default::default(),
+        )
         .unwrap();
     for d in ["example.com", "catch.example"] {
         core.domain_add(&admin, d).await.unwrap();
     }
     for (a, kind, pw, quota) in [
-        ("alice@example.com", PrincipalKind::Individual, Some(ALICE_PW), None),
-        ("bob@example.com", PrincipalKind::Individual, Some(BOB_PW), None),
-        ("carol@example.com", PrincipalKind::Individual, None, Some(20_000u64)),
-        ("full@example.com", PrincipalKind::Individual, None, Some(1u64)),
+        (
+            "alice@example.com",
+            PrincipalKind::Individual,
+            Some(ALICE_PW),
+            None,
+        ),
+        (
+            "bob@example.com",
+            PrincipalKind::Individual,
+            Some(BOB_PW),
+            None,
+        ),
+        (
+            "carol@example.com",
+            PrincipalKind::Individual,
+            None,
+            Some(20_000u64),
+        ),
+        (
+            "full@example.com",
+            PrincipalKind::Individual,
+            None,
+            Some(1u64),
+        ),
         ("erin@catch.example", PrincipalKind::Individual, None, None),
         ("team@example.com", PrincipalKind::Group, None, None),
     ] {
-        core.account_add(&admin, a, kind, None, pw, quota).await.unwrap();
+        core.account_add(&admin, a, kind, None, pw, quota)
+            .await
+            .unwrap();
     }
     for m in ["alice@example.com", "bob@example.com", "info@example.com"] {
-        core.group_member_add(&admin, "team@example.com", m).await.unwrap();
+        core.group_member_add(&admin, "team@example.com", m)
+            .await
+            .unwrap();
     }
     for (alias, target) in [
         ("info@example.com", "alice@example.com"),
@@ -290,7 +339,10 @@ impl Client {
             assert!(l.ends_with("\r\n"), "reply line without CRLF: {l:?}");
             text.push_str(&l);
             let b = l.as_bytes();
-            assert!(b.len() >= 5 && b[..3].iter().all(u8::is_ascii_digit), "bad reply line {l:?}");
+            assert!(
+                b.len() >= 5 && b[..3].iter().all(u8::is_ascii_digit),
+                "bad reply line {l:?}"
+            );
             if b[3] == b' ' {
                 return Reply {
                     code: l[..3].parse().unwrap(),
@@ -327,7 +379,11 @@ impl Client {
 
     /// The handshake after a 220 to STARTTLS; asserts no plaintext followed the 220.
     pub async fn finish_starttls(&mut self, cert: &std::path::Path) {
-        assert!(self.buf.is_empty(), "plaintext after 220: {:?}", String::from_utf8_lossy(&self.buf));
+        assert!(
+            self.buf.is_empty(),
+            "plaintext after 220: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
         let plain = self.s.take().unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         let tls = tls_connector(cert).connect(name, plain).await.unwrap();
@@ -340,7 +396,10 @@ impl Client {
         loop {
             let mut chunk = [0u8; 4096];
             let s = self.s.as_mut().unwrap();
-            match tokio::time::timeout(PATIENCE, s.read(&mut chunk)).await.expect("server did not close") {
+            match tokio::time::timeout(PATIENCE, s.read(&mut chunk))
+                .await
+                .expect("server did not close")
+            {
                 Ok(0) | Err(_) => return out,
                 Ok(n) => out.push_str(&String::from_utf8_lossy(&chunk[..n])),
             }
@@ -397,12 +456,15 @@ impl FakeDns {
     pub async fn start() -> FakeDns {
         let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = sock.local_addr().unwrap();
-        let txt: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>> = Default::default();
+        let txt: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>> =
+            Default::default();
         let map = txt.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1500];
             loop {
-                let Ok((n, peer)) = sock.recv_from(&mut buf).await else { return };
+                let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+                    return;
+                };
                 let resp = answer(&buf[..n], &map.lock().unwrap());
                 if let Some(resp) = resp {
                     let _ = sock.send_to(&resp, peer).await;
@@ -414,7 +476,12 @@ impl FakeDns {
 
     /// Adds a TXT record (`name` without the trailing dot).
     pub fn txt(&self, name: &str, value: &str) {
-        self.txt.lock().unwrap().entry(name.to_ascii_lowercase()).or_default().push(value.to_string());
+        self.txt
+            .lock()
+            .unwrap()
+            .entry(name.to_ascii_lowercase())
+            .or_default()
+            .push(value.to_string());
     }
 }
 
