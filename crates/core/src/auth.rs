@@ -176,16 +176,13 @@ impl Core {
         };
         session.protocol = protocol.to_string();
         if let Some(wait) = self.limiter.check(&keys) {
-            self.record(
-                &ctx_for(session),
-                "auth.login",
-                None,
-                vec![],
-                "throttled",
-                None,
-                None,
-            )
-            .await?;
+            metrics::counter!("postern_auth_throttled_total", "protocol" => protocol.to_string())
+                .increment(1);
+            if self.limiter.note_throttled(&keys) {
+                let ctx = ctx_for(session);
+                self.record(&ctx, "auth.login", None, vec![], "throttled", None, None)
+                    .await?;
+            }
             return Err(CoreError::Throttled(wait));
         }
 

@@ -59,6 +59,9 @@ pub struct AttemptKeys {
 
 pub struct RateLimiter {
     settings: LimiterSettings,
+    /// When a throttled attempt on an account was last written to the ledger: refused
+    /// attempts cost an attacker nothing, so each must not cost us a durable write.
+    throttle_noted: Mutex<HashMap<String, Instant>>,
     /// Per-process secret so the table never holds a password's plain hash.
     secret: [u8; 32],
     table: Mutex<HashMap<Key, Counter>>,
@@ -66,11 +69,14 @@ pub struct RateLimiter {
 
 /// Upper bound on tracked keys; past it, expired entries are swept.
 const SWEEP_AT: usize = 100_000;
+/// At most one ledger entry per account for throttled attempts in this long.
+pub const THROTTLE_NOTE_EVERY: Duration = Duration::from_secs(60);
 
 impl RateLimiter {
     pub fn new(settings: LimiterSettings) -> Self {
         RateLimiter {
             settings,
+            throttle_noted: Mutex::new(HashMap::new()),
             secret: rand::random(),
             table: Mutex::new(HashMap::new()),
         }
@@ -116,6 +122,28 @@ impl RateLimiter {
             .filter(|&until| until > now)
             .map(|until| until - now)
             .max()
+    }
+
+    /// Whether a throttled attempt should be written to the ledger: the first for an
+    /// account, then at most one per [`THROTTLE_NOTE_EVERY`] (the rest are counted in metrics).
+    pub fn note_throttled(&self, keys: &AttemptKeys) -> bool {
+        let Some(Key(_, account)) = keys.keys.iter().find(|k| k.0 == KeyKind::Account) else {
+            return true;
+        };
+        let now = Instant::now();
+        let Ok(mut noted) = self.throttle_noted.lock() else {
+            return true;
+        };
+        if noted.len() > SWEEP_AT {
+            noted.retain(|_, at| now.duration_since(*at) < THROTTLE_NOTE_EVERY);
+        }
+        match noted.get(account) {
+            Some(at) if now.duration_since(*at) < THROTTLE_NOTE_EVERY => false,
+            _ => {
+                noted.insert(account.clone(), now);
+                true
+            }
+        }
     }
 
     /// Counts a failure; returns the delay it started (zero while attempts are free).

@@ -205,6 +205,7 @@ fn expect_throttled(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_answer_for_every_failure() {
+    let _serial = SERIAL.lock().await;
     let env = env(limiter(1000, 1000, 1000), FAST_ARGON2).await;
     let core = &env.core;
     let alice_id = {
@@ -305,6 +306,10 @@ async fn one_answer_for_every_failure() {
     .await;
 }
 
+/// The tests of this file run one at a time: the timing comparison must not share the
+/// two cores with another test's Argon2id work.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -314,7 +319,8 @@ fn median(v: &mut [Duration]) -> Duration {
 /// configured (default) cost either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_user_costs_what_a_wrong_password_costs() {
-    const N: usize = 21;
+    let _serial = SERIAL.lock().await;
+    const N: usize = 31;
     let env = env(limiter(1000, 1000, 1000), Argon2Settings::default()).await;
     let core = &env.core;
     let mut unknown = Vec::new();
@@ -393,6 +399,7 @@ async fn unknown_user_costs_what_a_wrong_password_costs() {
 /// right password is refused unchecked; after it the owner gets in (no lockout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn growing_delays_not_lockout() {
+    let _serial = SERIAL.lock().await;
     let env = env(limiter(3, 1000, 1000), FAST_ARGON2).await;
     let core = &env.core;
     let ip = |i: u32| from(&format!("198.51.100.{i}"));
@@ -489,7 +496,7 @@ async fn growing_delays_not_lockout() {
             "failed",
             "failed",
             "failed",
-            "throttled",
+            // Two throttled attempts on alice within a minute: one ledger entry.
             "throttled",
             "ok",
             "ok",
@@ -503,10 +510,10 @@ async fn growing_delays_not_lockout() {
         ]
     );
     let protocols: Vec<&str> = recs.iter().map(|r| r.session.protocol.as_str()).collect();
-    assert_eq!(&protocols[3..6], ["pop3", "imap", "smtp"]);
+    // The throttled "ALICE@example.com" over smtp was coalesced into the imap entry.
+    assert_eq!(&protocols[3..5], ["pop3", "imap"]);
     assert_eq!(recs[4].actor.account.as_deref(), Some(ALICE));
-    assert_eq!(recs[5].actor.account.as_deref(), Some(ALICE), "normalised");
-    assert_eq!(recs[6].actor.account.as_deref(), Some("bob@example.com"));
+    assert_eq!(recs[5].actor.account.as_deref(), Some("bob@example.com"));
     let mut secrets = vec![ALICE_PW.to_string(), "Bob-Correct-Horse-2".to_string()];
     secrets.extend((0..21).map(|i| format!("guess-{i}")));
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
@@ -517,6 +524,7 @@ async fn growing_delays_not_lockout() {
 /// password's own key; other passwords and the owners are unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spraying_one_password_is_throttled() {
+    let _serial = SERIAL.lock().await;
     let env = env(limiter(1000, 1000, 5), FAST_ARGON2).await;
     let core = &env.core;
     const SPRAY: &str = "Summer2026!";
@@ -600,6 +608,7 @@ async fn spraying_one_password_is_throttled() {
 /// An app password logs in only over the protocols it was made for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_passwords_are_per_protocol() {
+    let _serial = SERIAL.lock().await;
     let env = env(limiter(1000, 1000, 1000), FAST_ARGON2).await;
     let core = &env.core;
     let (info, secret) = core
