@@ -1,7 +1,7 @@
 //! Storing messages: blob first (fsynced), then the record, its mailbox entry and the
 //! ledger entry in one batch. The caller acknowledges only after this returns.
 
-use crate::auth::AdminSession;
+use crate::auth::{AdminSession, Authenticated};
 use crate::error::{CoreError, Result};
 use crate::{Core, Ctx};
 use postern_store::*;
@@ -117,7 +117,33 @@ impl Core {
                 .find(|m| m.name == name)
                 .ok_or_else(|| CoreError::NotFound(format!("mailbox {name}")))?,
         };
+        // Checked before the blob is written, so a refused message leaves no file behind
+        // (the store checks again, atomically, at commit).
+        if let Some(limit) = p.quota_bytes {
+            let used = self.store.usage(p.id).await?.used_bytes;
+            if used.saturating_add(raw.len() as u64) > limit {
+                return Err(CoreError::QuotaExceeded);
+            }
+        }
         self.store_message(admin.ctx(), "message.import", &a.to_string(), &mb, raw, Flags::default())
             .await
+    }
+
+    /// The bytes of one of the user's own messages. Recorded in the ledger before the
+    /// bytes are returned (DESIGN invariant 10); another account's message is "not
+    /// found", the same answer as a message that does not exist, and the attempt is
+    /// recorded too.
+    pub async fn read_message(&self, who: &Authenticated, id: MessageId) -> Result<Vec<u8>> {
+        let account = who.principal().id;
+        let target = who.address().to_string();
+        let objects = vec![format!("message:{id}")];
+        let Some(record) = self.store.message(account, id).await? else {
+            self.record(who.ctx(), "message.read", Some(&target), objects, "not_found", None, None)
+                .await?;
+            return Err(CoreError::NotFound(format!("message {id}")));
+        };
+        self.record(who.ctx(), "message.read", Some(&target), objects, "ok", None, None)
+            .await?;
+        Ok(self.blobs.get(&record.blob.hash).await?)
     }
 }

@@ -69,3 +69,64 @@ async fn refused_actions_are_recorded() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(postern_core::store::verify::verify_ledger(&*store).await.unwrap(), Ok(2));
 }
+
+/// Reading content goes through core, which records it; another account's message is
+/// "not found" and the attempt is recorded as well (IDOR, DESIGN invariant 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_recorded_and_other_accounts_are_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let (core, store) = core(dir.path());
+    core.set_admin_token(TOKEN);
+    let admin = core.admin_session(TOKEN, "cli:test", session()).unwrap();
+    core.domain_add(&admin, "example.com").await.unwrap();
+    let kind = postern_core::store::PrincipalKind::Individual;
+    for who in ["alice", "bob"] {
+        let addr = format!("{who}@example.com");
+        let pw = format!("{who}-password-1");
+        core.account_add(&admin, &addr, kind, None, Some(&pw), None).await.unwrap();
+    }
+    let raw = b"Subject: hi\r\n\r\nsecret plans\r\n".to_vec();
+    let stored = core.import_message(&admin, "alice@example.com", None, raw.clone()).await.unwrap();
+    let alice = core.authenticate("alice@example.com", "alice-password-1", "imap", session()).await.unwrap();
+    let bob = core.authenticate("bob@example.com", "bob-password-1", "imap", session()).await.unwrap();
+
+    assert_eq!(core.read_message(&alice, stored.message).await.unwrap(), raw);
+    let stolen = core.read_message(&bob, stored.message).await;
+    assert!(matches!(stolen, Err(CoreError::NotFound(_))), "{stolen:?}");
+
+    let reads: Vec<_> = store
+        .ledger(&LedgerQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.record.action == "message.read")
+        .collect();
+    assert_eq!(reads.len(), 2);
+    assert_eq!(reads[0].record.actor.account.as_deref(), Some("alice@example.com"));
+    assert_eq!(reads[0].record.result, "ok");
+    assert_eq!(reads[0].record.objects, vec![format!("message:{}", stored.message)]);
+    assert_eq!(reads[1].record.actor.account.as_deref(), Some("bob@example.com"));
+    assert_eq!(reads[1].record.result, "not_found");
+}
+
+/// An import over quota is refused before its blob is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_quota_import_leaves_no_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let (core, _store) = core(dir.path());
+    core.set_admin_token(TOKEN);
+    let admin = core.admin_session(TOKEN, "cli:test", session()).unwrap();
+    core.domain_add(&admin, "example.com").await.unwrap();
+    let kind = postern_core::store::PrincipalKind::Individual;
+    core.account_add(&admin, "carol@example.com", kind, None, Some("carol-password-1"), Some(100))
+        .await
+        .unwrap();
+    let big = format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(200)).into_bytes();
+    let r = core.import_message(&admin, "carol@example.com", None, big).await;
+    assert!(matches!(r, Err(CoreError::QuotaExceeded)), "{r:?}");
+    let files = std::fs::read_dir(dir.path().join("blobs"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "tmp")
+        .count();
+    assert_eq!(files, 0);
+}
