@@ -49,15 +49,19 @@ pub fn find_lf(buf: &[u8]) -> Option<usize> {
 
 pub struct Conn {
     stream: Option<BoxStream>,
+    /// A peer that stops reading our replies (its receive window full) must not hold
+    /// the session in a write forever.
+    write_timeout: std::time::Duration,
     buf: Vec<u8>,
     pos: usize,
     out: Vec<u8>,
 }
 
 impl Conn {
-    pub fn new(stream: BoxStream) -> Conn {
+    pub fn new(stream: BoxStream, write_timeout: std::time::Duration) -> Conn {
         Conn {
             stream: Some(stream),
+            write_timeout,
             buf: Vec::with_capacity(4096),
             pos: 0,
             out: Vec::with_capacity(1024),
@@ -95,13 +99,17 @@ impl Conn {
             return Ok(());
         }
         let stream = self.stream.as_mut().ok_or(ConnError::Closed)?;
-        let r = async {
+        let r = tokio::time::timeout(self.write_timeout, async {
             stream.write_all(&self.out).await?;
             stream.flush().await
-        }
+        })
         .await;
         self.out.clear();
-        r.map_err(|_| ConnError::Closed)
+        match r {
+            Ok(Ok(())) => Ok(()),
+            // Either way the connection is of no further use.
+            Ok(Err(_)) | Err(_) => Err(ConnError::Closed),
+        }
     }
 
     /// Flushes pending replies, then reads more bytes (at least one) before `deadline`.
@@ -201,7 +209,7 @@ impl Conn {
     pub async fn close(&mut self) {
         let _ = self.flush().await;
         if let Some(s) = self.stream.as_mut() {
-            let _ = s.shutdown().await;
+            let _ = tokio::time::timeout(self.write_timeout, s.shutdown()).await;
         }
     }
 }

@@ -91,11 +91,12 @@ pub(crate) async fn run(
     info: ConnInfo,
     shutdown: Shutdown,
 ) {
+    let write_timeout = shared.limits.command_timeout;
     let mut s = Session {
         id: info.id,
         kind: info.kind,
         remote: info.remote,
-        conn: Conn::new(stream),
+        conn: Conn::new(stream, write_timeout),
         tls: info.tls,
         acceptor: info.tls_acceptor,
         helo: None,

@@ -251,3 +251,41 @@ async fn submission_forged_results_removed() {
     assert!(!s.contains("Authentication-Results"), "{s}");
     assert!(got[0].ends_with(b"\r\nFrom: <alice@example.com>\r\nSubject: s\r\n\r\nx\r\n"));
 }
+
+/// The shared login limiter (DESIGN invariant 11): past the free attempts, AUTH answers
+/// 454 4.7.0 (temporary) without checking the password.
+#[tokio::test]
+async fn throttled_auth_is_temporary() {
+    let env = Env::start().await;
+    let mut c = Client::connect(env.submission).await;
+    c.expect("EHLO client.example", 250).await;
+    let mut throttled = None;
+    for i in 0..12 {
+        let r = c
+            .cmd(&format!(
+                "AUTH PLAIN {}",
+                plain("bob@example.com", &format!("wrong-{i}"))
+            ))
+            .await;
+        if r.code == 454 {
+            throttled = Some(r);
+            break;
+        }
+        assert_eq!(r.code, 535, "{}", r.text);
+        if r.code == 0 {
+            break;
+        }
+        if i == 8 {
+            // Errors-before-disconnect (10) must not end the session first.
+            c = Client::connect(env.submission).await;
+            c.expect("EHLO client.example", 250).await;
+        }
+    }
+    let r = throttled.expect("no 454 after repeated failures");
+    assert!(r.text.starts_with("454 4.7.0"), "{}", r.text);
+    // Even the right password is refused while throttled.
+    let r = c
+        .cmd(&format!("AUTH PLAIN {}", plain("bob@example.com", BOB_PW)))
+        .await;
+    assert_eq!(r.code, 454, "{}", r.text);
+}

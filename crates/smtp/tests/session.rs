@@ -210,3 +210,32 @@ async fn shutdown_says_421() {
     assert!(r.text.starts_with("421 4.3.2"), "{}", r.text);
     assert_eq!(stop.await.unwrap(), 0);
 }
+
+/// A peer that sends commands but never reads the replies: once the replies fill the
+/// socket buffers, the server's write times out and the connection is dropped.
+#[tokio::test]
+async fn peer_that_never_reads_is_dropped() {
+    let limits = postern_smtp::SmtpLimits {
+        command_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let env = Env::with(limits, test_policy()).await;
+    let mut c = env.client().await;
+    let chunk = "NOOP\r\n".repeat(10_000);
+    for _ in 0..5_000 {
+        if !c
+            .write_within(chunk.as_bytes(), Duration::from_secs(2))
+            .await
+        {
+            break;
+        }
+    }
+    let start = std::time::Instant::now();
+    while env.server.active_connections() != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "connection still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -304,6 +304,15 @@ impl Client {
         s.flush().await.unwrap();
     }
 
+    /// Writes, giving up after `d` (when the server stopped reading); true when done.
+    pub async fn write_within(&mut self, bytes: &[u8], d: Duration) -> bool {
+        let s = self.s.as_mut().unwrap();
+        matches!(
+            tokio::time::timeout(d, s.write_all(bytes)).await,
+            Ok(Ok(()))
+        )
+    }
+
     /// Sends without failing if the server already closed.
     pub async fn try_send(&mut self, bytes: &[u8]) -> bool {
         let s = self.s.as_mut().unwrap();
