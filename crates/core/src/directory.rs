@@ -28,6 +28,11 @@ pub enum Resolution {
 }
 
 impl Core {
+    /// Whether any mail domain exists yet (a fresh installation has none).
+    pub async fn has_domains(&self) -> Result<bool> {
+        Ok(!self.store.domains().await?.is_empty())
+    }
+
     /// The principal whose primary address this is (no aliases, no plus addressing).
     pub async fn find_principal(&self, a: &Address) -> Result<Option<Principal>> {
         let Some(d) = self.store.domain_by_name(a.domain()).await? else {

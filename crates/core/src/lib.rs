@@ -64,8 +64,10 @@ impl Default for CoreSettings {
 }
 
 pub struct Core {
-    pub store: Arc<dyn Store>,
-    pub blobs: Arc<dyn BlobStore>,
+    /// Private to `core`: a protocol reaches stored data only through `Core`'s methods,
+    /// which decide access and write the ledger (DESIGN invariants 2 and 10).
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) blobs: Arc<dyn BlobStore>,
     pub settings: CoreSettings,
     limiter: limiter::RateLimiter,
     /// A hash of a random password with the configured cost, verified against when an

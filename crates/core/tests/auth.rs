@@ -6,7 +6,7 @@
 
 use postern_core::limiter::LimiterSettings;
 use postern_core::store::sqlite::{SqliteOptions, SqliteStore};
-use postern_core::store::{FsBlobStore, LedgerQuery, LedgerRecord, PrincipalKind, SessionInfo};
+use postern_core::store::{FsBlobStore, LedgerQuery, LedgerRecord, PrincipalKind, SessionInfo, Store};
 use postern_core::{AdminSession, Argon2Settings, Core, CoreError, CoreSettings};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +23,8 @@ const FAST_ARGON2: Argon2Settings = Argon2Settings {
 
 struct Env {
     core: Arc<Core>,
+    /// The store under `core`, for inspecting the ledger.
+    store: Arc<dyn Store>,
     admin: AdminSession,
     _dir: tempfile::TempDir,
 }
@@ -49,7 +51,8 @@ async fn env(limiter: LimiterSettings, argon2: Argon2Settings) -> Env {
         limiter,
         ..Default::default()
     };
-    let core = Core::new(Arc::new(store), Arc::new(blobs), settings).unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let core = Core::new(store.clone(), Arc::new(blobs), settings).unwrap();
     core.set_admin_token("test-admin-token-0123456789");
     let session = postern_core::store::SessionInfo {
         protocol: "cli".into(),
@@ -90,6 +93,7 @@ async fn env(limiter: LimiterSettings, argon2: Argon2Settings) -> Env {
     }
     Env {
         core: Arc::new(core),
+        store,
         admin,
         _dir: dir,
     }
@@ -103,14 +107,14 @@ fn from(ip: &str) -> SessionInfo {
 }
 
 /// The `auth.login` entries of the ledger, oldest first.
-async fn logins(core: &Core) -> Vec<LedgerRecord> {
+async fn logins(store: &dyn Store) -> Vec<LedgerRecord> {
     let q = LedgerQuery {
         from_seq: 0,
         account: None,
         since_ms: None,
         limit: 0,
     };
-    core.store
+    store
         .ledger(&q)
         .await
         .unwrap()
@@ -125,8 +129,8 @@ fn results(records: &[LedgerRecord]) -> Vec<&str> {
 }
 
 /// No secret appears anywhere in the stored ledger.
-async fn assert_ledger_free_of(core: &Core, secrets: &[&str]) {
-    let raw = core.store.ledger_raw(1, 100_000).await.unwrap();
+async fn assert_ledger_free_of(store: &dyn Store, secrets: &[&str]) {
+    let raw = store.ledger_raw(1, 100_000).await.unwrap();
     assert!(!raw.is_empty());
     for e in &raw {
         for s in secrets {
@@ -147,10 +151,10 @@ async fn assert_ledger_free_of(core: &Core, secrets: &[&str]) {
 
 /// Polls until the ledger holds `n` failed logins (the failure is recorded before the
 /// answer waits out its delay).
-async fn wait_for_failures(core: &Core, n: usize) {
+async fn wait_for_failures(store: &dyn Store, n: usize) {
     let t = Instant::now();
     loop {
-        if logins(core)
+        if logins(store)
             .await
             .iter()
             .filter(|r| r.result == "failed")
@@ -208,14 +212,14 @@ async fn one_answer_for_every_failure() {
     let _serial = SERIAL.lock().await;
     let env = env(limiter(1000, 1000, 1000), FAST_ARGON2).await;
     let core = &env.core;
+    let store = &*env.store;
     let alice_id = {
-        let d = core
-            .store
+        let d = store
             .domain_by_name("example.com")
             .await
             .unwrap()
             .unwrap();
-        core.store
+        store
             .principal_by_local(d.id, "alice")
             .await
             .unwrap()
@@ -263,7 +267,7 @@ async fn one_answer_for_every_failure() {
         );
     }
 
-    let recs = logins(core).await;
+    let recs = logins(store).await;
     let mut want = vec!["ok", "ok"];
     want.extend(std::iter::repeat_n("failed", failures.len()));
     assert_eq!(results(&recs), want);
@@ -300,7 +304,7 @@ async fn one_answer_for_every_failure() {
     assert_eq!(recs[1].session.protocol, "smtp");
     assert_eq!(recs[2].session.remote.as_deref(), Some("192.0.2.2:40123"));
     assert_ledger_free_of(
-        core,
+        store,
         &[ALICE_PW, "Alice-Wrong-Horse-1", "Bob-Correct-Horse-2"],
     )
     .await;
@@ -323,6 +327,7 @@ async fn unknown_user_costs_what_a_wrong_password_costs() {
     const N: usize = 31;
     let env = env(limiter(1000, 1000, 1000), Argon2Settings::default()).await;
     let core = &env.core;
+    let store = &*env.store;
     let mut unknown = Vec::new();
     let mut wrong = Vec::new();
     let mut unknown_domain = Vec::new();
@@ -390,7 +395,7 @@ async fn unknown_user_costs_what_a_wrong_password_costs() {
         mw >= Duration::from_millis(5),
         "an Argon2id check at the default cost took only {mw:?}"
     );
-    let recs = logins(core).await;
+    let recs = logins(store).await;
     assert_eq!(recs.len(), 4 + 3 * N);
     assert!(recs.iter().all(|r| r.result == "failed"));
 }
@@ -402,6 +407,7 @@ async fn growing_delays_not_lockout() {
     let _serial = SERIAL.lock().await;
     let env = env(limiter(3, 1000, 1000), FAST_ARGON2).await;
     let core = &env.core;
+    let store = &*env.store;
     let ip = |i: u32| from(&format!("198.51.100.{i}"));
 
     for i in 0..3 {
@@ -424,7 +430,7 @@ async fn growing_delays_not_lockout() {
         let r = c.authenticate(ALICE, "guess-3", "pop3", ip(3)).await;
         (r, t.elapsed())
     });
-    wait_for_failures(core, 4).await;
+    wait_for_failures(store, 4).await;
     // During the delay the right password is refused without being checked, from any
     // address and over any protocol.
     expect_throttled(
@@ -488,7 +494,7 @@ async fn growing_delays_not_lockout() {
         .await
         .unwrap();
 
-    let recs = logins(core).await;
+    let recs = logins(store).await;
     assert_eq!(
         results(&recs),
         [
@@ -517,7 +523,7 @@ async fn growing_delays_not_lockout() {
     let mut secrets = vec![ALICE_PW.to_string(), "Bob-Correct-Horse-2".to_string()];
     secrets.extend((0..21).map(|i| format!("guess-{i}")));
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    assert_ledger_free_of(core, &secrets).await;
+    assert_ledger_free_of(store, &secrets).await;
 }
 
 /// One password tried on many accounts (most of them unknown) is caught by the
@@ -527,6 +533,7 @@ async fn spraying_one_password_is_throttled() {
     let _serial = SERIAL.lock().await;
     let env = env(limiter(1000, 1000, 5), FAST_ARGON2).await;
     let core = &env.core;
+    let store = &*env.store;
     const SPRAY: &str = "Summer2026!";
     for i in 0..5 {
         let t = Instant::now();
@@ -550,7 +557,7 @@ async fn spraying_one_password_is_throttled() {
             .await;
         (r, t.elapsed())
     });
-    wait_for_failures(core, 6).await;
+    wait_for_failures(store, 6).await;
     // Same password, new account, new address: refused unchecked.
     expect_throttled(
         core.authenticate("user6@example.com", SPRAY, "imap", from("203.0.113.6"))
@@ -586,7 +593,7 @@ async fn spraying_one_password_is_throttled() {
         "sixth spray answered after {took:?}"
     );
 
-    let recs = logins(core).await;
+    let recs = logins(store).await;
     assert_eq!(
         results(&recs),
         [
@@ -602,7 +609,7 @@ async fn spraying_one_password_is_throttled() {
             "ok"
         ]
     );
-    assert_ledger_free_of(core, &[SPRAY, "Winter2026!", ALICE_PW]).await;
+    assert_ledger_free_of(store, &[SPRAY, "Winter2026!", ALICE_PW]).await;
 }
 
 /// An app password logs in only over the protocols it was made for.
@@ -611,6 +618,7 @@ async fn app_passwords_are_per_protocol() {
     let _serial = SERIAL.lock().await;
     let env = env(limiter(1000, 1000, 1000), FAST_ARGON2).await;
     let core = &env.core;
+    let store = &*env.store;
     let (info, secret) = core
         .app_password_add(&env.admin, ALICE, "phone", &["imap".to_string()])
         .await
@@ -660,12 +668,12 @@ async fn app_passwords_are_per_protocol() {
         "revoked",
     );
 
-    let recs = logins(core).await;
+    let recs = logins(store).await;
     assert_eq!(
         results(&recs),
         [
             "ok", "failed", "failed", "failed", "failed", "failed", "ok", "ok", "ok", "failed"
         ]
     );
-    assert_ledger_free_of(core, &[&secret, &any_secret, ALICE_PW]).await;
+    assert_ledger_free_of(store, &[&secret, &any_secret, ALICE_PW]).await;
 }

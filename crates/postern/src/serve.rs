@@ -311,7 +311,7 @@ pub fn run(cfg: Config) -> Result<ExitCode, String> {
             server.spawn(l, handler).map_err(|e| format!("{kind} on {addr}: {e}"))?;
             println!("listening {} {}", kind.name(), addr);
         }
-        if created || core.store.domains().await.map(|d| d.is_empty()).unwrap_or(false) {
+        if created || !core.has_domains().await.unwrap_or(true) {
             let data = shown_dir.display();
             println!("next: add a domain and an account:");
             println!("  postern --data {data} domain add example.com");

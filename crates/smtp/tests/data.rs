@@ -94,7 +94,7 @@ async fn one_blob_one_copy_per_principal() {
     assert!(!String::from_utf8_lossy(&alice[0]).contains("\tfor <"));
     assert_eq!(env.inbox("erin@catch.example").await.len(), 0);
     // One blob for all of them.
-    assert_eq!(env.core.blobs.list().await.unwrap().len(), 1);
+    assert_eq!(env.blobs.list().await.unwrap().len(), 1);
     // One ledger entry naming both, and the forward that could not be made yet.
     let l = env.ledger("message.deliver").await;
     assert_eq!(l.len(), 1);

@@ -25,6 +25,10 @@ pub const BOB_PW: &str = "bob-password-12";
 
 pub struct Env {
     pub core: Arc<Core>,
+    /// The store and blobs under `core`, for the tests' own inspection (protocol code
+    /// only ever sees `core`).
+    pub store: Arc<dyn postern_core::store::Store>,
+    pub blobs: Arc<dyn postern_core::store::BlobStore>,
     pub server: Arc<Server>,
     pub mx: SocketAddr,
     pub submission: SocketAddr,
@@ -64,7 +68,9 @@ impl Env {
             },
             ..Default::default()
         };
-        let core = Arc::new(Core::new(Arc::new(store), Arc::new(blobs), settings).unwrap());
+        let store: Arc<dyn postern_core::store::Store> = Arc::new(store);
+        let blobs: Arc<dyn postern_core::store::BlobStore> = Arc::new(blobs);
+        let core = Arc::new(Core::new(store.clone(), blobs.clone(), settings).unwrap());
         fixture(&core).await;
         let tls = postern_net::tls::load_or_create(dir.path(), HOST, None, None).unwrap();
         let server = Server::new(Limits::default(), Some(tls.config.clone()));
@@ -99,6 +105,8 @@ impl Env {
         }
         Env {
             core,
+            store,
+            blobs,
             server,
             mx: addrs[0],
             submission: addrs[1],
@@ -114,17 +122,15 @@ impl Env {
         let a = postern_core::address::parse_address(address).unwrap();
         let p = self.core.find_principal(&a).await.unwrap().unwrap();
         let mb = self.core.special_mailbox(p.id, use_).await.unwrap();
-        let (_, entries) = self.core.store.mailbox_entries(p.id, mb.id).await.unwrap();
+        let (_, entries) = self.store.mailbox_entries(p.id, mb.id).await.unwrap();
         let mut out = Vec::new();
         for e in entries {
-            let m = self
-                .core
-                .store
+            let m = self.store
                 .message(p.id, e.message)
                 .await
                 .unwrap()
                 .unwrap();
-            out.push(self.core.blobs.get(&m.blob.hash).await.unwrap());
+            out.push(self.blobs.get(&m.blob.hash).await.unwrap());
         }
         out
     }
@@ -148,8 +154,7 @@ impl Env {
             limit: 100_000,
             ..Default::default()
         };
-        self.core
-            .store
+        self.store
             .ledger(&q)
             .await
             .unwrap()
