@@ -46,7 +46,8 @@ impl std::fmt::Display for Address {
 /// zero-width spaces and joiners, bidirectional overrides such as U+202E, the BOM)
 /// that make two different names look the same.
 pub fn has_forbidden_chars(s: &str) -> bool {
-    s.chars().any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}' || is_format_char(c))
+    s.chars()
+        .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}' || is_format_char(c))
 }
 
 /// Unicode general category Cf (Unicode 15), listed by hand to avoid a table crate.
@@ -62,10 +63,16 @@ fn is_format_char(c: char) -> bool {
 /// characters, or is longer than `max` characters.
 pub fn check_text(field: &'static str, s: &str, max: usize) -> Result<()> {
     if has_forbidden_chars(s) {
-        return Err(CoreError::invalid(field, "contains a control character or line break"));
+        return Err(CoreError::invalid(
+            field,
+            "contains a control character or line break",
+        ));
     }
     if s.chars().count() > max {
-        return Err(CoreError::invalid(field, format!("longer than {max} characters")));
+        return Err(CoreError::invalid(
+            field,
+            format!("longer than {max} characters"),
+        ));
     }
     Ok(())
 }
@@ -75,30 +82,46 @@ pub fn check_text(field: &'static str, s: &str, max: usize) -> Result<()> {
 pub fn parse_domain(s: &str) -> Result<String> {
     let d = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
     if d.is_empty() || d.len() > MAX_DOMAIN {
-        return Err(CoreError::invalid("domain", "empty or longer than 253 characters"));
+        return Err(CoreError::invalid(
+            "domain",
+            "empty or longer than 253 characters",
+        ));
     }
     if !d.is_ascii() {
-        return Err(CoreError::invalid("domain", "use the A-label (xn--) form of an international domain"));
+        return Err(CoreError::invalid(
+            "domain",
+            "use the A-label (xn--) form of an international domain",
+        ));
     }
     for label in d.split('.') {
         let ok = !label.is_empty()
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !ok {
-            return Err(CoreError::invalid("domain", format!("{label:?} is not a valid label")));
+            return Err(CoreError::invalid(
+                "domain",
+                format!("{label:?} is not a valid label"),
+            ));
         }
     }
     if d.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return Err(CoreError::invalid("domain", "an IP address is not a mail domain"));
+        return Err(CoreError::invalid(
+            "domain",
+            "an IP address is not a mail domain",
+        ));
     }
     Ok(d)
 }
 
 fn atext(c: char) -> bool {
     // RFC 5322 §3.2.3 atext less `%` and `!`, plus UTF-8 per RFC 6531 §3.3.
-    c.is_ascii_alphanumeric() || "#$&'*+-/=?^_`{|}~".contains(c) || (!c.is_ascii() && !c.is_control())
+    c.is_ascii_alphanumeric()
+        || "#$&'*+-/=?^_`{|}~".contains(c)
+        || (!c.is_ascii() && !c.is_control())
 }
 
 /// A local part as a dot-atom. `%` and `!` are refused (the `u%other@ours` and UUCP
@@ -108,20 +131,32 @@ fn atext(c: char) -> bool {
 pub fn parse_local(s: &str) -> Result<String> {
     use unicode_normalization::UnicodeNormalization;
     if s.is_empty() || s.len() > 4 * MAX_LOCAL {
-        return Err(CoreError::invalid("address", "local part empty or longer than 64 octets"));
+        return Err(CoreError::invalid(
+            "address",
+            "local part empty or longer than 64 octets",
+        ));
     }
     if has_forbidden_chars(s) {
-        return Err(CoreError::invalid("address", "contains a control character or line break"));
+        return Err(CoreError::invalid(
+            "address",
+            "contains a control character or line break",
+        ));
     }
     if s.starts_with('.') || s.ends_with('.') || s.contains("..") {
         return Err(CoreError::invalid("address", "misplaced dot in local part"));
     }
     if let Some(c) = s.chars().find(|&c| c != '.' && !atext(c)) {
-        return Err(CoreError::invalid("address", format!("character {c:?} is not allowed in a local part")));
+        return Err(CoreError::invalid(
+            "address",
+            format!("character {c:?} is not allowed in a local part"),
+        ));
     }
     let normal: String = s.nfc().collect::<String>().to_lowercase().nfc().collect();
     if normal.len() > MAX_LOCAL {
-        return Err(CoreError::invalid("address", "local part longer than 64 octets"));
+        return Err(CoreError::invalid(
+            "address",
+            "local part longer than 64 octets",
+        ));
     }
     Ok(normal)
 }
@@ -133,7 +168,10 @@ pub fn parse_address(s: &str) -> Result<Address> {
         .rsplit_once('@')
         .ok_or_else(|| CoreError::invalid("address", "missing @"))?;
     if domain.starts_with('[') {
-        return Err(CoreError::invalid("address", "IP literal domains are not accepted"));
+        return Err(CoreError::invalid(
+            "address",
+            "IP literal domains are not accepted",
+        ));
     }
     Ok(Address {
         local: parse_local(local)?,
@@ -163,7 +201,10 @@ mod tests {
         assert_eq!(parse_address("ü@example.com").unwrap().local(), "ü");
         let p = parse_address("bob+lists@example.com").unwrap();
         assert_eq!(p.split_plus('+'), Some(("bob", "lists")));
-        assert_eq!(parse_address("+x@example.com").unwrap().split_plus('+'), None);
+        assert_eq!(
+            parse_address("+x@example.com").unwrap().split_plus('+'),
+            None
+        );
     }
 
     #[test]
@@ -203,7 +244,11 @@ mod tests {
         let nfd = parse_address("jose\u{301}@example.com").unwrap();
         assert_eq!(nfc, nfd);
         // Invisible format characters never make a second, identical-looking name.
-        for bad in ["ad\u{200b}min@example.com", "admin\u{202e}@example.com", "\u{feff}admin@example.com"] {
+        for bad in [
+            "ad\u{200b}min@example.com",
+            "admin\u{202e}@example.com",
+            "\u{feff}admin@example.com",
+        ] {
             assert!(parse_address(bad).is_err(), "{bad:?} accepted");
         }
         assert!(check_text("name", "Bob\u{202e}kcilc", 100).is_err());
@@ -216,7 +261,10 @@ mod tests {
 
     #[test]
     fn catch_all() {
-        assert_eq!(parse_alias_address("*@Example.com").unwrap().to_string(), "*@example.com");
+        assert_eq!(
+            parse_alias_address("*@Example.com").unwrap().to_string(),
+            "*@example.com"
+        );
         assert!(parse_address("*@example.com").is_ok()); // '*' is atext, but only aliases give it meaning
     }
 }

@@ -174,17 +174,17 @@ impl Core {
             created_ms: now_ms(),
         };
         self.commit(vec![
-                Op::CreateDomain(d.clone()),
-                Self::ledger_op(
-                    admin,
-                    "domain.create",
-                    None,
-                    vec![format!("domain:{name}")],
-                    None,
-                    Some(json!({"name": name})),
-                ),
-            ])
-            .await?;
+            Op::CreateDomain(d.clone()),
+            Self::ledger_op(
+                admin,
+                "domain.create",
+                None,
+                vec![format!("domain:{name}")],
+                None,
+                Some(json!({"name": name})),
+            ),
+        ])
+        .await?;
         Ok(d)
     }
 
@@ -195,17 +195,17 @@ impl Core {
     pub async fn domain_remove(&self, admin: &AdminSession, name: &str) -> Result<()> {
         let d = self.domain_of(&parse_domain(name)?).await?;
         self.commit(vec![
-                Op::RemoveDomain(d.id),
-                Self::ledger_op(
-                    admin,
-                    "domain.remove",
-                    None,
-                    vec![format!("domain:{}", d.name)],
-                    Some(json!({"name": d.name})),
-                    None,
-                ),
-            ])
-            .await?;
+            Op::RemoveDomain(d.id),
+            Self::ledger_op(
+                admin,
+                "domain.remove",
+                None,
+                vec![format!("domain:{}", d.name)],
+                Some(json!({"name": d.name})),
+                None,
+            ),
+        ])
+        .await?;
         Ok(())
     }
 
@@ -342,17 +342,17 @@ impl Core {
         let (d, p) = self.principal_of(&a).await?;
         let before = serde_json::to_value(self.info(&d, &p).await?).ok();
         self.commit(vec![
-                Op::RemovePrincipal(p.id),
-                Self::ledger_op(
-                    admin,
-                    "account.remove",
-                    Some(&a.to_string()),
-                    vec![format!("principal:{}", p.id)],
-                    before,
-                    None,
-                ),
-            ])
-            .await?;
+            Op::RemovePrincipal(p.id),
+            Self::ledger_op(
+                admin,
+                "account.remove",
+                Some(&a.to_string()),
+                vec![format!("principal:{}", p.id)],
+                before,
+                None,
+            ),
+        ])
+        .await?;
         Ok(())
     }
 
@@ -403,20 +403,20 @@ impl Core {
         };
         let new_id = cred.id.to_string();
         self.commit(vec![
-                Op::SetPassword {
-                    principal: p.id,
-                    credential: cred,
-                },
-                Self::ledger_op(
-                    admin,
-                    "credential.password.set",
-                    Some(&a.to_string()),
-                    vec![format!("principal:{}", p.id)],
-                    Some(json!({"credential": old})),
-                    Some(json!({"credential": new_id})),
-                ),
-            ])
-            .await?;
+            Op::SetPassword {
+                principal: p.id,
+                credential: cred,
+            },
+            Self::ledger_op(
+                admin,
+                "credential.password.set",
+                Some(&a.to_string()),
+                vec![format!("principal:{}", p.id)],
+                Some(json!({"credential": old})),
+                Some(json!({"credential": new_id})),
+            ),
+        ])
+        .await?;
         Ok(generated)
     }
 
@@ -429,20 +429,20 @@ impl Core {
         let a = parse_address(address)?;
         let (_, p) = self.principal_of(&a).await?;
         self.commit(vec![
-                Op::SetQuota {
-                    principal: p.id,
-                    quota_bytes,
-                },
-                Self::ledger_op(
-                    admin,
-                    "account.quota.set",
-                    Some(&a.to_string()),
-                    vec![format!("principal:{}", p.id)],
-                    Some(json!({"quota_bytes": p.quota_bytes})),
-                    Some(json!({"quota_bytes": quota_bytes})),
-                ),
-            ])
-            .await?;
+            Op::SetQuota {
+                principal: p.id,
+                quota_bytes,
+            },
+            Self::ledger_op(
+                admin,
+                "account.quota.set",
+                Some(&a.to_string()),
+                vec![format!("principal:{}", p.id)],
+                Some(json!({"quota_bytes": p.quota_bytes})),
+                Some(json!({"quota_bytes": quota_bytes})),
+            ),
+        ])
+        .await?;
         Ok(())
     }
 
@@ -494,17 +494,17 @@ impl Core {
             created_ms: cred.created_ms,
         };
         self.commit(vec![
-                Op::AddCredential(cred),
-                Self::ledger_op(
-                    admin,
-                    "credential.app.create",
-                    Some(&a.to_string()),
-                    vec![format!("credential:{}", info.id)],
-                    None,
-                    serde_json::to_value(&info).ok(),
-                ),
-            ])
-            .await?;
+            Op::AddCredential(cred),
+            Self::ledger_op(
+                admin,
+                "credential.app.create",
+                Some(&a.to_string()),
+                vec![format!("credential:{}", info.id)],
+                None,
+                serde_json::to_value(&info).ok(),
+            ),
+        ])
+        .await?;
         Ok((info, secret))
     }
 
@@ -545,17 +545,17 @@ impl Core {
             .find(|c| c.kind == CredentialKind::App && c.id.to_string() == id)
             .ok_or_else(|| CoreError::NotFound(format!("app password {id}")))?;
         self.commit(vec![
-                Op::RemoveCredential(cred.id),
-                Self::ledger_op(
-                    admin,
-                    "credential.app.remove",
-                    Some(&a.to_string()),
-                    vec![format!("credential:{id}")],
-                    Some(json!({"label": cred.label, "protocols": cred.protocols})),
-                    None,
-                ),
-            ])
-            .await?;
+            Op::RemoveCredential(cred.id),
+            Self::ledger_op(
+                admin,
+                "credential.app.remove",
+                Some(&a.to_string()),
+                vec![format!("credential:{id}")],
+                Some(json!({"label": cred.label, "protocols": cred.protocols})),
+                None,
+            ),
+        ])
+        .await?;
         Ok(())
     }
 
@@ -582,23 +582,23 @@ impl Core {
             target: t.to_string(),
         };
         self.commit(vec![
-                Op::AddAlias(Alias {
-                    id: AliasId::generate(),
-                    domain: d.id,
-                    local_part: a.local().to_string(),
-                    target: t.to_string(),
-                    created_ms: now_ms(),
-                }),
-                Self::ledger_op(
-                    admin,
-                    "alias.create",
-                    Some(&t.to_string()),
-                    vec![format!("alias:{a}")],
-                    None,
-                    serde_json::to_value(&info).ok(),
-                ),
-            ])
-            .await?;
+            Op::AddAlias(Alias {
+                id: AliasId::generate(),
+                domain: d.id,
+                local_part: a.local().to_string(),
+                target: t.to_string(),
+                created_ms: now_ms(),
+            }),
+            Self::ledger_op(
+                admin,
+                "alias.create",
+                Some(&t.to_string()),
+                vec![format!("alias:{a}")],
+                None,
+                serde_json::to_value(&info).ok(),
+            ),
+        ])
+        .await?;
         Ok(info)
     }
 
@@ -659,15 +659,31 @@ impl Core {
         Ok(found.len())
     }
 
-    pub async fn group_member_add(&self, admin: &AdminSession, group: &str, member: &str) -> Result<()> {
+    pub async fn group_member_add(
+        &self,
+        admin: &AdminSession,
+        group: &str,
+        member: &str,
+    ) -> Result<()> {
         self.group_member_change(admin, group, member, true).await
     }
 
-    pub async fn group_member_remove(&self, admin: &AdminSession, group: &str, member: &str) -> Result<()> {
+    pub async fn group_member_remove(
+        &self,
+        admin: &AdminSession,
+        group: &str,
+        member: &str,
+    ) -> Result<()> {
         self.group_member_change(admin, group, member, false).await
     }
 
-    async fn group_member_change(&self, admin: &AdminSession, group: &str, member: &str, add: bool) -> Result<()> {
+    async fn group_member_change(
+        &self,
+        admin: &AdminSession,
+        group: &str,
+        member: &str,
+        add: bool,
+    ) -> Result<()> {
         let g = parse_address(group)?;
         let m = parse_address(member)?;
         let (_, p) = self.principal_of(&g).await?;
@@ -735,7 +751,8 @@ impl Core {
         &self,
         _admin: &AdminSession,
         anchor: Option<(u64, &str)>,
-    ) -> Result<std::result::Result<(u64, Option<(u64, String)>), postern_store::ledger::ChainBreak>> {
+    ) -> Result<std::result::Result<(u64, Option<(u64, String)>), postern_store::ledger::ChainBreak>>
+    {
         Ok(postern_store::verify::verify_ledger_head(&*self.store, anchor).await?)
     }
 

@@ -121,7 +121,12 @@ impl Core {
 
     /// An admin session for whoever presents the admin token (constant-time check).
     /// `actor` names them in the ledger (`cli:root`, `admin-api`).
-    pub fn admin_session(&self, presented: &str, actor: &str, mut session: SessionInfo) -> Option<AdminSession> {
+    pub fn admin_session(
+        &self,
+        presented: &str,
+        actor: &str,
+        mut session: SessionInfo,
+    ) -> Option<AdminSession> {
         let expected = (*self.admin_token.read().ok()?)?;
         let digest = Sha256::digest(presented.as_bytes());
         if !bool::from(digest.as_slice().ct_eq(&expected)) {
@@ -161,8 +166,13 @@ impl Core {
         let name = crate::address::parse_address(username).ok();
         // Keyed by the normalised address, so `Alice@Example.com.` and `alice@example.com`
         // share one budget.
-        let account_key = name.as_ref().map(|a| a.to_string()).unwrap_or_else(|| username.to_string());
-        let keys = self.limiter.keys(&account_key, remote_ip, secret.as_bytes());
+        let account_key = name
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| username.to_string());
+        let keys = self
+            .limiter
+            .keys(&account_key, remote_ip, secret.as_bytes());
         let ctx_for = |session: SessionInfo| Ctx {
             actor: Actor {
                 account: Some(
@@ -191,9 +201,7 @@ impl Core {
             None => None,
         };
         let creds = match &principal {
-            Some(p) if p.kind == PrincipalKind::Individual => {
-                self.store.credentials(p.id).await?
-            }
+            Some(p) if p.kind == PrincipalKind::Individual => self.store.credentials(p.id).await?,
             _ => Vec::new(),
         };
         // App passwords first: cheap, and only a success ends early.

@@ -1,8 +1,8 @@
 //! Who an address is: accounts, aliases, groups, plus addressing and catch-alls.
 
+use crate::Core;
 use crate::address::{Address, parse_address};
 use crate::error::Result;
-use crate::Core;
 use postern_store::{Principal, PrincipalKind};
 use std::collections::BTreeSet;
 
@@ -50,7 +50,9 @@ impl Core {
         let mut local = Vec::new();
         let mut external = BTreeSet::new();
         let mut seen = BTreeSet::new();
-        let found = self.expand(a, 0, &mut local, &mut external, &mut seen).await?;
+        let found = self
+            .expand(a, 0, &mut local, &mut external, &mut seen)
+            .await?;
         if !found {
             return Ok(Resolution::Unknown);
         }
@@ -76,7 +78,10 @@ impl Core {
         external: &mut BTreeSet<String>,
         seen: &mut BTreeSet<String>,
     ) -> Result<bool> {
-        if depth > MAX_EXPANSION_DEPTH || !seen.insert(a.to_string()) || local.len() + external.len() >= MAX_EXPANSION {
+        if depth > MAX_EXPANSION_DEPTH
+            || !seen.insert(a.to_string())
+            || local.len() + external.len() >= MAX_EXPANSION
+        {
             // A loop or an over-deep chain: the address exists, it just adds nothing more.
             return Ok(true);
         }

@@ -45,7 +45,9 @@ impl CoreError {
     pub fn class(&self) -> ErrorClass {
         match self {
             CoreError::Invalid { .. } => ErrorClass::Protocol,
-            CoreError::NotFound(_) | CoreError::Conflict(_) | CoreError::Refused(_) => ErrorClass::Policy,
+            CoreError::NotFound(_) | CoreError::Conflict(_) | CoreError::Refused(_) => {
+                ErrorClass::Policy
+            }
             CoreError::AuthFailed | CoreError::Throttled(_) => ErrorClass::Auth,
             CoreError::QuotaExceeded => ErrorClass::Resource,
             CoreError::Unavailable(_) | CoreError::Internal(_) => ErrorClass::Internal,
@@ -69,7 +71,9 @@ impl From<StoreError> for CoreError {
             StoreError::QuotaExceeded { .. } => CoreError::QuotaExceeded,
             StoreError::Modified(m) => CoreError::Refused(format!("modified since {m}")),
             StoreError::Unavailable(s) => CoreError::Unavailable(s),
-            e @ (StoreError::CorruptBlob { .. } | StoreError::Invalid(_)) => CoreError::Internal(e.to_string()),
+            e @ (StoreError::CorruptBlob { .. } | StoreError::Invalid(_)) => {
+                CoreError::Internal(e.to_string())
+            }
         }
     }
 }

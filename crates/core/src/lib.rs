@@ -81,7 +81,11 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, settings: CoreSettings) -> Result<Core> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        settings: CoreSettings,
+    ) -> Result<Core> {
         let dummy_hash = auth::hash_password(settings.argon2, &auth::generate_secret(24))?;
         Ok(Core {
             store,
@@ -91,7 +95,10 @@ impl Core {
             dummy_hash,
             admin_token: std::sync::RwLock::new(None),
             hash_slots: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(1),
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+                    .max(1),
             ),
         })
     }

@@ -272,7 +272,11 @@ mod tests {
         let l = RateLimiter::new(s);
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         for i in 0..4 {
-            l.failure(&l.keys(&format!("victim{i}@x"), Some(ip), format!("guess{i}").as_bytes()));
+            l.failure(&l.keys(
+                &format!("victim{i}@x"),
+                Some(ip),
+                format!("guess{i}").as_bytes(),
+            ));
         }
         // The attacker logs into their own account from the same address.
         l.success(&l.keys("attacker@x", Some(ip), b"own"));

@@ -19,11 +19,17 @@ pub struct Stored {
 impl Core {
     /// Parses the bytes once, writes the blob durably and builds the record. Threads
     /// join the conversation of a message they reference, when the account has it.
-    pub async fn prepare_message(&self, account: PrincipalId, raw: Vec<u8>, received_ms: i64) -> Result<MessageRecord> {
+    pub async fn prepare_message(
+        &self,
+        account: PrincipalId,
+        raw: Vec<u8>,
+        received_ms: i64,
+    ) -> Result<MessageRecord> {
         let limits = self.settings.mime;
-        let (meta, raw) = tokio::task::spawn_blocking(move || (crate::message::extract(&raw, &limits), raw))
-            .await
-            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        let (meta, raw) =
+            tokio::task::spawn_blocking(move || (crate::message::extract(&raw, &limits), raw))
+                .await
+                .map_err(|e| CoreError::Internal(e.to_string()))?;
         let refs = crate::message::thread_references(&meta);
         let id = MessageId::generate();
         let thread_id = match self.store.thread_of(account, &refs).await? {
@@ -67,7 +73,10 @@ impl Core {
             ctx,
             action,
             Some(target),
-            vec![format!("mailbox:{}", mailbox.id), format!("message:{message}")],
+            vec![
+                format!("mailbox:{}", mailbox.id),
+                format!("message:{message}"),
+            ],
             "ok",
             None,
             Some(serde_json::json!({"size": size, "blob": blob})),
@@ -95,13 +104,21 @@ impl Core {
                     blob,
                 })
             }
-            other => Err(CoreError::Internal(format!("unexpected store result {other:?}"))),
+            other => Err(CoreError::Internal(format!(
+                "unexpected store result {other:?}"
+            ))),
         }
     }
 
     /// Administrative import of one message into an account's mailbox (by name; INBOX
     /// when none). Returns once the message is durable.
-    pub async fn import_message(&self, admin: &AdminSession, address: &str, mailbox: Option<&str>, raw: Vec<u8>) -> Result<Stored> {
+    pub async fn import_message(
+        &self,
+        admin: &AdminSession,
+        address: &str,
+        mailbox: Option<&str>,
+        raw: Vec<u8>,
+    ) -> Result<Stored> {
         let a = crate::address::parse_address(address)?;
         let p = self
             .find_principal(&a)
@@ -125,8 +142,15 @@ impl Core {
                 return Err(CoreError::QuotaExceeded);
             }
         }
-        self.store_message(admin.ctx(), "message.import", &a.to_string(), &mb, raw, Flags::default())
-            .await
+        self.store_message(
+            admin.ctx(),
+            "message.import",
+            &a.to_string(),
+            &mb,
+            raw,
+            Flags::default(),
+        )
+        .await
     }
 
     /// The bytes of one of the user's own messages. Recorded in the ledger before the
@@ -138,12 +162,28 @@ impl Core {
         let target = who.address().to_string();
         let objects = vec![format!("message:{id}")];
         let Some(record) = self.store.message(account, id).await? else {
-            self.record(who.ctx(), "message.read", Some(&target), objects, "not_found", None, None)
-                .await?;
+            self.record(
+                who.ctx(),
+                "message.read",
+                Some(&target),
+                objects,
+                "not_found",
+                None,
+                None,
+            )
+            .await?;
             return Err(CoreError::NotFound(format!("message {id}")));
         };
-        self.record(who.ctx(), "message.read", Some(&target), objects, "ok", None, None)
-            .await?;
+        self.record(
+            who.ctx(),
+            "message.read",
+            Some(&target),
+            objects,
+            "ok",
+            None,
+            None,
+        )
+        .await?;
         Ok(self.blobs.get(&record.blob.hash).await?)
     }
 }

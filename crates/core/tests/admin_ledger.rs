@@ -20,7 +20,10 @@ fn core(dir: &std::path::Path) -> (Core, Arc<dyn Store>) {
         },
         ..Default::default()
     };
-    (Core::new(store.clone(), Arc::new(blobs), settings).unwrap(), store)
+    (
+        Core::new(store.clone(), Arc::new(blobs), settings).unwrap(),
+        store,
+    )
 }
 
 fn session() -> SessionInfo {
@@ -37,7 +40,10 @@ async fn no_admin_session_without_the_token() {
     // No token installed: nothing opens.
     assert!(core.admin_session(TOKEN, "x", session()).is_none());
     core.set_admin_token(TOKEN);
-    assert!(core.admin_session("wrong-token-0123456789abcdef", "x", session()).is_none());
+    assert!(
+        core.admin_session("wrong-token-0123456789abcdef", "x", session())
+            .is_none()
+    );
     assert!(core.admin_session("", "x", session()).is_none());
     let a = core.admin_session(TOKEN, "cli:test", session()).unwrap();
     assert_eq!(a.ctx().actor.account.as_deref(), Some("cli:test"));
@@ -54,7 +60,10 @@ async fn refused_actions_are_recorded() {
     let again = core.domain_add(&admin, "example.com").await;
     assert!(matches!(again, Err(CoreError::Conflict(_))), "{again:?}");
     let missing = core.account_remove(&admin, "nobody@example.com").await;
-    assert!(matches!(missing, Err(CoreError::NotFound(_))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(CoreError::NotFound(_))),
+        "{missing:?}"
+    );
 
     let entries = store.ledger(&LedgerQuery::default()).await.unwrap();
     let seen: Vec<(&str, &str)> = entries
@@ -67,7 +76,12 @@ async fn refused_actions_are_recorded() {
     // account_remove fails before building its batch (no such account): nothing to
     // record beyond the error returned, and no half entry.
     assert_eq!(seen.len(), 2, "{seen:?}");
-    assert_eq!(postern_core::store::verify::verify_ledger(&*store).await.unwrap(), Ok(2));
+    assert_eq!(
+        postern_core::store::verify::verify_ledger(&*store)
+            .await
+            .unwrap(),
+        Ok(2)
+    );
 }
 
 /// Reading content goes through core, which records it; another account's message is
@@ -83,14 +97,28 @@ async fn reads_are_recorded_and_other_accounts_are_not_found() {
     for who in ["alice", "bob"] {
         let addr = format!("{who}@example.com");
         let pw = format!("{who}-password-1");
-        core.account_add(&admin, &addr, kind, None, Some(&pw), None).await.unwrap();
+        core.account_add(&admin, &addr, kind, None, Some(&pw), None)
+            .await
+            .unwrap();
     }
     let raw = b"Subject: hi\r\n\r\nsecret plans\r\n".to_vec();
-    let stored = core.import_message(&admin, "alice@example.com", None, raw.clone()).await.unwrap();
-    let alice = core.authenticate("alice@example.com", "alice-password-1", "imap", session()).await.unwrap();
-    let bob = core.authenticate("bob@example.com", "bob-password-1", "imap", session()).await.unwrap();
+    let stored = core
+        .import_message(&admin, "alice@example.com", None, raw.clone())
+        .await
+        .unwrap();
+    let alice = core
+        .authenticate("alice@example.com", "alice-password-1", "imap", session())
+        .await
+        .unwrap();
+    let bob = core
+        .authenticate("bob@example.com", "bob-password-1", "imap", session())
+        .await
+        .unwrap();
 
-    assert_eq!(core.read_message(&alice, stored.message).await.unwrap(), raw);
+    assert_eq!(
+        core.read_message(&alice, stored.message).await.unwrap(),
+        raw
+    );
     let stolen = core.read_message(&bob, stored.message).await;
     assert!(matches!(stolen, Err(CoreError::NotFound(_))), "{stolen:?}");
 
@@ -102,10 +130,19 @@ async fn reads_are_recorded_and_other_accounts_are_not_found() {
         .filter(|e| e.record.action == "message.read")
         .collect();
     assert_eq!(reads.len(), 2);
-    assert_eq!(reads[0].record.actor.account.as_deref(), Some("alice@example.com"));
+    assert_eq!(
+        reads[0].record.actor.account.as_deref(),
+        Some("alice@example.com")
+    );
     assert_eq!(reads[0].record.result, "ok");
-    assert_eq!(reads[0].record.objects, vec![format!("message:{}", stored.message)]);
-    assert_eq!(reads[1].record.actor.account.as_deref(), Some("bob@example.com"));
+    assert_eq!(
+        reads[0].record.objects,
+        vec![format!("message:{}", stored.message)]
+    );
+    assert_eq!(
+        reads[1].record.actor.account.as_deref(),
+        Some("bob@example.com")
+    );
     assert_eq!(reads[1].record.result, "not_found");
 }
 
@@ -118,11 +155,20 @@ async fn over_quota_import_leaves_no_blob() {
     let admin = core.admin_session(TOKEN, "cli:test", session()).unwrap();
     core.domain_add(&admin, "example.com").await.unwrap();
     let kind = postern_core::store::PrincipalKind::Individual;
-    core.account_add(&admin, "carol@example.com", kind, None, Some("carol-password-1"), Some(100))
-        .await
-        .unwrap();
+    core.account_add(
+        &admin,
+        "carol@example.com",
+        kind,
+        None,
+        Some("carol-password-1"),
+        Some(100),
+    )
+    .await
+    .unwrap();
     let big = format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(200)).into_bytes();
-    let r = core.import_message(&admin, "carol@example.com", None, big).await;
+    let r = core
+        .import_message(&admin, "carol@example.com", None, big)
+        .await;
     assert!(matches!(r, Err(CoreError::QuotaExceeded)), "{r:?}");
     let files = std::fs::read_dir(dir.path().join("blobs"))
         .unwrap()

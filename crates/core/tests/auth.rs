@@ -6,7 +6,9 @@
 
 use postern_core::limiter::LimiterSettings;
 use postern_core::store::sqlite::{SqliteOptions, SqliteStore};
-use postern_core::store::{FsBlobStore, LedgerQuery, LedgerRecord, PrincipalKind, SessionInfo, Store};
+use postern_core::store::{
+    FsBlobStore, LedgerQuery, LedgerRecord, PrincipalKind, SessionInfo, Store,
+};
 use postern_core::{AdminSession, Argon2Settings, Core, CoreError, CoreSettings};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -214,11 +216,7 @@ async fn one_answer_for_every_failure() {
     let core = &env.core;
     let store = &*env.store;
     let alice_id = {
-        let d = store
-            .domain_by_name("example.com")
-            .await
-            .unwrap()
-            .unwrap();
+        let d = store.domain_by_name("example.com").await.unwrap().unwrap();
         store
             .principal_by_local(d.id, "alice")
             .await

@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 /// Domain names by id, for printing principals (ids are random, so one map serves
 /// every test of this file).
-static DOMAINS: std::sync::LazyLock<std::sync::Mutex<HashMap<postern_core::store::DomainId, String>>> =
-    std::sync::LazyLock::new(Default::default);
+static DOMAINS: std::sync::LazyLock<
+    std::sync::Mutex<HashMap<postern_core::store::DomainId, String>>,
+> = std::sync::LazyLock::new(Default::default);
 
 struct Env {
     core: Core,

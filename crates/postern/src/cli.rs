@@ -71,8 +71,13 @@ pub enum AppPasswordCmd {
         #[arg(long = "protocol")]
         protocols: Vec<String>,
     },
-    List { address: String },
-    Remove { address: String, id: String },
+    List {
+        address: String,
+    },
+    Remove {
+        address: String,
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,15 +89,26 @@ pub enum AliasCmd {
         domain: Option<String>,
     },
     /// Remove ALIAS (only its TARGET when given).
-    Remove { alias: String, target: Option<String> },
+    Remove {
+        alias: String,
+        target: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum GroupCmd {
     /// Add MEMBER (any address) to GROUP (an account of kind group).
-    AddMember { group: String, member: String },
-    RemoveMember { group: String, member: String },
-    Members { group: String },
+    AddMember {
+        group: String,
+        member: String,
+    },
+    RemoveMember {
+        group: String,
+        member: String,
+    },
+    Members {
+        group: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -165,8 +181,13 @@ pub fn parse_size(s: &str) -> Result<Option<u64>, String> {
         }
         _ => (s, 1),
     };
-    let n: u64 = num.trim().parse().map_err(|_| format!("not a size: {s:?}"))?;
-    n.checked_mul(mult).map(Some).ok_or_else(|| format!("size too large: {s:?}"))
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a size: {s:?}"))?;
+    n.checked_mul(mult)
+        .map(Some)
+        .ok_or_else(|| format!("size too large: {s:?}"))
 }
 
 /// Milliseconds since the epoch for `--since`.
@@ -197,13 +218,18 @@ pub fn parse_since(s: &str) -> Result<i64, String> {
     if let Ok(d) = time::Date::parse(s, &fmt) {
         return Ok(d.midnight().assume_utc().unix_timestamp() * 1000);
     }
-    Err(format!("--since {s:?}: expected RFC 3339 time, YYYY-MM-DD, or an age like 24h"))
+    Err(format!(
+        "--since {s:?}: expected RFC 3339 time, YYYY-MM-DD, or an age like 24h"
+    ))
 }
 
 fn format_ms(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -297,20 +323,31 @@ async fn execute(core: &Core, admin: &AdminSession, action: Action) -> Result<Ex
             out!("added alias {} -> {}", a.alias, a.target);
         }
         Action::Alias(AliasCmd::List { domain }) => {
-            for a in core.alias_list(admin, domain.as_deref()).await.map_err(err)? {
+            for a in core
+                .alias_list(admin, domain.as_deref())
+                .await
+                .map_err(err)?
+            {
                 out!("{} -> {}", a.alias, a.target);
             }
         }
         Action::Alias(AliasCmd::Remove { alias, target }) => {
-            let n = core.alias_remove(admin, &alias, target.as_deref()).await.map_err(err)?;
+            let n = core
+                .alias_remove(admin, &alias, target.as_deref())
+                .await
+                .map_err(err)?;
             out!("removed {n} alias target(s) of {alias}");
         }
         Action::Group(GroupCmd::AddMember { group, member }) => {
-            core.group_member_add(admin, &group, &member).await.map_err(err)?;
+            core.group_member_add(admin, &group, &member)
+                .await
+                .map_err(err)?;
             out!("added {member} to {group}");
         }
         Action::Group(GroupCmd::RemoveMember { group, member }) => {
-            core.group_member_remove(admin, &group, &member).await.map_err(err)?;
+            core.group_member_remove(admin, &group, &member)
+                .await
+                .map_err(err)?;
             out!("removed {member} from {group}");
         }
         Action::Group(GroupCmd::Members { group }) => {
@@ -370,8 +407,15 @@ async fn execute(core: &Core, admin: &AdminSession, action: Action) -> Result<Ex
                             .and_then(|v| v.as_str().map(str::to_string))
                             .unwrap_or_default(),
                         r.session.protocol,
-                        r.session.remote.as_deref().map(|x| format!(" from {x}")).unwrap_or_default(),
-                        r.target.as_deref().map(|t| format!("on {t}")).unwrap_or_default(),
+                        r.session
+                            .remote
+                            .as_deref()
+                            .map(|x| format!(" from {x}"))
+                            .unwrap_or_default(),
+                        r.target
+                            .as_deref()
+                            .map(|t| format!("on {t}"))
+                            .unwrap_or_default(),
                         r.result,
                         r.objects.join(" ")
                     );
@@ -382,7 +426,13 @@ async fn execute(core: &Core, admin: &AdminSession, action: Action) -> Result<Ex
             let r = core.store_verify(admin).await.map_err(err)?;
             out!(
                 "accounts {} mailboxes {} messages {} blobs checked {} journal entries {} ledger entries {} orphan blobs {}",
-                r.accounts, r.mailboxes, r.messages, r.blobs_checked, r.journal_entries, r.ledger_entries, r.orphan_blobs
+                r.accounts,
+                r.mailboxes,
+                r.messages,
+                r.blobs_checked,
+                r.journal_entries,
+                r.ledger_entries,
+                r.orphan_blobs
             );
             if r.ok() {
                 out!("store ok");
@@ -406,19 +456,34 @@ async fn account(core: &Core, admin: &AdminSession, cmd: AccountCmd) -> Result<E
             quota,
             generate,
         } => {
-            let kind = PrincipalKind::parse(&kind)
-                .ok_or_else(|| format!("--kind {kind:?}: one of individual, shared, group, resource"))?;
+            let kind = PrincipalKind::parse(&kind).ok_or_else(|| {
+                format!("--kind {kind:?}: one of individual, shared, group, resource")
+            })?;
             let quota = quota.as_deref().map(parse_size).transpose()?.flatten();
             let can_login = kind == PrincipalKind::Individual;
-            let password = if can_login { read_password(generate)? } else { None };
+            let password = if can_login {
+                read_password(generate)?
+            } else {
+                None
+            };
             let n = core
-                .account_add(admin, &address, kind, name.as_deref(), password.as_deref(), quota)
+                .account_add(
+                    admin,
+                    &address,
+                    kind,
+                    name.as_deref(),
+                    password.as_deref(),
+                    quota,
+                )
                 .await
                 .map_err(err)?;
             out!("added {} {}", n.account.kind.as_str(), n.account.address);
             if let Some(p) = n.generated_password {
                 out!("password: {p}");
-                out!("(shown once; set another with `postern account passwd {}`)", n.account.address);
+                out!(
+                    "(shown once; set another with `postern account passwd {}`)",
+                    n.account.address
+                );
             }
         }
         AccountCmd::Passwd { address, generate } => {
@@ -433,7 +498,11 @@ async fn account(core: &Core, admin: &AdminSession, cmd: AccountCmd) -> Result<E
             }
         }
         AccountCmd::List { domain, json } => {
-            for a in core.account_list(admin, domain.as_deref()).await.map_err(err)? {
+            for a in core
+                .account_list(admin, domain.as_deref())
+                .await
+                .map_err(err)?
+            {
                 if json {
                     out!("{}", serde_json::to_string(&a).unwrap_or_default());
                 } else {
@@ -443,7 +512,9 @@ async fn account(core: &Core, admin: &AdminSession, cmd: AccountCmd) -> Result<E
                         a.kind.as_str(),
                         a.display_name,
                         a.used_bytes,
-                        a.quota_bytes.map(|q| q.to_string()).unwrap_or_else(|| "none".into()),
+                        a.quota_bytes
+                            .map(|q| q.to_string())
+                            .unwrap_or_else(|| "none".into()),
                         a.messages
                     );
                 }
@@ -460,7 +531,10 @@ async fn account(core: &Core, admin: &AdminSession, cmd: AccountCmd) -> Result<E
         AccountCmd::Quota { address, size } => {
             let q = parse_size(&size)?;
             core.account_quota(admin, &address, q).await.map_err(err)?;
-            out!("quota of {address}: {}", q.map(|q| q.to_string()).unwrap_or_else(|| "none".into()));
+            out!(
+                "quota of {address}: {}",
+                q.map(|q| q.to_string()).unwrap_or_else(|| "none".into())
+            );
         }
         AccountCmd::AppPassword(AppPasswordCmd::Add {
             address,
@@ -481,11 +555,19 @@ async fn account(core: &Core, admin: &AdminSession, cmd: AccountCmd) -> Result<E
                 } else {
                     a.protocols.join(",")
                 };
-                out!("{} {} protocols={} created={}", a.id, a.label, protocols, format_ms(a.created_ms));
+                out!(
+                    "{} {} protocols={} created={}",
+                    a.id,
+                    a.label,
+                    protocols,
+                    format_ms(a.created_ms)
+                );
             }
         }
         AccountCmd::AppPassword(AppPasswordCmd::Remove { address, id }) => {
-            core.app_password_remove(admin, &address, &id).await.map_err(err)?;
+            core.app_password_remove(admin, &address, &id)
+                .await
+                .map_err(err)?;
             out!("removed app password {id}");
         }
     }
@@ -494,7 +576,12 @@ async fn account(core: &Core, admin: &AdminSession, cmd: AccountCmd) -> Result<E
 
 /// Splits an mbox stream into messages (mboxrd: `>From ` unquoted one level) and stores
 /// each, printing its id once it is durable.
-async fn import(core: &Core, admin: &AdminSession, address: &str, mailbox: Option<&str>) -> Result<ExitCode, String> {
+async fn import(
+    core: &Core,
+    admin: &AdminSession,
+    address: &str,
+    mailbox: Option<&str>,
+) -> Result<ExitCode, String> {
     let mut input = Vec::new();
     std::io::stdin()
         .lock()
@@ -507,7 +594,12 @@ async fn import(core: &Core, admin: &AdminSession, address: &str, mailbox: Optio
             .import_message(admin, address, mailbox, raw)
             .await
             .map_err(err)?;
-        writeln!(out, "stored {} {} {}", stored.message, stored.uid, stored.blob).map_err(|e| e.to_string())?;
+        writeln!(
+            out,
+            "stored {} {} {}",
+            stored.message, stored.uid, stored.blob
+        )
+        .map_err(|e| e.to_string())?;
         out.flush().map_err(|e| e.to_string())?;
         count += 1;
     }
@@ -532,7 +624,11 @@ pub fn split_mbox(input: &[u8]) -> Vec<Vec<u8>> {
         let body = line.strip_suffix(b"\n").unwrap_or(line);
         let body = body.strip_suffix(b"\r").unwrap_or(body);
         let gt = body.iter().take_while(|&&b| b == b'>').count();
-        let body = if gt > 0 && body[gt..].starts_with(b"From ") { &body[1..] } else { body };
+        let body = if gt > 0 && body[gt..].starts_with(b"From ") {
+            &body[1..]
+        } else {
+            body
+        };
         m.extend_from_slice(body);
         if line.ends_with(b"\n") {
             m.extend_from_slice(b"\r\n");
@@ -569,7 +665,10 @@ mod tests {
         let d = parse_since("24h").unwrap();
         assert!((now - 86_400_000 - d).abs() < 5000);
         assert_eq!(parse_since("2026-01-01").unwrap(), 1_767_225_600_000);
-        assert_eq!(parse_since("2026-01-01T00:00:01Z").unwrap(), 1_767_225_601_000);
+        assert_eq!(
+            parse_since("2026-01-01T00:00:01Z").unwrap(),
+            1_767_225_601_000
+        );
         assert!(parse_since("yesterday").is_err());
         assert!(parse_since("-9223372036854775808s").is_err());
         assert!(parse_since("9223372036854775807d").is_err());
@@ -579,7 +678,10 @@ mod tests {
     fn mbox() {
         let m = split_mbox(b"From a@b Mon\nSubject: 1\n\n>From here\n>>From there\n\nFrom c@d Tue\nSubject: 2\n\nx\n");
         assert_eq!(m.len(), 2);
-        assert_eq!(m[0], b"Subject: 1\r\n\r\nFrom here\r\n>From there\r\n".to_vec());
+        assert_eq!(
+            m[0],
+            b"Subject: 1\r\n\r\nFrom here\r\n>From there\r\n".to_vec()
+        );
         assert_eq!(m[1], b"Subject: 2\r\n\r\nx\r\n".to_vec());
     }
 }

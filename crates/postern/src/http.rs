@@ -44,7 +44,12 @@ pub struct Route {
     handler: MethodRouter<AppState>,
 }
 
-fn route(method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Route {
+fn route(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: MethodRouter<AppState>,
+) -> Route {
     Route {
         method,
         path,
@@ -59,7 +64,11 @@ pub struct Metrics(Option<metrics_exporter_prometheus::PrometheusHandle>);
 impl Metrics {
     /// Installs the process-wide Prometheus recorder (once per process).
     pub fn install() -> Metrics {
-        Metrics(metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok())
+        Metrics(
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .ok(),
+        )
     }
     fn render(&self) -> String {
         self.0.as_ref().map(|h| h.render()).unwrap_or_default()
@@ -103,7 +112,11 @@ impl IntoResponse for ApiError {
             CoreError::Invalid { field, .. } => Some(*field),
             _ => None,
         };
-        (status, Json(json!({ "error": e.to_string(), "field": field }))).into_response()
+        (
+            status,
+            Json(json!({ "error": e.to_string(), "field": field })),
+        )
+            .into_response()
     }
 }
 
@@ -138,25 +151,95 @@ pub fn admin_routes() -> Vec<Route> {
         route(Method::GET, "/metrics", Admin, get(metrics_page)),
         route(Method::GET, "/api/v1/domains", Admin, get(domains_list)),
         route(Method::POST, "/api/v1/domains", Admin, post(domains_add)),
-        route(Method::DELETE, "/api/v1/domains/{name}", Admin, delete(domains_remove)),
+        route(
+            Method::DELETE,
+            "/api/v1/domains/{name}",
+            Admin,
+            delete(domains_remove),
+        ),
         route(Method::GET, "/api/v1/accounts", Admin, get(accounts_list)),
         route(Method::POST, "/api/v1/accounts", Admin, post(accounts_add)),
-        route(Method::GET, "/api/v1/accounts/{address}", Admin, get(accounts_show)),
-        route(Method::DELETE, "/api/v1/accounts/{address}", Admin, delete(accounts_remove)),
-        route(Method::PUT, "/api/v1/accounts/{address}/password", Admin, put(accounts_passwd)),
-        route(Method::PUT, "/api/v1/accounts/{address}/quota", Admin, put(accounts_quota)),
-        route(Method::GET, "/api/v1/accounts/{address}/app-passwords", Admin, get(app_list)),
-        route(Method::POST, "/api/v1/accounts/{address}/app-passwords", Admin, post(app_add)),
-        route(Method::DELETE, "/api/v1/accounts/{address}/app-passwords/{id}", Admin, delete(app_remove)),
+        route(
+            Method::GET,
+            "/api/v1/accounts/{address}",
+            Admin,
+            get(accounts_show),
+        ),
+        route(
+            Method::DELETE,
+            "/api/v1/accounts/{address}",
+            Admin,
+            delete(accounts_remove),
+        ),
+        route(
+            Method::PUT,
+            "/api/v1/accounts/{address}/password",
+            Admin,
+            put(accounts_passwd),
+        ),
+        route(
+            Method::PUT,
+            "/api/v1/accounts/{address}/quota",
+            Admin,
+            put(accounts_quota),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/accounts/{address}/app-passwords",
+            Admin,
+            get(app_list),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/accounts/{address}/app-passwords",
+            Admin,
+            post(app_add),
+        ),
+        route(
+            Method::DELETE,
+            "/api/v1/accounts/{address}/app-passwords/{id}",
+            Admin,
+            delete(app_remove),
+        ),
         route(Method::GET, "/api/v1/aliases", Admin, get(aliases_list)),
         route(Method::POST, "/api/v1/aliases", Admin, post(aliases_add)),
-        route(Method::DELETE, "/api/v1/aliases/{alias}", Admin, delete(aliases_remove)),
-        route(Method::GET, "/api/v1/groups/{group}/members", Admin, get(members_list)),
-        route(Method::POST, "/api/v1/groups/{group}/members", Admin, post(members_add)),
-        route(Method::DELETE, "/api/v1/groups/{group}/members/{member}", Admin, delete(members_remove)),
+        route(
+            Method::DELETE,
+            "/api/v1/aliases/{alias}",
+            Admin,
+            delete(aliases_remove),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/groups/{group}/members",
+            Admin,
+            get(members_list),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/groups/{group}/members",
+            Admin,
+            post(members_add),
+        ),
+        route(
+            Method::DELETE,
+            "/api/v1/groups/{group}/members/{member}",
+            Admin,
+            delete(members_remove),
+        ),
         route(Method::GET, "/api/v1/audit", Admin, get(audit_show)),
-        route(Method::GET, "/api/v1/audit/verify", Admin, get(audit_verify)),
-        route(Method::GET, "/api/v1/store/verify", Admin, get(store_verify)),
+        route(
+            Method::GET,
+            "/api/v1/audit/verify",
+            Admin,
+            get(audit_verify),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/store/verify",
+            Admin,
+            get(store_verify),
+        ),
     ]
 }
 
@@ -194,7 +277,11 @@ async fn require_admin(State(st): State<AppState>, mut req: Request, next: Next)
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         // RFC 7235 §2.1: the scheme name is case-insensitive.
-        .and_then(|v| v.get(..7).filter(|p| p.eq_ignore_ascii_case("bearer ")).map(|_| &v[7..]))
+        .and_then(|v| {
+            v.get(..7)
+                .filter(|p| p.eq_ignore_ascii_case("bearer "))
+                .map(|_| &v[7..])
+        })
         .map(str::trim);
     let session = SessionInfo {
         protocol: "admin-api".into(),
@@ -246,17 +333,34 @@ struct DomainFilter {
     domain: Option<String>,
 }
 
-async fn domains_list(State(st): State<AppState>, Extension(a): Extension<AdminSession>) -> ApiResult<Response> {
-    let d: Vec<String> = st.core.domain_list(&a).await?.into_iter().map(|d| d.name).collect();
+async fn domains_list(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+) -> ApiResult<Response> {
+    let d: Vec<String> = st
+        .core
+        .domain_list(&a)
+        .await?
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
     Ok(Json(json!({ "domains": d })).into_response())
 }
 
-async fn domains_add(State(st): State<AppState>, Extension(a): Extension<AdminSession>, JsonBody(b): JsonBody<NameBody>) -> ApiResult<Response> {
+async fn domains_add(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    JsonBody(b): JsonBody<NameBody>,
+) -> ApiResult<Response> {
     let d = st.core.domain_add(&a, &b.name).await?;
     Ok((StatusCode::CREATED, Json(json!({ "name": d.name }))).into_response())
 }
 
-async fn domains_remove(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn domains_remove(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     st.core.domain_remove(&a, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -271,28 +375,53 @@ struct AccountBody {
     quota_bytes: Option<u64>,
 }
 
-async fn accounts_list(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Query(f): Query<DomainFilter>) -> ApiResult<Response> {
+async fn accounts_list(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Query(f): Query<DomainFilter>,
+) -> ApiResult<Response> {
     let list = st.core.account_list(&a, f.domain.as_deref()).await?;
     Ok(Json(json!({ "accounts": list })).into_response())
 }
 
-async fn accounts_add(State(st): State<AppState>, Extension(a): Extension<AdminSession>, JsonBody(b): JsonBody<AccountBody>) -> ApiResult<Response> {
+async fn accounts_add(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    JsonBody(b): JsonBody<AccountBody>,
+) -> ApiResult<Response> {
     let kind = match b.kind.as_deref() {
         None => PrincipalKind::Individual,
-        Some(k) => PrincipalKind::parse(k).ok_or_else(|| CoreError::invalid("kind", "one of individual, shared, group, resource"))?,
+        Some(k) => PrincipalKind::parse(k).ok_or_else(|| {
+            CoreError::invalid("kind", "one of individual, shared, group, resource")
+        })?,
     };
     let n = st
         .core
-        .account_add(&a, &b.address, kind, b.display_name.as_deref(), b.password.as_deref(), b.quota_bytes)
+        .account_add(
+            &a,
+            &b.address,
+            kind,
+            b.display_name.as_deref(),
+            b.password.as_deref(),
+            b.quota_bytes,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(json!(n))).into_response())
 }
 
-async fn accounts_show(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Path(address): Path<String>) -> ApiResult<Response> {
+async fn accounts_show(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Path(address): Path<String>,
+) -> ApiResult<Response> {
     Ok(Json(json!(st.core.account_show(&a, &address).await?)).into_response())
 }
 
-async fn accounts_remove(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Path(address): Path<String>) -> ApiResult<StatusCode> {
+async fn accounts_remove(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Path(address): Path<String>,
+) -> ApiResult<StatusCode> {
     st.core.account_remove(&a, &address).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -309,7 +438,10 @@ async fn accounts_passwd(
     Path(address): Path<String>,
     JsonBody(b): JsonBody<PasswordBody>,
 ) -> ApiResult<Response> {
-    let generated = st.core.account_passwd(&a, &address, b.password.as_deref()).await?;
+    let generated = st
+        .core
+        .account_passwd(&a, &address, b.password.as_deref())
+        .await?;
     Ok(Json(json!({ "generated_password": generated })).into_response())
 }
 
@@ -337,8 +469,15 @@ struct AppBody {
     protocols: Vec<String>,
 }
 
-async fn app_list(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Path(address): Path<String>) -> ApiResult<Response> {
-    Ok(Json(json!({ "app_passwords": st.core.app_password_list(&a, &address).await? })).into_response())
+async fn app_list(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Path(address): Path<String>,
+) -> ApiResult<Response> {
+    Ok(
+        Json(json!({ "app_passwords": st.core.app_password_list(&a, &address).await? }))
+            .into_response(),
+    )
 }
 
 async fn app_add(
@@ -347,11 +486,22 @@ async fn app_add(
     Path(address): Path<String>,
     JsonBody(b): JsonBody<AppBody>,
 ) -> ApiResult<Response> {
-    let (info, secret) = st.core.app_password_add(&a, &address, &b.label, &b.protocols).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "app_password": info, "secret": secret }))).into_response())
+    let (info, secret) = st
+        .core
+        .app_password_add(&a, &address, &b.label, &b.protocols)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "app_password": info, "secret": secret })),
+    )
+        .into_response())
 }
 
-async fn app_remove(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Path((address, id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn app_remove(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Path((address, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     st.core.app_password_remove(&a, &address, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -368,11 +518,22 @@ struct TargetFilter {
     target: Option<String>,
 }
 
-async fn aliases_list(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Query(f): Query<DomainFilter>) -> ApiResult<Response> {
-    Ok(Json(json!({ "aliases": st.core.alias_list(&a, f.domain.as_deref()).await? })).into_response())
+async fn aliases_list(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Query(f): Query<DomainFilter>,
+) -> ApiResult<Response> {
+    Ok(
+        Json(json!({ "aliases": st.core.alias_list(&a, f.domain.as_deref()).await? }))
+            .into_response(),
+    )
 }
 
-async fn aliases_add(State(st): State<AppState>, Extension(a): Extension<AdminSession>, JsonBody(b): JsonBody<AliasBody>) -> ApiResult<Response> {
+async fn aliases_add(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    JsonBody(b): JsonBody<AliasBody>,
+) -> ApiResult<Response> {
     let info = st.core.alias_add(&a, &b.alias, &b.target).await?;
     Ok((StatusCode::CREATED, Json(json!(info))).into_response())
 }
@@ -383,7 +544,10 @@ async fn aliases_remove(
     Path(alias): Path<String>,
     Query(f): Query<TargetFilter>,
 ) -> ApiResult<Response> {
-    let n = st.core.alias_remove(&a, &alias, f.target.as_deref()).await?;
+    let n = st
+        .core
+        .alias_remove(&a, &alias, f.target.as_deref())
+        .await?;
     Ok(Json(json!({ "removed": n })).into_response())
 }
 
@@ -393,7 +557,11 @@ struct MemberBody {
     member: String,
 }
 
-async fn members_list(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Path(group): Path<String>) -> ApiResult<Response> {
+async fn members_list(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Path(group): Path<String>,
+) -> ApiResult<Response> {
     Ok(Json(json!({ "members": st.core.group_members(&a, &group).await? })).into_response())
 }
 
@@ -423,7 +591,11 @@ struct AuditQuery {
     limit: Option<usize>,
 }
 
-async fn audit_show(State(st): State<AppState>, Extension(a): Extension<AdminSession>, Query(q): Query<AuditQuery>) -> ApiResult<Response> {
+async fn audit_show(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Response> {
     let since = q
         .since
         .as_deref()
@@ -432,12 +604,20 @@ async fn audit_show(State(st): State<AppState>, Extension(a): Extension<AdminSes
         .map_err(|e| CoreError::invalid("since", e))?;
     let entries = st
         .core
-        .audit_show(&a, q.account.as_deref(), since, q.limit.unwrap_or(1000).clamp(1, 10_000))
+        .audit_show(
+            &a,
+            q.account.as_deref(),
+            since,
+            q.limit.unwrap_or(1000).clamp(1, 10_000),
+        )
         .await?;
     Ok(Json(json!({ "entries": entries })).into_response())
 }
 
-async fn audit_verify(State(st): State<AppState>, Extension(a): Extension<AdminSession>) -> ApiResult<Response> {
+async fn audit_verify(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+) -> ApiResult<Response> {
     Ok(match st.core.audit_verify(&a, None).await? {
         Ok((n, head)) => Json(json!({
             "ok": true,
@@ -445,11 +625,15 @@ async fn audit_verify(State(st): State<AppState>, Extension(a): Extension<AdminS
             "head": head.map(|(seq, hash)| format!("{seq}:{hash}")),
         }))
         .into_response(),
-        Err(b) => Json(json!({ "ok": false, "first_bad_entry": b.seq, "reason": b.reason })).into_response(),
+        Err(b) => Json(json!({ "ok": false, "first_bad_entry": b.seq, "reason": b.reason }))
+            .into_response(),
     })
 }
 
-async fn store_verify(State(st): State<AppState>, Extension(a): Extension<AdminSession>) -> ApiResult<Response> {
+async fn store_verify(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+) -> ApiResult<Response> {
     let r = st.core.store_verify(&a).await?;
     Ok(Json(json!({
         "ok": r.ok(),
@@ -510,7 +694,9 @@ impl Handler for HttpHandler {
 const ADMIN_BODY_MAX: usize = 1 << 20;
 
 fn handler(routes: Vec<Route>, state: AppState, cfg: &Config, body_cap: usize) -> Arc<dyn Handler> {
-    let body_limit = usize::try_from(cfg.limits.http_body_size).unwrap_or(usize::MAX).min(body_cap);
+    let body_limit = usize::try_from(cfg.limits.http_body_size)
+        .unwrap_or(usize::MAX)
+        .min(body_cap);
     Arc::new(HttpHandler {
         router: build(routes, state, body_limit),
         header_timeout: Duration::from_secs(cfg.limits.http_request_timeout_secs),
@@ -520,7 +706,12 @@ fn handler(routes: Vec<Route>, state: AppState, cfg: &Config, body_cap: usize) -
 }
 
 pub fn admin_handler(core: Arc<Core>, cfg: &Config, metrics: Metrics) -> Arc<dyn Handler> {
-    handler(admin_routes(), AppState { core, metrics }, cfg, ADMIN_BODY_MAX)
+    handler(
+        admin_routes(),
+        AppState { core, metrics },
+        cfg,
+        ADMIN_BODY_MAX,
+    )
 }
 
 pub fn web_handler(core: Arc<Core>, cfg: &Config) -> Arc<dyn Handler> {

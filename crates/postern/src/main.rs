@@ -19,7 +19,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "postern", version, about = "Postern: mail, calendars and contacts server")]
+#[command(
+    name = "postern",
+    version,
+    about = "Postern: mail, calendars and contacts server"
+)]
 struct Cli {
     /// Configuration file (TOML). Without it, the embedded defaults are used.
     #[arg(long, global = true, env = "POSTERN_CONFIG")]

@@ -4,8 +4,8 @@
 //! unprivileged user, so every file the server creates belongs to that user.
 
 use crate::config::{Config, LogFormat};
-use postern_core::store::sqlite::{SqliteOptions, SqliteStore};
 use postern_core::store::FsBlobStore;
+use postern_core::store::sqlite::{SqliteOptions, SqliteStore};
 use postern_core::{Core, CoreSettings};
 use postern_net::{Handler, ListenerKind, ListenerSpec, Server};
 use std::io::Write;
@@ -59,7 +59,8 @@ pub fn ensure_data_dir(dir: &Path) -> Result<bool, String> {
         }
         return Ok(false);
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("cannot set permissions on {}: {e}", dir.display()))?;
     Ok(true)
@@ -72,7 +73,8 @@ pub fn open_core(cfg: &Config) -> Result<Core, String> {
         group_commit_max: cfg.store.group_commit_max,
         reader_connections: cfg.store.reader_connections,
     };
-    let store = SqliteStore::open(&cfg.data_dir.join("meta.sqlite"), opts).map_err(|e| e.to_string())?;
+    let store =
+        SqliteStore::open(&cfg.data_dir.join("meta.sqlite"), opts).map_err(|e| e.to_string())?;
     let blobs = FsBlobStore::open(&cfg.data_dir.join("blobs")).map_err(|e| e.to_string())?;
     Core::new(Arc::new(store), Arc::new(blobs), core_settings(cfg)).map_err(|e| e.to_string())
 }
@@ -131,10 +133,14 @@ pub fn admin_token(dir: &Path) -> Result<(String, bool), String> {
         writeln!(f, "{token}").map_err(|e| e.to_string())?;
         true
     };
-    let token = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let token = token.trim().to_string();
     if token.len() < 20 {
-        return Err(format!("{} holds a token shorter than 20 characters", path.display()));
+        return Err(format!(
+            "{} holds a token shorter than 20 characters",
+            path.display()
+        ));
     }
     Ok((token, created))
 }
@@ -144,7 +150,9 @@ fn init_logging(cfg: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match cfg.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -219,9 +227,9 @@ fn handler_for(
         // One handler (and so one RCPT-probe map) for MX and submission; the session
         // tells them apart by listener kind.
         ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => smtp.clone(),
-        ListenerKind::Imap | ListenerKind::Imaps => {
-            Arc::new(Unavailable(b"* BYE [UNAVAILABLE] IMAP service is not enabled in this build\r\n"))
-        }
+        ListenerKind::Imap | ListenerKind::Imaps => Arc::new(Unavailable(
+            b"* BYE [UNAVAILABLE] IMAP service is not enabled in this build\r\n",
+        )),
         ListenerKind::Admin => crate::http::admin_handler(core.clone(), cfg, metrics.clone()),
         ListenerKind::Http | ListenerKind::Https => crate::http::web_handler(core.clone(), cfg),
     }
@@ -230,10 +238,19 @@ fn handler_for(
 pub fn run(cfg: Config) -> Result<ExitCode, String> {
     init_logging(&cfg);
     let created = ensure_data_dir(&cfg.data_dir)?;
-    let tls = postern_net::tls::load_or_create(&cfg.data_dir, &cfg.hostname, cfg.tls.cert.as_deref(), cfg.tls.key.as_deref())
-        .map_err(|e| format!("TLS: {e}"))?;
+    let tls = postern_net::tls::load_or_create(
+        &cfg.data_dir,
+        &cfg.hostname,
+        cfg.tls.cert.as_deref(),
+        cfg.tls.key.as_deref(),
+    )
+    .map_err(|e| format!("TLS: {e}"))?;
     if tls.created {
-        println!("created a self-signed certificate for {} at {}", cfg.hostname, tls.cert_path.display());
+        println!(
+            "created a self-signed certificate for {} at {}",
+            cfg.hostname,
+            tls.cert_path.display()
+        );
     }
     let (token, token_created) = admin_token(&cfg.data_dir)?;
     if token_created {
@@ -252,21 +269,28 @@ pub fn run(cfg: Config) -> Result<ExitCode, String> {
     let specs: Vec<ListenerSpec> = cfg
         .listeners()
         .into_iter()
-        .filter_map(|(name, addr)| ListenerKind::from_name(name).map(|kind| ListenerSpec { kind, addr }))
+        .filter_map(|(name, addr)| {
+            ListenerKind::from_name(name).map(|kind| ListenerSpec { kind, addr })
+        })
         .collect();
     let report = postern_net::bind_all_with(&specs, &limits);
     for f in &report.failed {
         eprintln!("postern: could not bind {f}");
     }
     if report.bound.is_empty() {
-        return Err("no listener could be bound; see the errors above (ports below 1024 need root)".into());
+        return Err(
+            "no listener could be bound; see the errors above (ports below 1024 need root)".into(),
+        );
     }
     let _ = postern_net::privilege::raise_nofile_limit();
     // Falling back to `nobody` is for the default name only: a service user the operator
     // named but mistyped must not silently become a uid other daemons share.
     if nix::unistd::Uid::effective().is_root()
         && cfg.server.run_as != DEFAULT_RUN_AS
-        && !matches!(nix::unistd::User::from_name(&cfg.server.run_as), Ok(Some(_)))
+        && !matches!(
+            nix::unistd::User::from_name(&cfg.server.run_as),
+            Ok(Some(_))
+        )
     {
         return Err(format!(
             "server.run_as = {:?}: no such user (create it, or leave the default {DEFAULT_RUN_AS:?})",
@@ -340,7 +364,10 @@ struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)
 impl Signals {
     fn install() -> Signals {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(t), Ok(i)) => Signals(Some((t, i))),
             _ => Signals(None),
         }

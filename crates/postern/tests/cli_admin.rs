@@ -882,7 +882,10 @@ fn audit_show_and_verify() {
         lines.next(),
         Some(format!("ledger ok: {} entries, chain intact", all.len() + 1).as_str())
     );
-    let head = lines.next().and_then(|l| l.strip_prefix("head: ")).expect("head line");
+    let head = lines
+        .next()
+        .and_then(|l| l.strip_prefix("head: "))
+        .expect("head line");
     assert!(head.starts_with(&format!("{}:", all.len() + 1)), "{head}");
     // The anchor printed now still verifies; a wrong hash for it is named.
     let anchored = s.cli_ok(&["audit", "verify", "--anchor", head], "");

@@ -172,18 +172,10 @@ async fn unknown_recipients_per_connection() {
     assert_eq!(c.until_closed().await, "");
     // Refused RCPTs are counted in metrics, not written to the ledger one by one.
     assert!(env.ledger("message.deliver").await.is_empty());
-    let n = env.store
-        .ledger(&Default::default())
-        .await
-        .unwrap()
-        .len();
+    let n = env.store.ledger(&Default::default()).await.unwrap().len();
     assert_eq!(
         n,
-        env.store
-            .ledger(&Default::default())
-            .await
-            .unwrap()
-            .len()
+        env.store.ledger(&Default::default()).await.unwrap().len()
     );
 }
 
@@ -197,7 +189,8 @@ async fn probing_from_one_address_is_blocked() {
         ..test_policy()
     };
     let env = Env::with(SmtpLimits::default(), policy).await;
-    let ledger_before = env.store
+    let ledger_before = env
+        .store
         .ledger(&postern_core::store::LedgerQuery {
             limit: 10_000,
             ..Default::default()
@@ -222,7 +215,8 @@ async fn probing_from_one_address_is_blocked() {
     tokio::time::sleep(Duration::from_millis(900)).await;
     c.expect("RCPT TO:<alice@example.com>", 250).await;
     // No ledger entry per refused RCPT (flood amplification).
-    let ledger_after = env.store
+    let ledger_after = env
+        .store
         .ledger(&postern_core::store::LedgerQuery {
             limit: 10_000,
             ..Default::default()

@@ -465,7 +465,10 @@ impl<'t, 'c> Batch<'t, 'c> {
             }
             Op::AddCredential(cred) => {
                 if cred.kind == CredentialKind::Password {
-                    return Err(StoreError::Refused("the main password is set with SetPassword".into()).into());
+                    return Err(StoreError::Refused(
+                        "the main password is set with SetPassword".into(),
+                    )
+                    .into());
                 }
                 self.insert_credential(cred).await?;
                 Ok(OpResult::Done)

@@ -19,7 +19,10 @@ pub fn hash_bytes(data: &[u8]) -> String {
 
 /// A blob name is exactly 64 lower-case hex digits.
 pub fn valid_hash(hash: &str) -> bool {
-    hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    hash.len() == 64
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[async_trait]
@@ -91,7 +94,9 @@ impl FsBlobStore {
             std::fs::File::open(&dest)?.sync_all()?;
         } else {
             std::fs::create_dir_all(dir)?;
-            let tmp = root.join("tmp").join(format!("{:016x}", rand::random::<u64>()));
+            let tmp = root
+                .join("tmp")
+                .join(format!("{:016x}", rand::random::<u64>()));
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;

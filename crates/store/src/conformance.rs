@@ -45,7 +45,11 @@ fn mailbox(account: PrincipalId, name: &str) -> Mailbox {
 }
 
 /// A message record over real blob bytes.
-pub async fn put_message(blobs: &dyn BlobStore, account: PrincipalId, body: &[u8]) -> MessageRecord {
+pub async fn put_message(
+    blobs: &dyn BlobStore,
+    account: PrincipalId,
+    body: &[u8],
+) -> MessageRecord {
     let blob = blobs.put(body.to_vec()).await.unwrap();
     MessageRecord {
         id: MessageId::generate(),
@@ -93,7 +97,11 @@ async fn account_with_mailbox(store: &dyn Store) -> (PrincipalId, MailboxId) {
     let m = mailbox(p.id, "INBOX");
     let (pid, mid) = (p.id, m.id);
     store
-        .write(vec![Op::CreateDomain(d), Op::CreatePrincipal(p), Op::CreateMailbox(m)])
+        .write(vec![
+            Op::CreateDomain(d),
+            Op::CreatePrincipal(p),
+            Op::CreateMailbox(m),
+        ])
         .await
         .unwrap();
     (pid, mid)
@@ -105,7 +113,9 @@ pub async fn directory_rules(store: Arc<dyn Store>) {
     let did = d.id;
     store.write(vec![Op::CreateDomain(d)]).await.unwrap();
     assert!(matches!(
-        store.write(vec![Op::CreateDomain(domain("example.org"))]).await,
+        store
+            .write(vec![Op::CreateDomain(domain("example.org"))])
+            .await,
         Err(StoreError::Conflict(_))
     ));
     let bob = principal(did, "bob", PrincipalKind::Individual);
@@ -113,7 +123,11 @@ pub async fn directory_rules(store: Arc<dyn Store>) {
     store.write(vec![Op::CreatePrincipal(bob)]).await.unwrap();
     assert!(matches!(
         store
-            .write(vec![Op::CreatePrincipal(principal(did, "bob", PrincipalKind::Shared))])
+            .write(vec![Op::CreatePrincipal(principal(
+                did,
+                "bob",
+                PrincipalKind::Shared
+            ))])
             .await,
         Err(StoreError::Conflict(_))
     ));
@@ -126,25 +140,43 @@ pub async fn directory_rules(store: Arc<dyn Store>) {
     };
     // An alias cannot shadow an account, and an account cannot shadow an alias.
     assert!(matches!(
-        store.write(vec![Op::AddAlias(alias("bob", "x@example.org"))]).await,
-        Err(StoreError::Conflict(_))
-    ));
-    store.write(vec![Op::AddAlias(alias("sales", "bob@example.org"))]).await.unwrap();
-    assert!(matches!(
         store
-            .write(vec![Op::CreatePrincipal(principal(did, "sales", PrincipalKind::Individual))])
+            .write(vec![Op::AddAlias(alias("bob", "x@example.org"))])
             .await,
         Err(StoreError::Conflict(_))
     ));
-    store.write(vec![Op::AddAlias(alias("*", "bob@example.org"))]).await.unwrap();
+    store
+        .write(vec![Op::AddAlias(alias("sales", "bob@example.org"))])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .write(vec![Op::CreatePrincipal(principal(
+                did,
+                "sales",
+                PrincipalKind::Individual
+            ))])
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .write(vec![Op::AddAlias(alias("*", "bob@example.org"))])
+        .await
+        .unwrap();
     assert_eq!(store.aliases_for(did, "*").await.unwrap().len(), 1);
-    assert_eq!(store.aliases_for(did, "sales").await.unwrap()[0].target, "bob@example.org");
+    assert_eq!(
+        store.aliases_for(did, "sales").await.unwrap()[0].target,
+        "bob@example.org"
+    );
     // A failing batch leaves nothing behind.
     let ghost = principal(did, "ghost", PrincipalKind::Individual);
     let ghost_id = ghost.id;
     assert!(
         store
-            .write(vec![Op::CreatePrincipal(ghost), Op::CreateDomain(domain("example.org"))])
+            .write(vec![
+                Op::CreatePrincipal(ghost),
+                Op::CreateDomain(domain("example.org"))
+            ])
             .await
             .is_err()
     );
@@ -171,7 +203,10 @@ pub async fn directory_rules(store: Arc<dyn Store>) {
         ])
         .await
         .unwrap();
-    assert_eq!(store.group_members(gid).await.unwrap(), vec!["bob@example.org".to_string()]);
+    assert_eq!(
+        store.group_members(gid).await.unwrap(),
+        vec!["bob@example.org".to_string()]
+    );
     // Passwords: SetPassword replaces; app passwords add.
     let cred = |kind| Credential {
         id: CredentialId::generate(),
@@ -191,18 +226,42 @@ pub async fn directory_rules(store: Arc<dyn Store>) {
             .await
             .unwrap();
     }
-    store.write(vec![Op::AddCredential(cred(CredentialKind::App))]).await.unwrap();
+    store
+        .write(vec![Op::AddCredential(cred(CredentialKind::App))])
+        .await
+        .unwrap();
     let creds = store.credentials(bob_id).await.unwrap();
-    assert_eq!(creds.iter().filter(|c| c.kind == CredentialKind::Password).count(), 1);
-    assert_eq!(creds.iter().filter(|c| c.kind == CredentialKind::App).count(), 1);
+    assert_eq!(
+        creds
+            .iter()
+            .filter(|c| c.kind == CredentialKind::Password)
+            .count(),
+        1
+    );
+    assert_eq!(
+        creds
+            .iter()
+            .filter(|c| c.kind == CredentialKind::App)
+            .count(),
+        1
+    );
     // A domain with content cannot go.
     assert!(matches!(
         store.write(vec![Op::RemoveDomain(did)]).await,
         Err(StoreError::Refused(_))
     ));
-    store.write(vec![Op::RemovePrincipal(bob_id)]).await.unwrap();
+    store
+        .write(vec![Op::RemovePrincipal(bob_id)])
+        .await
+        .unwrap();
     assert!(store.credentials(bob_id).await.unwrap().is_empty());
-    assert!(store.principal_by_local(did, "bob").await.unwrap().is_none());
+    assert!(
+        store
+            .principal_by_local(did, "bob")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// Append, read back, flags, CONDSTORE, expunge, quota, usage and the journal.
@@ -214,14 +273,26 @@ pub async fn mailbox_lifecycle(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>)
     let m1 = put_message(&*blobs, acct, b"Subject: one\r\n\r\nbody one\r\n").await;
     let m2 = put_message(&*blobs, acct, b"Subject: two\r\n\r\nbody two\r\n").await;
     let (s1, s2) = (m1.blob.size, m2.blob.size);
-    let r = store.write(vec![append(m1.clone(), inbox), append(m2, inbox)]).await.unwrap();
+    let r = store
+        .write(vec![append(m1.clone(), inbox), append(m2, inbox)])
+        .await
+        .unwrap();
     assert!(matches!(r[0], OpResult::Appended { uid: 1, .. }));
     assert!(matches!(r[1], OpResult::Appended { uid: 2, .. }));
     let got = store.message(acct, m1.id).await.unwrap().unwrap();
     assert_eq!(got, m1);
-    assert_eq!(blobs.get(&got.blob.hash).await.unwrap(), b"Subject: one\r\n\r\nbody one\r\n");
+    assert_eq!(
+        blobs.get(&got.blob.hash).await.unwrap(),
+        b"Subject: one\r\n\r\nbody one\r\n"
+    );
     let usage = store.usage(acct).await.unwrap();
-    assert_eq!(usage, Usage { used_bytes: s1 + s2, messages: 2 });
+    assert_eq!(
+        usage,
+        Usage {
+            used_bytes: s1 + s2,
+            messages: 2
+        }
+    );
 
     // Flags; CONDSTORE's UNCHANGEDSINCE skips a message modified after it.
     let before = store.highest_modseq(acct).await.unwrap();
@@ -277,7 +348,13 @@ pub async fn mailbox_lifecycle(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>)
         .unwrap();
     assert_eq!(r[0], OpResult::Expunged { uids: vec![1] });
     assert!(store.message(acct, m1.id).await.unwrap().is_none());
-    assert_eq!(store.usage(acct).await.unwrap(), Usage { used_bytes: s2, messages: 1 });
+    assert_eq!(
+        store.usage(acct).await.unwrap(),
+        Usage {
+            used_bytes: s2,
+            messages: 1
+        }
+    );
 
     // Quota.
     store
@@ -299,7 +376,11 @@ pub async fn mailbox_lifecycle(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>)
     let want: Vec<u64> = (1..=store.highest_modseq(acct).await.unwrap()).collect();
     assert_eq!(seqs, want);
     assert_eq!(changes[0].kind, ChangeKind::MailboxCreated);
-    assert!(changes.iter().any(|c| c.kind == ChangeKind::MessageExpunged && c.uid == Some(1)));
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.kind == ChangeKind::MessageExpunged && c.uid == Some(1))
+    );
 
     // A new mailbox with an old name gets a new UIDVALIDITY.
     store
@@ -404,10 +485,14 @@ pub async fn concurrent_writers_and_readers(store: Arc<dyn Store>, blobs: Arc<dy
     // The modseqs handed out are exactly the next WRITERS*PER_WRITER numbers.
     let mut seqs: Vec<u64> = all.iter().map(|a| a.2).collect();
     seqs.sort_unstable();
-    let want: Vec<u64> = (start_modseq + 1..=start_modseq + (WRITERS * PER_WRITER) as u64).collect();
+    let want: Vec<u64> =
+        (start_modseq + 1..=start_modseq + (WRITERS * PER_WRITER) as u64).collect();
     assert_eq!(seqs, want);
     // The journal agrees with what was acknowledged.
-    let changes = store.changes_since(acct, start_modseq, 100_000).await.unwrap();
+    let changes = store
+        .changes_since(acct, start_modseq, 100_000)
+        .await
+        .unwrap();
     let by_seq: HashMap<u64, &Change> = changes.iter().map(|c| (c.modseq, c)).collect();
     for (id, uid, modseq, _) in &all {
         let c = by_seq[modseq];
@@ -418,7 +503,12 @@ pub async fn concurrent_writers_and_readers(store: Arc<dyn Store>, blobs: Arc<dy
     let mut last = start_modseq;
     let mut n = 0;
     while let Ok(notice) = notices.try_recv() {
-        assert!(notice.modseq > last, "notice {} after {}", notice.modseq, last);
+        assert!(
+            notice.modseq > last,
+            "notice {} after {}",
+            notice.modseq,
+            last
+        );
         last = notice.modseq;
         n += 1;
     }
@@ -440,7 +530,10 @@ pub async fn group_commit_isolation(store: Arc<dyn Store>) {
             } else {
                 format!("d{i}.example")
             };
-            store.write(vec![Op::CreateDomain(domain(&name))]).await.is_ok()
+            store
+                .write(vec![Op::CreateDomain(domain(&name))])
+                .await
+                .is_ok()
         }));
     }
     let mut ok = 0;
@@ -460,7 +553,10 @@ pub async fn ledger_chain(store: Arc<dyn Store>) {
     for n in 0..40 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            let r = store.write(vec![Op::AppendLedger(record("message.read", n))]).await.unwrap();
+            let r = store
+                .write(vec![Op::AppendLedger(record("message.read", n))])
+                .await
+                .unwrap();
             let OpResult::LedgerAppended { seq, .. } = r[0] else {
                 panic!()
             };
@@ -502,7 +598,13 @@ pub async fn edge_rules(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) {
     let mut copy = m.clone();
     copy.blob.size = 1_000_000;
     store.write(vec![append(copy, other_id)]).await.unwrap();
-    assert_eq!(store.usage(acct).await.unwrap(), Usage { used_bytes: 2 * real, messages: 2 });
+    assert_eq!(
+        store.usage(acct).await.unwrap(),
+        Usage {
+            used_bytes: 2 * real,
+            messages: 2
+        }
+    );
 
     let r = store
         .write(vec![Op::StoreFlags {
@@ -530,7 +632,13 @@ pub async fn edge_rules(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) {
         .await
         .unwrap();
     assert_eq!(r[0], OpResult::Expunged { uids: vec![1] });
-    assert_eq!(store.usage(acct).await.unwrap(), Usage { used_bytes: real, messages: 1 });
+    assert_eq!(
+        store.usage(acct).await.unwrap(),
+        Usage {
+            used_bytes: real,
+            messages: 1
+        }
+    );
 
     let password = Credential {
         id: CredentialId::generate(),

@@ -75,7 +75,9 @@ impl ChainVerifier {
         }
         let actual = entry_hash(entry.seq, &entry.prev_hash, stored_json);
         if actual != entry.hash {
-            return Err(fail("content does not match its hash (entry was altered)".into()));
+            return Err(fail(
+                "content does not match its hash (entry was altered)".into(),
+            ));
         }
         self.expected_seq += 1;
         self.prev_hash = entry.hash.clone();

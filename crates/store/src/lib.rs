@@ -92,11 +92,20 @@ pub trait Store: Send + Sync {
     ) -> Result<(Mailbox, Vec<MailboxEntry>)>;
     async fn message(&self, account: PrincipalId, id: MessageId) -> Result<Option<MessageRecord>>;
     /// The thread of the first message of the account whose Message-ID is one of these.
-    async fn thread_of(&self, account: PrincipalId, message_ids: &[String]) -> Result<Option<String>>;
+    async fn thread_of(
+        &self,
+        account: PrincipalId,
+        message_ids: &[String],
+    ) -> Result<Option<String>>;
 
     async fn highest_modseq(&self, account: PrincipalId) -> Result<u64>;
     /// Journal entries with modseq > `since`, oldest first, at most `limit`.
-    async fn changes_since(&self, account: PrincipalId, since: u64, limit: usize) -> Result<Vec<Change>>;
+    async fn changes_since(
+        &self,
+        account: PrincipalId,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<Change>>;
 
     async fn ledger(&self, query: &LedgerQuery) -> Result<Vec<LedgerEntry>>;
     async fn ledger_raw(&self, from_seq: u64, limit: usize) -> Result<Vec<RawLedgerEntry>>;

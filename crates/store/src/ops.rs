@@ -99,10 +99,23 @@ pub fn unique_uids(uids: &[u32]) -> Vec<u32> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpResult {
     Done,
-    MailboxCreated { uid_validity: u32 },
-    Appended { uid: u32, modseq: u64 },
+    MailboxCreated {
+        uid_validity: u32,
+    },
+    Appended {
+        uid: u32,
+        modseq: u64,
+    },
     /// UIDs changed with their new modseq; `skipped` failed `unchanged_since`.
-    FlagsStored { changed: Vec<(u32, u64)>, skipped: Vec<u32> },
-    Expunged { uids: Vec<u32> },
-    LedgerAppended { seq: u64, hash: String },
+    FlagsStored {
+        changed: Vec<(u32, u64)>,
+        skipped: Vec<u32>,
+    },
+    Expunged {
+        uids: Vec<u32>,
+    },
+    LedgerAppended {
+        seq: u64,
+        hash: String,
+    },
 }

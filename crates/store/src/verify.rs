@@ -26,7 +26,10 @@ pub async fn verify_ledger_head(
                 if seq > v.checked {
                     return Ok(Err(ChainBreak {
                         seq,
-                        reason: format!("the anchored entry {seq} is missing: the ledger ends at {}", v.checked),
+                        reason: format!(
+                            "the anchored entry {seq} is missing: the ledger ends at {}",
+                            v.checked
+                        ),
                     }));
                 }
             }
@@ -106,7 +109,12 @@ pub async fn verify_store(store: &dyn Store, blobs: &dyn BlobStore) -> Result<In
             Err(e) => r.problems.push(format!("blob {}: {e}", b.hash)),
         }
     }
-    r.orphan_blobs = blobs.list().await?.iter().filter(|h| !names.contains(*h)).count() as u64;
+    r.orphan_blobs = blobs
+        .list()
+        .await?
+        .iter()
+        .filter(|h| !names.contains(*h))
+        .count() as u64;
 
     // Journal continuity and mailbox state, per account.
     for p in store.principals(None).await? {
@@ -191,7 +199,9 @@ pub async fn verify_store(store: &dyn Store, blobs: &dyn BlobStore) -> Result<In
 
     match verify_ledger(store).await? {
         Ok(n) => r.ledger_entries = n,
-        Err(b) => r.problems.push(format!("ledger entry {}: {}", b.seq, b.reason)),
+        Err(b) => r
+            .problems
+            .push(format!("ledger entry {}: {}", b.seq, b.reason)),
     }
     Ok(r)
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 fn fresh() -> (tempfile::TempDir, Arc<dyn Store>, Arc<dyn BlobStore>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("meta.sqlite"), SqliteOptions::default()).unwrap();
+    let store =
+        SqliteStore::open(&dir.path().join("meta.sqlite"), SqliteOptions::default()).unwrap();
     let blobs = FsBlobStore::open(&dir.path().join("blobs")).unwrap();
     (dir, Arc::new(store), Arc::new(blobs))
 }
@@ -59,11 +60,18 @@ async fn ledger_tamper_is_detected() {
         [],
     )
     .unwrap();
-    let broken = postern_store::verify::verify_ledger(&*s).await.unwrap().unwrap_err();
+    let broken = postern_store::verify::verify_ledger(&*s)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(broken.seq, 17);
     // Deleting an entry is found at the gap.
-    conn.execute("DELETE FROM ledger WHERE seq = 5", []).unwrap();
-    let broken = postern_store::verify::verify_ledger(&*s).await.unwrap().unwrap_err();
+    conn.execute("DELETE FROM ledger WHERE seq = 5", [])
+        .unwrap();
+    let broken = postern_store::verify::verify_ledger(&*s)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(broken.seq, 6);
 }
 
@@ -74,11 +82,18 @@ async fn ledger_truncation_is_detected() {
     let (dir, s, b) = fresh();
     c::ledger_chain(s.clone()).await;
     let conn = rusqlite::Connection::open(dir.path().join("meta.sqlite")).unwrap();
-    conn.execute("DELETE FROM ledger WHERE seq >= 39", []).unwrap();
-    assert_eq!(postern_store::verify::verify_ledger(&*s).await.unwrap(), Ok(38));
+    conn.execute("DELETE FROM ledger WHERE seq >= 39", [])
+        .unwrap();
+    assert_eq!(
+        postern_store::verify::verify_ledger(&*s).await.unwrap(),
+        Ok(38)
+    );
     let report = postern_store::verify::verify_store(&*s, &*b).await.unwrap();
     assert!(
-        report.problems.iter().any(|p| p.contains("ledger head says entry 40 but the last stored entry is 38")),
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("ledger head says entry 40 but the last stored entry is 38")),
         "{:?}",
         report.problems
     );
@@ -93,7 +108,11 @@ async fn corrupt_blob_is_detected() {
     let again = blobs.put(b"hello".to_vec()).await.unwrap();
     assert_eq!(r, again);
     assert_eq!(blobs.list().await.unwrap(), vec![r.hash.clone()]);
-    let path = dir.path().join(&r.hash[0..2]).join(&r.hash[2..4]).join(&r.hash);
+    let path = dir
+        .path()
+        .join(&r.hash[0..2])
+        .join(&r.hash[2..4])
+        .join(&r.hash);
     std::fs::write(&path, b"hellO").unwrap();
     assert!(matches!(
         blobs.get(&r.hash).await,
@@ -101,6 +120,9 @@ async fn corrupt_blob_is_detected() {
     ));
     // Names that are not hex digests never reach the file system.
     for bad in ["../../etc/passwd", "AB", &"g".repeat(64)] {
-        assert!(matches!(blobs.get(bad).await, Err(postern_store::StoreError::NotFound(_))));
+        assert!(matches!(
+            blobs.get(bad).await,
+            Err(postern_store::StoreError::NotFound(_))
+        ));
     }
 }

@@ -125,11 +125,7 @@ impl Env {
         let (_, entries) = self.store.mailbox_entries(p.id, mb.id).await.unwrap();
         let mut out = Vec::new();
         for e in entries {
-            let m = self.store
-                .message(p.id, e.message)
-                .await
-                .unwrap()
-                .unwrap();
+            let m = self.store.message(p.id, e.message).await.unwrap().unwrap();
             out.push(self.blobs.get(&m.blob.hash).await.unwrap());
         }
         out

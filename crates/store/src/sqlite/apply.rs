@@ -129,9 +129,14 @@ fn expunge_one(
     };
     c.prepare_cached("DELETE FROM mailbox_messages WHERE mailbox_id = ?1 AND uid = ?2")?
         .execute(params![mailbox.0, uid as i64])?;
-    let still_held = exists(c, "SELECT 1 FROM mailbox_messages WHERE message_id = ?1 LIMIT 1", [message])?;
+    let still_held = exists(
+        c,
+        "SELECT 1 FROM mailbox_messages WHERE message_id = ?1 LIMIT 1",
+        [message],
+    )?;
     if !still_held {
-        c.prepare_cached("DELETE FROM messages WHERE id = ?1")?.execute([message])?;
+        c.prepare_cached("DELETE FROM messages WHERE id = ?1")?
+            .execute([message])?;
     }
     c.prepare_cached(
         "UPDATE principals SET used_bytes = used_bytes - ?2, message_count = message_count - 1 WHERE id = ?1",
@@ -167,9 +172,15 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             Ok(OpResult::Done)
         }
         Op::RemoveDomain(id) => {
-            if exists(c, "SELECT 1 FROM principals WHERE domain_id = ?1 LIMIT 1", [id.0])?
-                || exists(c, "SELECT 1 FROM aliases WHERE domain_id = ?1 LIMIT 1", [id.0])?
-            {
+            if exists(
+                c,
+                "SELECT 1 FROM principals WHERE domain_id = ?1 LIMIT 1",
+                [id.0],
+            )? || exists(
+                c,
+                "SELECT 1 FROM aliases WHERE domain_id = ?1 LIMIT 1",
+                [id.0],
+            )? {
                 return Err(StoreError::Refused(
                     "the domain still has accounts or aliases; remove them first".into(),
                 ));
@@ -187,7 +198,10 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
                 "SELECT 1 FROM aliases WHERE domain_id = ?1 AND local_part = ?2 LIMIT 1",
                 params![p.domain.0, p.local_part],
             )? {
-                return Err(StoreError::Conflict(format!("{} is an alias", p.local_part)));
+                return Err(StoreError::Conflict(format!(
+                    "{} is an alias",
+                    p.local_part
+                )));
             }
             c.execute(
                 "INSERT INTO principals (id, domain_id, local_part, kind, display_name, quota_bytes, created_ms)
@@ -222,17 +236,25 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             c.execute("DELETE FROM principals WHERE id = ?1", [id.0])?;
             Ok(OpResult::Done)
         }
-        Op::SetQuota { principal, quota_bytes } => {
+        Op::SetQuota {
+            principal,
+            quota_bytes,
+        } => {
             let n = c.execute(
                 "UPDATE principals SET quota_bytes = ?2 WHERE id = ?1",
-                params![principal.0, quota_bytes.map(|q| q.min(i64::MAX as u64) as i64)],
+                params![
+                    principal.0,
+                    quota_bytes.map(|q| q.min(i64::MAX as u64) as i64)
+                ],
             )?;
             check_changed(n, || format!("principal {principal}"))?;
             Ok(OpResult::Done)
         }
         Op::AddCredential(cred) => {
             if cred.kind == CredentialKind::Password {
-                return Err(StoreError::Refused("the main password is set with SetPassword".into()));
+                return Err(StoreError::Refused(
+                    "the main password is set with SetPassword".into(),
+                ));
             }
             insert_credential(c, cred)?;
             Ok(OpResult::Done)
@@ -242,7 +264,10 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             check_changed(n, || format!("credential {id}"))?;
             Ok(OpResult::Done)
         }
-        Op::SetPassword { principal, credential } => {
+        Op::SetPassword {
+            principal,
+            credential,
+        } => {
             c.execute(
                 "DELETE FROM credentials WHERE principal_id = ?1 AND kind = 'password'",
                 [principal.0],
@@ -262,7 +287,10 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
                 "SELECT 1 FROM principals WHERE domain_id = ?1 AND local_part = ?2",
                 params![a.domain.0, a.local_part],
             )? {
-                return Err(StoreError::Conflict(format!("{} is an account", a.local_part)));
+                return Err(StoreError::Conflict(format!(
+                    "{} is an account",
+                    a.local_part
+                )));
             }
             c.execute(
                 "INSERT INTO aliases (id, domain_id, local_part, target, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -281,7 +309,11 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
         }
         Op::AddGroupMember { group, member } => {
             let kind: Option<String> = c
-                .query_row("SELECT kind FROM principals WHERE id = ?1", [group.0], |r| r.get(0))
+                .query_row(
+                    "SELECT kind FROM principals WHERE id = ?1",
+                    [group.0],
+                    |r| r.get(0),
+                )
                 .optional()?;
             match kind.as_deref() {
                 None => return Err(StoreError::NotFound(format!("group {group}"))),
@@ -293,7 +325,9 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
                 params![group.0, member],
             )
             .map_err(|e| match db_err(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("{member} is already a member")),
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("{member} is already a member"))
+                }
                 other => other,
             })?;
             Ok(OpResult::Done)
@@ -347,12 +381,25 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
                 StoreError::Conflict(_) => StoreError::Conflict(format!("mailbox {}", m.name)),
                 other => other,
             })?;
-            journal(c, notices, m.account, modseq, ChangeKind::MailboxCreated, Some(m.id), None, None)?;
+            journal(
+                c,
+                notices,
+                m.account,
+                modseq,
+                ChangeKind::MailboxCreated,
+                Some(m.id),
+                None,
+                None,
+            )?;
             Ok(OpResult::MailboxCreated {
                 uid_validity: uid_validity as u32,
             })
         }
-        Op::RenameMailbox { account, mailbox, name } => {
+        Op::RenameMailbox {
+            account,
+            mailbox,
+            name,
+        } => {
             mailbox_of(c, *account, *mailbox)?;
             let modseq = next_modseq(c, *account)?;
             c.execute(
@@ -363,7 +410,16 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
                 StoreError::Conflict(_) => StoreError::Conflict(format!("mailbox {name}")),
                 other => other,
             })?;
-            journal(c, notices, *account, modseq, ChangeKind::MailboxRenamed, Some(*mailbox), None, None)?;
+            journal(
+                c,
+                notices,
+                *account,
+                modseq,
+                ChangeKind::MailboxRenamed,
+                Some(*mailbox),
+                None,
+                None,
+            )?;
             Ok(OpResult::Done)
         }
         Op::DeleteMailbox { account, mailbox } => {
@@ -377,7 +433,16 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             }
             c.execute("DELETE FROM mailboxes WHERE id = ?1", [mailbox.0])?;
             let modseq = next_modseq(c, *account)?;
-            journal(c, notices, *account, modseq, ChangeKind::MailboxDeleted, Some(*mailbox), None, None)?;
+            journal(
+                c,
+                notices,
+                *account,
+                modseq,
+                ChangeKind::MailboxDeleted,
+                Some(*mailbox),
+                None,
+                None,
+            )?;
             Ok(OpResult::Done)
         }
         Op::AppendMessage {
@@ -438,8 +503,10 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
                 modseq as i64,
                 crate::now_ms()
             ])?;
-            c.prepare_cached("UPDATE mailboxes SET uid_next = ?2, highest_modseq = ?3 WHERE id = ?1")?
-                .execute(params![mailbox.0, uid as i64 + 1, modseq as i64])?;
+            c.prepare_cached(
+                "UPDATE mailboxes SET uid_next = ?2, highest_modseq = ?3 WHERE id = ?1",
+            )?
+            .execute(params![mailbox.0, uid as i64 + 1, modseq as i64])?;
             c.prepare_cached(
                 "UPDATE principals SET used_bytes = used_bytes + ?2, message_count = message_count + 1 WHERE id = ?1",
             )?
@@ -518,7 +585,16 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
                     "UPDATE mailbox_messages SET flags = ?3, keywords = ?4, modseq = ?5 WHERE mailbox_id = ?1 AND uid = ?2",
                 )?
                 .execute(params![mailbox.0, uid as i64, new_flags.0 as i64, to_json(&new_kw)?, modseq as i64])?;
-                journal(c, notices, *account, modseq, ChangeKind::FlagsChanged, Some(*mailbox), None, Some(uid))?;
+                journal(
+                    c,
+                    notices,
+                    *account,
+                    modseq,
+                    ChangeKind::FlagsChanged,
+                    Some(*mailbox),
+                    None,
+                    Some(uid),
+                )?;
                 changed.push((uid, modseq));
                 last_modseq = Some(modseq);
             }
@@ -528,7 +604,11 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             }
             Ok(OpResult::FlagsStored { changed, skipped })
         }
-        Op::Expunge { account, mailbox, uids } => {
+        Op::Expunge {
+            account,
+            mailbox,
+            uids,
+        } => {
             mailbox_of(c, *account, *mailbox)?;
             let mut done = Vec::new();
             for uid in crate::ops::unique_uids(uids) {
@@ -552,8 +632,10 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             let json = ledger::canonical(record);
             let hash = ledger::entry_hash(seq, &prev, &json);
             let json = String::from_utf8(json).map_err(|e| StoreError::Invalid(e.to_string()))?;
-            c.prepare_cached("INSERT INTO ledger (seq, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![seq as i64, json, prev, hash])?;
+            c.prepare_cached(
+                "INSERT INTO ledger (seq, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![seq as i64, json, prev, hash])?;
             c.prepare_cached(
                 "INSERT INTO ledger_head (id, seq, hash) VALUES (1, ?1, ?2)
                  ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",

@@ -54,7 +54,9 @@ pub struct SqliteStore {
 
 pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
     match &e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
             StoreError::Conflict(e.to_string())
         }
         _ => StoreError::Unavailable(format!("sqlite: {e}")),
@@ -71,7 +73,9 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
     // Another process (the CLI next to a running server) may hold the write lock briefly.
@@ -183,9 +187,11 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let mut outcomes: Vec<Result<(Vec<OpResult>, Vec<ChangeNotice>)>> = Vec::with_capacity(jobs.len());
+        let mut outcomes: Vec<Result<(Vec<OpResult>, Vec<ChangeNotice>)>> =
+            Vec::with_capacity(jobs.len());
         let committed = (|| -> Result<()> {
-            let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut tx =
+                conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for job in &jobs {
                 let mut sp = tx.savepoint()?;
                 let mut notices = Vec::new();
@@ -234,7 +240,9 @@ fn writer_loop(
             Err(e) => {
                 let msg = e.to_string();
                 for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(format!("commit failed: {msg}"))));
+                    let _ = job.reply.send(Err(StoreError::Unavailable(format!(
+                        "commit failed: {msg}"
+                    ))));
                 }
             }
         }
@@ -254,14 +262,19 @@ fn principal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Principal> {
         domain: DomainId(r.get(1)?),
         local_part: r.get(2)?,
         kind: PrincipalKind::parse(&kind).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, format!("principal kind {kind:?}").into())
+            rusqlite::Error::FromSqlConversionFailure(
+                3,
+                rusqlite::types::Type::Text,
+                format!("principal kind {kind:?}").into(),
+            )
         })?,
         display_name: r.get(4)?,
         quota_bytes: r.get::<_, Option<i64>>(5)?.map(u64_of),
         created_ms: r.get(6)?,
     })
 }
-const PRINCIPAL_COLS: &str = "id, domain_id, local_part, kind, display_name, quota_bytes, created_ms";
+const PRINCIPAL_COLS: &str =
+    "id, domain_id, local_part, kind, display_name, quota_bytes, created_ms";
 
 fn mailbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
     let su: Option<String> = r.get(3)?;
@@ -277,8 +290,7 @@ fn mailbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
         created_ms: r.get(8)?,
     })
 }
-pub(crate) const MAILBOX_COLS: &str =
-    "id, account_id, name, special_use, uid_validity, uid_next, highest_modseq, subscribed, created_ms";
+pub(crate) const MAILBOX_COLS: &str = "id, account_id, name, special_use, uid_validity, uid_next, highest_modseq, subscribed, created_ms";
 
 fn alias_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alias> {
     Ok(Alias {
@@ -378,8 +390,11 @@ impl Store for SqliteStore {
     async fn principal_by_local(&self, domain: DomainId, local: &str) -> Result<Option<Principal>> {
         let local = local.to_string();
         self.read(move |c| {
-            let sql = format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE domain_id = ?1 AND local_part = ?2");
-            Ok(c.query_row(&sql, params![domain.0, local], principal_row).optional()?)
+            let sql = format!(
+                "SELECT {PRINCIPAL_COLS} FROM principals WHERE domain_id = ?1 AND local_part = ?2"
+            );
+            Ok(c.query_row(&sql, params![domain.0, local], principal_row)
+                .optional()?)
         })
         .await
     }
@@ -428,7 +443,9 @@ impl Store for SqliteStore {
                     kind: match kind.as_str() {
                         "password" => CredentialKind::Password,
                         "app" => CredentialKind::App,
-                        other => return Err(StoreError::Invalid(format!("credential kind {other:?}"))),
+                        other => {
+                            return Err(StoreError::Invalid(format!("credential kind {other:?}")));
+                        }
                     },
                     label,
                     protocols: decode_json(&protocols, "credential protocols")?,
@@ -468,7 +485,8 @@ impl Store for SqliteStore {
 
     async fn group_members(&self, group: PrincipalId) -> Result<Vec<String>> {
         self.read(move |c| {
-            let mut st = c.prepare("SELECT member FROM group_members WHERE group_id = ?1 ORDER BY member")?;
+            let mut st =
+                c.prepare("SELECT member FROM group_members WHERE group_id = ?1 ORDER BY member")?;
             let rows = st.query_map([group.0], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
@@ -477,7 +495,8 @@ impl Store for SqliteStore {
 
     async fn mailboxes(&self, account: PrincipalId) -> Result<Vec<Mailbox>> {
         self.read(move |c| {
-            let sql = format!("SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = ?1 ORDER BY name");
+            let sql =
+                format!("SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = ?1 ORDER BY name");
             let mut st = c.prepare(&sql)?;
             let rows = st.query_map([account.0], mailbox_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -485,9 +504,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn mailbox_entries(&self, account: PrincipalId, mailbox: MailboxId) -> Result<(Mailbox, Vec<MailboxEntry>)> {
+    async fn mailbox_entries(
+        &self,
+        account: PrincipalId,
+        mailbox: MailboxId,
+    ) -> Result<(Mailbox, Vec<MailboxEntry>)> {
         self.read(move |c| {
-            let sql = format!("SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = ?1 AND account_id = ?2");
+            let sql =
+                format!("SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = ?1 AND account_id = ?2");
             let mb = c
                 .query_row(&sql, params![mailbox.0, account.0], mailbox_row)
                 .optional()?
@@ -562,7 +586,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn thread_of(&self, account: PrincipalId, message_ids: &[String]) -> Result<Option<String>> {
+    async fn thread_of(
+        &self,
+        account: PrincipalId,
+        message_ids: &[String],
+    ) -> Result<Option<String>> {
         let ids = message_ids.to_vec();
         self.read(move |c| {
             let mut st = c.prepare_cached(
@@ -583,9 +611,11 @@ impl Store for SqliteStore {
 
     async fn highest_modseq(&self, account: PrincipalId) -> Result<u64> {
         self.read(move |c| {
-            c.query_row("SELECT highest_modseq FROM principals WHERE id = ?1", [account.0], |r| {
-                r.get::<_, i64>(0)
-            })
+            c.query_row(
+                "SELECT highest_modseq FROM principals WHERE id = ?1",
+                [account.0],
+                |r| r.get::<_, i64>(0),
+            )
             .optional()?
             .map(u64_of)
             .ok_or_else(|| StoreError::NotFound(format!("principal {account}")))
@@ -593,7 +623,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn changes_since(&self, account: PrincipalId, since: u64, limit: usize) -> Result<Vec<Change>> {
+    async fn changes_since(
+        &self,
+        account: PrincipalId,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<Change>> {
         self.read(move |c| {
             let mut st = c.prepare(
                 "SELECT modseq, kind, mailbox_id, message_id, uid, at_ms FROM journal
@@ -639,15 +674,22 @@ impl Store for SqliteStore {
                    AND (?3 IS NULL OR json_extract(record, '$.time_ms') >= ?3)
                  ORDER BY seq LIMIT ?4",
             )?;
-            let limit = if q.limit == 0 { i64::MAX } else { q.limit as i64 };
-            let rows = st.query_map(params![q.from_seq as i64, q.account, q.since_ms, limit], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })?;
+            let limit = if q.limit == 0 {
+                i64::MAX
+            } else {
+                q.limit as i64
+            };
+            let rows = st.query_map(
+                params![q.from_seq as i64, q.account, q.since_ms, limit],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                },
+            )?;
             let mut out = Vec::new();
             for row in rows {
                 let (seq, record, prev_hash, hash) = row?;
@@ -682,7 +724,8 @@ impl Store for SqliteStore {
 
     async fn referenced_blobs(&self) -> Result<Vec<BlobRef>> {
         self.read(|c| {
-            let mut st = c.prepare("SELECT DISTINCT blob_hash, size FROM messages ORDER BY blob_hash")?;
+            let mut st =
+                c.prepare("SELECT DISTINCT blob_hash, size FROM messages ORDER BY blob_hash")?;
             let rows = st.query_map([], |r| {
                 Ok(BlobRef {
                     hash: r.get(0)?,
