@@ -1106,3 +1106,9 @@ async fn same_as_sqlite() {
     lite.close();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn journal_follows_acknowledgements() {
+    let (_g, _p, s, b) = fresh().await;
+    c::journal_follows_acknowledgements(s, b).await;
+}

@@ -656,3 +656,64 @@ pub async fn edge_rules(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) {
     let report = verify_store(&*store, &*blobs).await.unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
+
+async fn append_one(
+    store: &dyn Store,
+    blobs: &dyn BlobStore,
+    acct: PrincipalId,
+    inbox: MailboxId,
+    tag: &str,
+) -> u64 {
+    let m = put_message(
+        blobs,
+        acct,
+        format!("Subject: {tag}\r\n\r\n.\r\n").as_bytes(),
+    )
+    .await;
+    let r = store.write(vec![append(m, inbox)]).await.unwrap();
+    match r[0] {
+        OpResult::Appended { modseq, .. } => modseq,
+        ref other => panic!("{other:?}"),
+    }
+}
+
+/// Happens-before: a change submitted after another was acknowledged gets a higher
+/// modseq, even when the two come from different tasks (journal order = commit order).
+pub async fn journal_follows_acknowledgements(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) {
+    const ROUNDS: usize = 25;
+    let (acct, inbox) = account_with_mailbox(&*store).await;
+    let (to_b, mut from_a) = tokio::sync::mpsc::channel::<u64>(1);
+    let (to_a, mut from_b) = tokio::sync::mpsc::channel::<u64>(1);
+    let (s, b) = (store.clone(), blobs.clone());
+    let a = tokio::spawn(async move {
+        for i in 0..ROUNDS {
+            let theirs = if i == 0 {
+                0
+            } else {
+                from_b.recv().await.unwrap()
+            };
+            let mine = append_one(&*s, &*b, acct, inbox, &format!("a{i}")).await;
+            assert!(
+                mine > theirs,
+                "a: {mine} submitted after {theirs} was acknowledged"
+            );
+            to_b.send(mine).await.unwrap();
+        }
+    });
+    let (s, b) = (store.clone(), blobs.clone());
+    let b = tokio::spawn(async move {
+        for i in 0..ROUNDS {
+            let theirs = from_a.recv().await.unwrap();
+            let mine = append_one(&*s, &*b, acct, inbox, &format!("b{i}")).await;
+            assert!(
+                mine > theirs,
+                "b: {mine} submitted after {theirs} was acknowledged"
+            );
+            let _ = to_a.send(mine).await;
+        }
+    });
+    a.await.unwrap();
+    b.await.unwrap();
+    let changes = store.changes_since(acct, 0, 10_000).await.unwrap();
+    assert!(changes.windows(2).all(|w| w[0].modseq + 1 == w[1].modseq));
+}

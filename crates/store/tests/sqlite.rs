@@ -126,3 +126,9 @@ async fn corrupt_blob_is_detected() {
         ));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn journal_follows_acknowledgements() {
+    let (_d, s, b) = fresh();
+    c::journal_follows_acknowledgements(s, b).await;
+}
