@@ -153,8 +153,15 @@ impl RateLimiter {
             return Duration::ZERO;
         };
         if table.len() > SWEEP_AT {
+            // Forget what the window forgot. If that frees nothing (a flood of distinct
+            // keys inside one window), drop the counters that have no delay running,
+            // oldest first, so the table stays bounded without erasing active delays —
+            // and sweep only when the table has grown past the bound again.
             let window = self.settings.window;
             table.retain(|_, c| now.duration_since(c.last) < window);
+            if table.len() > SWEEP_AT {
+                table.retain(|_, c| c.blocked_until.is_some_and(|u| u > now));
+            }
         }
         let mut longest = Duration::ZERO;
         for k in &keys.keys {
