@@ -286,7 +286,7 @@ pub fn run(cfg: Config, action: Action) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async move {
-        let core = crate::serve::open_core(&cfg)?;
+        let core = crate::serve::open_core(&cfg).await?;
         // Reading the token proves access to the data directory; the CLI acts with it.
         let (token, _) = crate::serve::admin_token(&cfg.data_dir)?;
         core.set_admin_token(&token);

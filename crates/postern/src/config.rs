@@ -404,6 +404,18 @@ pub struct StoreConfig {
     /// Read-only SQLite connections beside the single writer. Default 4: WAL readers run
     /// in parallel with the writer; more than the cores that serve them buys nothing.
     pub reader_connections: usize,
+    /// With `backend = "postgres"`: the database, e.g.
+    /// `postgres://postern@127.0.0.1:5432/postern`. Required there; unused otherwise.
+    /// Several nodes with the same `url` and `schema` serve one set of mailboxes.
+    pub url: Option<String>,
+    /// With `backend = "postgres"`: the schema holding Postern's tables (created when
+    /// missing). Default `postern`; `[a-z_][a-z0-9_]*`, at most 47 bytes (the change
+    /// notice channel `postern_changes_<schema>` must fit PostgreSQL's 63-byte names).
+    pub schema: String,
+    /// With `backend = "postgres"`: pooled connections per node. Default 16: enough for
+    /// the group of sessions one node serves at once without queueing, well below
+    /// PostgreSQL's default `max_connections` of 100 for a few nodes.
+    pub pool_size: usize,
 }
 
 impl Default for StoreConfig {
@@ -412,6 +424,9 @@ impl Default for StoreConfig {
             backend: StoreBackend::Embedded,
             group_commit_max: 256,
             reader_connections: 4,
+            url: None,
+            schema: "postern".to_owned(),
+            pool_size: 16,
         }
     }
 }
@@ -495,6 +510,9 @@ pub enum StoreBackend {
     /// SQLite for metadata, files named by hash for blobs, under `data_dir`.
     #[default]
     Embedded,
+    /// PostgreSQL for metadata, journal, ledger and blobs (`store.url`): several nodes
+    /// can share it.
+    Postgres,
 }
 
 impl<'de> Deserialize<'de> for StoreBackend {
@@ -502,11 +520,9 @@ impl<'de> Deserialize<'de> for StoreBackend {
         let name = String::deserialize(d)?;
         match name.as_str() {
             "embedded" => Ok(StoreBackend::Embedded),
-            "postgres" => Err(de::Error::custom(
-                "the `postgres` backend is not in this version yet; expected `embedded`",
-            )),
+            "postgres" => Ok(StoreBackend::Postgres),
             other => Err(de::Error::custom(format_args!(
-                "unknown backend `{other}`, expected `embedded`"
+                "unknown backend `{other}`, expected `embedded` or `postgres`"
             ))),
         }
     }
@@ -717,6 +733,36 @@ impl Config {
             1,
             "",
         )?;
+        at_least("store.pool_size", self.store.pool_size as u64, 1, "")?;
+        if !postern_store_pg::valid_schema_name(&self.store.schema) {
+            return Err(Problem::at(
+                "store.schema",
+                format!(
+                    "{:?}: use [a-z_][a-z0-9_]*, at most {} bytes, not starting with pg_",
+                    self.store.schema,
+                    postern_store_pg::MAX_SCHEMA_LEN
+                ),
+            ));
+        }
+        if self.store.backend == StoreBackend::Postgres {
+            match self.store.url.as_deref() {
+                None | Some("") => {
+                    return Err(Problem {
+                        keys: vec!["store.url".to_owned(), "store.backend".to_owned()],
+                        message: "backend \"postgres\" needs `store.url` (postgres://user@host:port/database)".to_owned(),
+                    });
+                }
+                Some(url)
+                    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+                {
+                    return Err(Problem::at(
+                        "store.url",
+                        format!("{url:?} is not a postgres:// URL"),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
         Ok(())
     }
 
@@ -1534,11 +1580,18 @@ mod tests {
             Some("store.backend"),
             2,
         );
-        assert!(
-            e.message
-                .contains("`postgres` backend is not in this version"),
-            "{e}"
+        assert!(e.message.contains("needs `store.url`"), "{e}");
+        assert_err(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://h/db\"\nschema = \"Bad-Name\"\n",
+            Some("store.schema"),
+            4,
         );
+        let c = Config::from_toml_str(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1/test\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.store.backend, StoreBackend::Postgres);
         assert_err("[store]\nbackend = \"mysql\"\n", Some("store.backend"), 2);
         assert_err("[log]\nformat = \"xml\"\n", Some("log.format"), 2);
         let c = Config::from_toml_str("[log]\nformat = \"json\"\n", "t").unwrap();

@@ -736,12 +736,12 @@ mod tests {
 
     const TOKEN: &str = "route-table-test-token-0123456789";
 
-    fn state(dir: &std::path::Path) -> AppState {
+    async fn state(dir: &std::path::Path) -> AppState {
         let cfg = Config {
             data_dir: dir.to_path_buf(),
             ..Config::default()
         };
-        let core = Arc::new(crate::serve::open_core(&cfg).unwrap());
+        let core = Arc::new(crate::serve::open_core(&cfg).await.unwrap());
         core.set_admin_token(TOKEN);
         AppState {
             core,
@@ -836,7 +836,7 @@ mod tests {
                 .map(|r| (r.method.clone(), r.path, r.access))
                 .collect();
             assert!(!rows.is_empty());
-            let router = build(table(), state(dir.path()), 1 << 20);
+            let router = build(table(), state(dir.path()).await, 1 << 20);
             for (method, path, access) in rows {
                 let uri = concrete(path);
                 let what = format!("{name}: {method} {uri}");

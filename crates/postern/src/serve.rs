@@ -3,7 +3,7 @@
 //! Order matters: bind (may need root) → drop privileges → open the store as the
 //! unprivileged user, so every file the server creates belongs to that user.
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, LogFormat, StoreBackend};
 use postern_core::store::FsBlobStore;
 use postern_core::store::sqlite::{SqliteOptions, SqliteStore};
 use postern_core::{Core, CoreSettings};
@@ -66,17 +66,45 @@ pub fn ensure_data_dir(dir: &Path) -> Result<bool, String> {
     Ok(true)
 }
 
-/// Opens the embedded store under the data directory.
-pub fn open_core(cfg: &Config) -> Result<Core, String> {
+/// Opens the configured store: the embedded one under the data directory, or
+/// PostgreSQL (`[store] backend = "postgres"`), whose blobs then live in the database too
+/// so that every node sees them.
+pub async fn open_core(cfg: &Config) -> Result<Core, String> {
     ensure_data_dir(&cfg.data_dir)?;
-    let opts = SqliteOptions {
-        group_commit_max: cfg.store.group_commit_max,
-        reader_connections: cfg.store.reader_connections,
+    let (store, blobs): (
+        Arc<dyn postern_core::store::Store>,
+        Arc<dyn postern_core::store::BlobStore>,
+    ) = match cfg.store.backend {
+        StoreBackend::Embedded => {
+            let opts = SqliteOptions {
+                group_commit_max: cfg.store.group_commit_max,
+                reader_connections: cfg.store.reader_connections,
+            };
+            let store = SqliteStore::open(&cfg.data_dir.join("meta.sqlite"), opts)
+                .map_err(|e| e.to_string())?;
+            let blobs =
+                FsBlobStore::open(&cfg.data_dir.join("blobs")).map_err(|e| e.to_string())?;
+            (Arc::new(store), Arc::new(blobs))
+        }
+        StoreBackend::Postgres => {
+            let url = cfg
+                .store
+                .url
+                .as_deref()
+                .ok_or("store.url is required with backend = \"postgres\"")?;
+            let opts = postern_store_pg::PgOptions {
+                pool_size: cfg.store.pool_size,
+                blobs_in_database: true,
+                ..Default::default()
+            };
+            let store = postern_store_pg::PgStore::connect(url, &cfg.store.schema, opts)
+                .await
+                .map_err(|e| format!("PostgreSQL store: {e}"))?;
+            let blobs = store.blob_store();
+            (Arc::new(store), Arc::new(blobs))
+        }
     };
-    let store =
-        SqliteStore::open(&cfg.data_dir.join("meta.sqlite"), opts).map_err(|e| e.to_string())?;
-    let blobs = FsBlobStore::open(&cfg.data_dir.join("blobs")).map_err(|e| e.to_string())?;
-    Core::new(Arc::new(store), Arc::new(blobs), core_settings(cfg)).map_err(|e| e.to_string())
+    Core::new(store, blobs, core_settings(cfg)).map_err(|e| e.to_string())
 }
 
 /// After a change of user: the data directory must still be reachable. A service user
@@ -317,7 +345,7 @@ pub fn run(cfg: Config) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async move {
         let metrics = crate::http::Metrics::install();
-        let core = Arc::new(open_core(&cfg)?);
+        let core = Arc::new(open_core(&cfg).await?);
         core.set_admin_token(&token);
         let server = Server::new(limits, Some(tls.config.clone()));
         // Built once: the verifier's resolver and caches are shared by every session.
