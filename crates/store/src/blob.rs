@@ -42,6 +42,9 @@ pub trait BlobStore: Send + Sync {
 /// Blobs as files under one directory.
 pub struct FsBlobStore {
     root: PathBuf,
+    /// `ab/cd` directories whose own entries (in `ab` and the root) this process has
+    /// made durable: once synced they stay so, and each needs it only once.
+    durable_dirs: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl FsBlobStore {
@@ -65,6 +68,7 @@ impl FsBlobStore {
         }
         Ok(FsBlobStore {
             root: root.to_path_buf(),
+            durable_dirs: Default::default(),
         })
     }
 
@@ -80,7 +84,12 @@ impl FsBlobStore {
         Ok(())
     }
 
-    fn put_sync(root: &Path, dest: PathBuf, data: &[u8]) -> Result<()> {
+    fn put_sync(
+        root: &Path,
+        dest: PathBuf,
+        data: &[u8],
+        durable_dirs: &std::sync::Mutex<std::collections::HashSet<String>>,
+    ) -> Result<()> {
         let dir = dest
             .parent()
             .ok_or_else(|| StoreError::Invalid("blob path has no parent".into()))?;
@@ -103,11 +112,25 @@ impl FsBlobStore {
             drop(f);
             std::fs::rename(&tmp, &dest)?;
         }
-        // The rename, and any directory create_dir_all made, are durable only once the
-        // directories holding them are: `ab/cd`, `ab`, and the root.
+        // The rename is durable once `ab/cd` is synced; the directories create_dir_all
+        // may have made (here or in another process or task, maybe not yet synced)
+        // once `ab` and the root are — done the first time this process uses `ab/cd`.
         Self::sync_dir(dir)?;
-        Self::sync_dir(mid)?;
-        Self::sync_dir(root)?;
+        let prefix = dir
+            .strip_prefix(root)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let known = durable_dirs
+            .lock()
+            .map(|d| d.contains(&prefix))
+            .unwrap_or(false);
+        if !known {
+            Self::sync_dir(mid)?;
+            Self::sync_dir(root)?;
+            if let Ok(mut d) = durable_dirs.lock() {
+                d.insert(prefix);
+            }
+        }
         Ok(())
     }
 }
@@ -126,7 +149,8 @@ impl BlobStore for FsBlobStore {
         let dest = self.path_of(&hash)?;
         let root = self.root.clone();
         let size = data.len() as u64;
-        tokio::task::spawn_blocking(move || Self::put_sync(&root, dest, &data))
+        let durable_dirs = self.durable_dirs.clone();
+        tokio::task::spawn_blocking(move || Self::put_sync(&root, dest, &data, &durable_dirs))
             .await
             .map_err(join_err)??;
         Ok(BlobRef { hash, size })
