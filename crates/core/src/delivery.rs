@@ -5,12 +5,13 @@
 //! that the sender is the authenticated user), RFC 1870 (SIZE and quota).
 //!
 //! **Security:** the bytes come from an SMTP peer. They are parsed once, with caps
-//! ([`crate::message::extract`]); the header scan here ([`header_fields`]) is a single
-//! forward pass that allocates nothing per field.
+//! ([`crate::message::extract`]); the header checks here ([`header_section`],
+//! [`single_from`]) read the top-level header section with mail-parser itself (headers
+//! only), so they see exactly the fields the metadata sees.
 //!
 //! **Invariants:** a delivery is one [`Store::write`] batch: every recipient's
-//! `AppendMessage` and the one `message.deliver` ledger entry commit together or not at
-//! all, after the blob is durable, and before the caller acknowledges (DESIGN
+//! `AppendMessage` (recipients over quota left out before, and named in the entry) and
+//! the one `message.deliver` ledger entry commit together or not at all, after the blob is durable, and before the caller acknowledges (DESIGN
 //! invariants 10 and 13). The blob is written once whatever the number of recipients.
 
 use crate::address::{Address, parse_address};
@@ -33,54 +34,152 @@ pub enum QuotaCheck {
     TooLarge,
 }
 
-/// One header field of a header section: its name and the byte range of the whole field,
-/// continuation lines and final line end included.
+/// What [`Core::deliver`] and [`Core::submit`] did: the copies stored, and the
+/// recipients left out because the message does not fit in what is left of their quota
+/// (also recorded in the delivery's ledger entry, `quota_left_out`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub stored: Vec<Stored>,
+    pub left_out: Vec<String>,
+}
+
+/// One header field of a header section: its name (trimmed, as mail-parser reads it) and
+/// the byte range of the whole field, continuation lines and final line end included;
+/// `value_start` is just after the colon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderField<'a> {
     pub name: &'a [u8],
     pub start: usize,
+    pub value_start: usize,
     pub end: usize,
 }
 
-/// The fields of the top-level header section of `raw`, in order, up to the blank line
-/// (or the first line that is neither a field nor a continuation, which ends the section
-/// as mail-parser and MUAs treat it). Lines end at LF; CR before it is part of the line.
-pub fn header_fields(raw: &[u8]) -> Vec<HeaderField<'_>> {
-    let mut out: Vec<HeaderField<'_>> = Vec::new();
-    let mut pos = 0;
-    while pos < raw.len() {
-        let next = match raw[pos..].iter().position(|&b| b == b'\n') {
-            Some(n) => pos + n + 1,
-            None => raw.len(),
-        };
-        let line = &raw[pos..next];
-        if line == b"\r\n" || line == b"\n" {
+/// The top-level header section of a message as mail-parser (which makes the stored
+/// metadata) reads it: its fields, and how many lines it skipped because they were
+/// neither a field nor a continuation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderSection<'a> {
+    pub fields: Vec<HeaderField<'a>>,
+    /// Lines before the end of the section that mail-parser skipped (no colon: neither
+    /// a field nor a continuation).
+    pub stray_lines: usize,
+    /// Where the first of them starts.
+    pub first_stray: Option<usize>,
+}
+
+/// Reads the top-level header section of `raw` with mail-parser itself, so that the
+/// fields every check here sees are exactly those the metadata (and a mail client built
+/// on the same reading) sees: a line without a colon is skipped, not the end of the
+/// section, and `Name :` (RFC 5322 §4.5.3 obsolete syntax) is the field `Name`.
+pub fn header_section(raw: &[u8]) -> HeaderSection<'_> {
+    let mut out = HeaderSection::default();
+    let Some(msg) = mail_parser::MessageParser::new().parse_headers(raw) else {
+        return out;
+    };
+    let mut at = 0usize;
+    for h in msg.headers() {
+        let (start, value_start, end) = (
+            h.offset_field as usize,
+            h.offset_start as usize,
+            h.offset_end as usize,
+        );
+        if start > raw.len() || end > raw.len() || value_start == 0 || value_start > end {
+            continue;
+        }
+        let gap = count_stray(raw.get(at..start).unwrap_or_default());
+        if gap > 0 && out.first_stray.is_none() {
+            out.first_stray = Some(at);
+        }
+        out.stray_lines += gap;
+        let name = raw
+            .get(start..value_start - 1)
+            .unwrap_or_default()
+            .trim_ascii();
+        out.fields.push(HeaderField {
+            name,
+            start,
+            value_start,
+            end,
+        });
+        at = end;
+    }
+    // Skipped lines after the last field, up to the blank (or white-space-only) line
+    // that ends the section for mail-parser.
+    for l in raw.get(at..).unwrap_or_default().split(|&b| b == b'\n') {
+        if l.trim_ascii().is_empty() {
             break;
         }
-        if matches!(line.first(), Some(b' ' | b'\t')) {
-            // RFC 5322 §2.2.3: a folded continuation of the field before it.
-            match out.last_mut() {
-                Some(f) => f.end = next,
-                None => break,
-            }
-        } else {
-            let Some(colon) = line.iter().position(|&b| b == b':') else {
-                break;
-            };
-            let name = &line[..colon];
-            // RFC 5322 §3.6.8: field names are printable ASCII except the colon.
-            if name.is_empty() || !name.iter().all(|&b| (33..=126).contains(&b)) {
-                break;
-            }
-            out.push(HeaderField {
-                name,
-                start: pos,
-                end: next,
-            });
-        }
-        pos = next;
+        out.stray_lines += 1;
+        out.first_stray.get_or_insert(at);
     }
     out
+}
+
+/// Lines of `gap` (bytes between fields, which mail-parser skipped) holding anything
+/// but white space.
+fn count_stray(gap: &[u8]) -> usize {
+    gap.split(|&b| b == b'\n')
+        .filter(|l| !l.trim_ascii().is_empty())
+        .count()
+}
+
+/// The fields of the top-level header section of `raw`, in order ([`header_section`]).
+pub fn header_fields(raw: &[u8]) -> Vec<HeaderField<'_>> {
+    header_section(raw).fields
+}
+
+/// The one author address of a message received from outside, for DMARC (RFC 7489
+/// §6.6.1: the RFC5322.From domain must be exactly one), or why there is not exactly
+/// one: no From field, several From fields, a From field naming no address or several,
+/// or a From field that a stricter reader would not see as From (the obsolete `From :`
+/// or a name indented on the first line), or a From field after a line that is neither a
+/// field nor a continuation (mail-auth's reader, which finds the DMARC domain, ends the
+/// header section there and does not take those as From, while mail-parser and mail
+/// clients do).
+pub fn single_from(raw: &[u8]) -> std::result::Result<String, String> {
+    let section = header_section(raw);
+    let froms: Vec<&HeaderField<'_>> = section
+        .fields
+        .iter()
+        .filter(|f| f.name.eq_ignore_ascii_case(b"from"))
+        .collect();
+    let f = match froms.as_slice() {
+        [] => return Err("the message has no From header field".into()),
+        [f] => *f,
+        more => {
+            return Err(format!(
+                "the message has {} From header fields; it must have exactly one",
+                more.len()
+            ));
+        }
+    };
+    if section.first_stray.is_some_and(|s| s < f.start) {
+        // mail-auth ends the header section at such a line: it would not see this From
+        // and DMARC would check nothing.
+        return Err(
+            "the From header field follows a line that is neither a field nor a continuation"
+                .into(),
+        );
+    }
+    let at_line_start = f.start == 0 || raw.get(f.start - 1) == Some(&b'\n');
+    let raw_name = raw.get(f.start..f.value_start - 1).unwrap_or_default();
+    if !at_line_start || !raw_name.eq_ignore_ascii_case(b"from") {
+        return Err("the From header field must be written `From:` at the start of a line".into());
+    }
+    let value = raw.get(f.value_start..f.end).unwrap_or_default();
+    let parsed = mail_parser::parsers::MessageStream::new(value).parse_address();
+    let addresses: Vec<&str> = parsed
+        .as_address()
+        .map(|a| a.iter().filter_map(|a| a.address.as_deref()).collect())
+        .unwrap_or_default();
+    match addresses.as_slice() {
+        [one] if one.contains('@') => Ok(one.to_string()),
+        [_] | [] => Err("the From header field names no address".into()),
+        more => Err(format!(
+            "the From header field names {} addresses; it must name exactly one",
+            more.len()
+        )),
+    }
 }
 
 impl Core {
@@ -118,6 +217,27 @@ impl Core {
         Ok(false)
     }
 
+    /// Where `postmaster@domain` goes when the directory has no such address: the
+    /// domain's first individual account (the earliest created; for a new domain, the
+    /// account its administrator made first). RFC 5321 §4.5.1: every domain we receive
+    /// mail for must accept mail to its postmaster. `None` when `domain` is not ours or
+    /// has no individual account. An alias or account named `postmaster` takes
+    /// precedence: this is only the fallback.
+    pub async fn postmaster_fallback(&self, domain: &str) -> Result<Option<Principal>> {
+        let Some(d) = self.store.domain_by_name(domain).await? else {
+            return Ok(None);
+        };
+        let mut accounts: Vec<Principal> = self
+            .store
+            .principals(Some(d.id))
+            .await?
+            .into_iter()
+            .filter(|p| p.kind == PrincipalKind::Individual)
+            .collect();
+        accounts.sort_by_key(|p| (p.created_ms, p.id));
+        Ok(accounts.into_iter().next())
+    }
+
     /// The quota check at RCPT time. `declared` is the client's `SIZE=` when given.
     pub async fn quota_check(&self, p: &Principal, declared: Option<u64>) -> Result<QuotaCheck> {
         let Some(limit) = p.quota_bytes else {
@@ -140,8 +260,15 @@ impl Core {
     /// has none). `details` is added to the ledger entry (session facts, the
     /// authentication results summary).
     ///
-    /// Fails with [`CoreError::QuotaExceeded`] when any recipient is over quota; nothing
-    /// is stored then.
+    /// A recipient the message does not fit (its size over what is left of the quota) is
+    /// left out, checked before the blob is written, and named in the ledger entry
+    /// (`quota_left_out`) and in [`Delivered::left_out`]; the others get the message.
+    /// Fails with [`CoreError::QuotaExceeded`] when it fits no recipient: nothing is
+    /// stored and no blob written then. One race remains: when usage grows between the
+    /// check and the commit (another delivery to the same account), the store refuses
+    /// the batch; it is retried without the accounts now full, and if none is left the
+    /// blob just written stays unreferenced (reported by `verify`, removed by no one
+    /// yet: another delivery of the same bytes may be about to refer to it).
     pub async fn deliver(
         &self,
         ctx: &Ctx,
@@ -150,7 +277,7 @@ impl Core {
         raw: Vec<u8>,
         to_junk: bool,
         details: serde_json::Value,
-    ) -> Result<Vec<Stored>> {
+    ) -> Result<Delivered> {
         let (meta, raw) = self.extract_meta(raw).await?;
         self.deliver_parsed(ctx, mail_from, recipients, meta, raw, to_junk, details)
             .await
@@ -166,10 +293,19 @@ impl Core {
         recipients: &[Principal],
         raw: Vec<u8>,
         details: serde_json::Value,
-    ) -> Result<Vec<Stored>> {
+    ) -> Result<Delivered> {
         // A second From field would be ignored by the metadata (first one wins) but may be
         // the one a mail client shows: refuse rather than pick one.
-        let froms = header_fields(&raw)
+        let section = header_section(&raw);
+        if section.stray_lines > 0 {
+            // mail-parser skips such a line; another reader may end the header section
+            // there or take it as part of a field. Refuse rather than guess.
+            return Err(CoreError::Refused(
+                "the header section has a line that is neither a field nor a continuation".into(),
+            ));
+        }
+        let froms = section
+            .fields
             .iter()
             .filter(|f| f.name.eq_ignore_ascii_case(b"from"))
             .count();
@@ -208,6 +344,32 @@ impl Core {
             .map_err(|e| CoreError::Internal(e.to_string()))
     }
 
+    /// The principals of `targets` with room for `size` more octets, and the addresses
+    /// of those without.
+    async fn split_by_room<'p>(
+        &self,
+        targets: &[&'p Principal],
+        size: u64,
+        address_of: &(dyn Fn(&Principal) -> String + Sync),
+    ) -> Result<(Vec<&'p Principal>, Vec<String>)> {
+        let (mut fit, mut left_out) = (Vec::new(), Vec::new());
+        for p in targets {
+            let room = match p.quota_bytes {
+                None => true,
+                Some(limit) => {
+                    let used = self.store.usage(p.id).await?.used_bytes;
+                    used.saturating_add(size) <= limit
+                }
+            };
+            if room {
+                fit.push(*p);
+            } else {
+                left_out.push(address_of(p));
+            }
+        }
+        Ok((fit, left_out))
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn deliver_parsed(
         &self,
@@ -218,13 +380,13 @@ impl Core {
         raw: Vec<u8>,
         to_junk: bool,
         details: serde_json::Value,
-    ) -> Result<Vec<Stored>> {
+    ) -> Result<Delivered> {
         let mut seen = BTreeSet::new();
-        let targets: Vec<&Principal> = recipients
+        let all: Vec<&Principal> = recipients
             .iter()
             .filter(|p| p.kind.has_mailboxes() && seen.insert(p.id))
             .collect();
-        if targets.is_empty() {
+        if all.is_empty() {
             return Err(CoreError::Refused("no recipient holds mail".into()));
         }
         let refs = crate::message::thread_references(&meta);
@@ -237,13 +399,89 @@ impl Core {
                 .unwrap_or("?");
             format!("{}@{d}", p.local_part)
         };
+        // Quota first, before the blob exists (as `import_message` does): a message that
+        // fits no one leaves nothing behind.
+        let size = raw.len() as u64;
+        let (mut targets, mut left_out) = self.split_by_room(&all, size, &address_of).await?;
+        if targets.is_empty() {
+            return Err(CoreError::QuotaExceeded);
+        }
         // Written once, fsynced, before any record refers to it.
         let blob = self.blobs.put(raw).await?;
+        // The store checks quota again, atomically; a refusal there means usage grew
+        // since the check above: check again and retry without the accounts now full.
+        let mut attempts = 0;
+        let (placed, results) = loop {
+            attempts += 1;
+            let (ops, placed) = self
+                .delivery_ops(
+                    ctx,
+                    mail_from,
+                    &targets,
+                    &left_out,
+                    &meta,
+                    &refs,
+                    &blob,
+                    to_junk,
+                    &details,
+                    &address_of,
+                )
+                .await?;
+            match self.store.write(ops).await {
+                Ok(results) => break (placed, results),
+                Err(StoreError::QuotaExceeded { .. }) if attempts < 3 => {
+                    let (fit, full) = self.split_by_room(&targets, size, &address_of).await?;
+                    left_out.extend(full);
+                    targets = fit;
+                    if targets.is_empty() {
+                        return Err(CoreError::QuotaExceeded);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let mut stored = Vec::with_capacity(placed.len());
+        for ((message, mailbox), r) in placed.into_iter().zip(results) {
+            match r {
+                OpResult::Appended { uid, modseq } => stored.push(Stored {
+                    message,
+                    mailbox,
+                    uid,
+                    modseq,
+                    blob: blob.hash.clone(),
+                }),
+                other => {
+                    return Err(CoreError::Internal(format!(
+                        "unexpected store result {other:?}"
+                    )));
+                }
+            }
+        }
+        metrics::counter!("postern_messages_stored_total").increment(stored.len() as u64);
+        metrics::counter!("postern_ledger_entries_total").increment(1);
+        Ok(Delivered { stored, left_out })
+    }
+
+    /// The batch of one delivery: every target's `AppendMessage`, then the ledger entry.
+    #[allow(clippy::too_many_arguments)]
+    async fn delivery_ops(
+        &self,
+        ctx: &Ctx,
+        mail_from: &str,
+        targets: &[&Principal],
+        left_out: &[String],
+        meta: &MessageMeta,
+        refs: &[String],
+        blob: &BlobRef,
+        to_junk: bool,
+        details: &serde_json::Value,
+        address_of: &(dyn Fn(&Principal) -> String + Sync),
+    ) -> Result<(Vec<Op>, Vec<(MessageId, MailboxId)>)> {
         let received_ms = now_ms();
         let mut ops = Vec::with_capacity(targets.len() + 1);
         let mut placed = Vec::with_capacity(targets.len());
         let mut objects = Vec::with_capacity(targets.len() * 2);
-        for p in &targets {
+        for p in targets {
             let mailbox = if to_junk {
                 match self.special_mailbox(p.id, SpecialUse::Junk).await {
                     Ok(m) => m,
@@ -256,7 +494,7 @@ impl Core {
                 self.special_mailbox(p.id, SpecialUse::Inbox).await?
             };
             let id = MessageId::generate();
-            let thread_id = match self.store.thread_of(p.id, &refs).await? {
+            let thread_id = match self.store.thread_of(p.id, refs).await? {
                 Some(t) => t,
                 None => id.to_string(),
             };
@@ -279,7 +517,7 @@ impl Core {
         }
         let addresses: Vec<String> = targets.iter().map(|p| address_of(p)).collect();
         let target = (addresses.len() == 1).then(|| addresses[0].clone());
-        let after = serde_json::json!({
+        let mut after = serde_json::json!({
             "sender": mail_from,
             "recipients": addresses,
             "size": blob.size,
@@ -287,6 +525,9 @@ impl Core {
             "junk": to_junk,
             "details": details,
         });
+        if !left_out.is_empty() {
+            after["quota_left_out"] = serde_json::json!(left_out);
+        }
         ops.push(Op::AppendLedger(Core::ledger_record(
             ctx,
             "message.deliver",
@@ -296,33 +537,13 @@ impl Core {
             None,
             Some(after),
         )));
-        let results = self.store.write(ops).await?;
-        let mut stored = Vec::with_capacity(placed.len());
-        for ((message, mailbox), r) in placed.into_iter().zip(results) {
-            match r {
-                OpResult::Appended { uid, modseq } => stored.push(Stored {
-                    message,
-                    mailbox,
-                    uid,
-                    modseq,
-                    blob: blob.hash.clone(),
-                }),
-                other => {
-                    return Err(CoreError::Internal(format!(
-                        "unexpected store result {other:?}"
-                    )));
-                }
-            }
-        }
-        metrics::counter!("postern_messages_stored_total").increment(stored.len() as u64);
-        metrics::counter!("postern_ledger_entries_total").increment(1);
-        Ok(stored)
+        Ok((ops, placed))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::header_fields;
+    use super::{header_fields, header_section};
 
     #[test]
     fn header_fields_fold_and_stop() {
@@ -331,10 +552,28 @@ mod tests {
         let names: Vec<&[u8]> = f.iter().map(|f| f.name).collect();
         assert_eq!(names, [&b"From"[..], b"Subject", b"X-A"]);
         assert_eq!(&raw[f[1].start..f[1].end], b"Subject: x\r\n  y\r\n");
-        // A line that is not a field ends the section.
-        let f = header_fields(b"From: a\r\nnot a field\r\nTo: b\r\n\r\n");
-        assert_eq!(f.len(), 1);
+        assert_eq!(&raw[f[1].value_start..f[1].end], b" x\r\n  y\r\n");
+        assert_eq!(header_section(raw).stray_lines, 0);
         assert!(header_fields(b"").is_empty());
-        assert!(header_fields(b" leading continuation\r\n").is_empty());
+    }
+
+    /// A line with no colon is skipped, not the end of the section, and `Name :` is the
+    /// field `Name`: the reading of mail-parser, which makes the metadata.
+    #[test]
+    fn header_fields_read_as_mail_parser_does() {
+        let raw = b"From: a\r\nX no-colon\r\nAuthentication-Results : mx; dmarc=pass\r\nFrom : c\r\n\r\nbody\r\n";
+        let s = header_section(raw);
+        let names: Vec<&[u8]> = s.fields.iter().map(|f| f.name).collect();
+        assert_eq!(names, [&b"From"[..], b"Authentication-Results", b"From"]);
+        assert_eq!(s.stray_lines, 1);
+        let ar = s.fields[1];
+        assert_eq!(
+            &raw[ar.start..ar.end],
+            b"Authentication-Results : mx; dmarc=pass\r\n"
+        );
+        assert_eq!(&raw[ar.value_start..ar.end], b" mx; dmarc=pass\r\n");
+        let s = header_section(b"From: a\r\nTo: b\r\nstray at the end\r\n\r\nbody\r\n");
+        assert_eq!((s.fields.len(), s.stray_lines), (2, 1));
+        assert_eq!(s.first_stray, Some(16));
     }
 }

@@ -460,7 +460,7 @@ impl Default for DnsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpConfig {
     /// What to do with mail that fails DMARC when the sender's domain publishes
-    /// `p=reject`: `reject` (550 5.7.1 during the transaction), `quarantine` (deliver to
+    /// `p=reject`: `reject` (550 5.7.26 during the transaction), `quarantine` (deliver to
     /// Junk) or `accept`. Default `reject`: the domain owner asked for it (RFC 7489
     /// §6.3), and refusing in-session makes the sending server, not us, tell the sender.
     pub dmarc_reject: DmarcReject,
@@ -473,6 +473,15 @@ pub struct SmtpConfig {
     /// a real sender with a stale list has a few typos per message, a dictionary attack
     /// (account enumeration) has thousands.
     pub max_unknown_recipients: u32,
+    /// NOOP, RSET, VRFY, EXPN and HELP commands one SMTP connection may send without
+    /// delivering a message before the server says 421 and closes. Default 100: a real
+    /// client sends a few between messages; a peer that only keeps the connection (and
+    /// a connection slot) busy sends them forever.
+    pub max_junk_commands: u32,
+    /// Longest an SMTP connection may last, in seconds, whatever it does; then 421 and
+    /// close. Default 3600: a hundred large messages fit in it, a peer trickling commands
+    /// under every per-command timeout does not hold a slot for ever.
+    pub max_session_secs: u64,
 }
 
 impl Default for SmtpConfig {
@@ -481,6 +490,8 @@ impl Default for SmtpConfig {
             dmarc_reject: DmarcReject::Reject,
             dmarc_quarantine: DmarcQuarantine::Junk,
             max_unknown_recipients: 20,
+            max_junk_commands: 100,
+            max_session_secs: 3600,
         }
     }
 }
@@ -718,6 +729,13 @@ impl Config {
             1,
             "",
         )?;
+        at_least(
+            "smtp.max_junk_commands",
+            self.smtp.max_junk_commands.into(),
+            1,
+            "",
+        )?;
+        secs("smtp.max_session_secs", self.smtp.max_session_secs, 1, "")?;
         if self.log.level.trim().is_empty() {
             return Err(Problem::at("log.level", "must not be empty".to_owned()));
         }
@@ -1602,7 +1620,8 @@ mod tests {
     fn smtp_and_dns_sections() {
         let c = Config::from_toml_str(
             "[dns]\nnameservers = [\"127.0.0.1:53\", \"[::1]:5353\"]\ntimeout_secs = 2\n\
-             [smtp]\ndmarc_reject = \"quarantine\"\ndmarc_quarantine = \"accept\"\nmax_unknown_recipients = 3\n",
+             [smtp]\ndmarc_reject = \"quarantine\"\ndmarc_quarantine = \"accept\"\nmax_unknown_recipients = 3\n\
+             max_junk_commands = 7\nmax_session_secs = 60\n",
             "t",
         )
         .unwrap();
@@ -1611,6 +1630,18 @@ mod tests {
         assert_eq!(c.smtp.dmarc_reject, DmarcReject::Quarantine);
         assert_eq!(c.smtp.dmarc_quarantine, DmarcQuarantine::Accept);
         assert_eq!(c.smtp.max_unknown_recipients, 3);
+        assert_eq!(c.smtp.max_junk_commands, 7);
+        assert_eq!(c.smtp.max_session_secs, 60);
+        assert_err(
+            "[smtp]\nmax_junk_commands = 0\n",
+            Some("smtp.max_junk_commands"),
+            2,
+        );
+        assert_err(
+            "[smtp]\nmax_session_secs = 0\n",
+            Some("smtp.max_session_secs"),
+            2,
+        );
         assert_err(
             "[smtp]\ndmarc_reject = \"bounce\"\n",
             Some("smtp.dmarc_reject"),

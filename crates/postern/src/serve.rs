@@ -224,6 +224,8 @@ pub fn smtp_settings(cfg: &Config) -> (postern_smtp::SmtpLimits, postern_smtp::S
         command_timeout: Duration::from_secs(l.smtp_command_timeout_secs),
         data_timeout: Duration::from_secs(l.smtp_data_timeout_secs),
         tls_handshake_timeout: Duration::from_secs(l.tls_handshake_timeout_secs),
+        max_junk_commands: cfg.smtp.max_junk_commands,
+        max_session: Duration::from_secs(cfg.smtp.max_session_secs),
     };
     let max_unknown = cfg.smtp.max_unknown_recipients;
     let policy = postern_smtp::SmtpPolicy {

@@ -3,10 +3,12 @@
 //! from several parallel sessions; it is SIGKILLed mid-stream, restarted, and killed
 //! again. Afterwards every message that got a 250 is in the INBOX byte-exact (below the
 //! Return-Path / Received / Authentication-Results fields the server prepends) and
-//! `postern store verify` passes.
+//! `postern store verify` passes. Every third message goes to two recipients (one blob,
+//! two mailbox entries, one batch): each copy is there, and every acknowledged message
+//! has exactly one `message.deliver` ledger entry, naming all its recipients.
 
 use postern_core::store::sqlite::{SqliteOptions, SqliteStore};
-use postern_core::store::{BlobStore, FsBlobStore, SpecialUse, Store};
+use postern_core::store::{BlobStore, FsBlobStore, LedgerQuery, SpecialUse, Store};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
@@ -98,9 +100,19 @@ fn serve(config: &Path) -> (Child, SocketAddr) {
     (child, addr)
 }
 
+/// Every third message goes to alice and bob together.
+fn group(n: usize) -> bool {
+    n % 3 == 2
+}
+
 fn body(session: usize, n: usize, round: usize) -> Vec<u8> {
+    let to = if group(n) {
+        "<alice@example.com>, <bob@example.com>"
+    } else {
+        "<alice@example.com>"
+    };
     let mut b = format!(
-        "From: <s{session}@sender.example>\r\nTo: <alice@example.com>\r\nSubject: crash r{round} s{session} n{n}\r\nMessage-ID: <r{round}.s{session}.n{n}@test>\r\n\r\n"
+        "From: <s{session}@sender.example>\r\nTo: {to}\r\nSubject: crash r{round} s{session} n{n}\r\nMessage-ID: <r{round}.s{session}.n{n}@test>\r\n\r\n"
     )
     .into_bytes();
     for line in 0..(20 + (n * 37 + session * 11) % 200) {
@@ -149,14 +161,11 @@ impl Smtp {
     }
 }
 
+/// Acknowledged messages: the bytes sent, and whether bob got it too.
+type Acked = Arc<Mutex<Vec<(Vec<u8>, bool)>>>;
+
 /// Sends messages until `stop`; every message answered 250 goes into `acked`.
-fn sender(
-    addr: SocketAddr,
-    session: usize,
-    round: usize,
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<Vec<u8>>>>,
-) {
+fn sender(addr: SocketAddr, session: usize, round: usize, stop: Arc<AtomicBool>, acked: Acked) {
     let mut n = 0;
     while !stop.load(Ordering::SeqCst) {
         let Ok(s) = TcpStream::connect(addr) else {
@@ -174,14 +183,18 @@ fn sender(
                     return Ok(());
                 }
                 let b = body(session, n, round);
+                let both = group(n);
                 n += 1;
                 c.cmd("MAIL FROM:<s@sender.example>", 250)?;
                 c.cmd("RCPT TO:<alice@example.com>", 250)?;
+                if both {
+                    c.cmd("RCPT TO:<bob@example.com>", 250)?;
+                }
                 c.cmd("DATA", 354)?;
                 c.s.write_all(&b)?;
                 c.s.write_all(b".\r\n")?;
                 if c.reply()? == 250 {
-                    acked.lock().unwrap().push(b);
+                    acked.lock().unwrap().push((b, both));
                 }
             }
             c.cmd("QUIT", 221)
@@ -224,8 +237,12 @@ fn sigkill_during_smtp_delivery_loses_nothing_acknowledged() {
         &config,
         &["account", "add", "alice@example.com", "--generate"],
     );
+    cli(
+        &config,
+        &["account", "add", "bob@example.com", "--generate"],
+    );
 
-    let acked: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let acked: Acked = Arc::default();
     for round in 0..KILLS {
         let (mut child, addr) = serve(&config);
         let stop = Arc::new(AtomicBool::new(false));
@@ -259,6 +276,10 @@ fn sigkill_during_smtp_delivery_loses_nothing_acknowledged() {
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= KILLS * ACKS_PER_ROUND);
+    assert!(
+        acked.iter().any(|(_, both)| *both),
+        "no two-recipient message was acknowledged"
+    );
 
     let out = cli(&config, &["store", "verify"]);
     assert!(!out.to_lowercase().contains("error"), "{out}");
@@ -271,48 +292,92 @@ fn sigkill_during_smtp_delivery_loses_nothing_acknowledged() {
         let store = SqliteStore::open(&data.join("meta.sqlite"), SqliteOptions::default()).unwrap();
         let blobs = FsBlobStore::open(&data.join("blobs")).unwrap();
         let domain = store.domain_by_name("example.com").await.unwrap().unwrap();
-        let alice = store
-            .principal_by_local(domain.id, "alice")
-            .await
-            .unwrap()
-            .unwrap();
-        let inbox = store
-            .mailboxes(alice.id)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|m| m.special_use == Some(SpecialUse::Inbox))
-            .unwrap();
-        let (_, entries) = store.mailbox_entries(alice.id, inbox.id).await.unwrap();
-        let mut stored = Vec::new();
-        for e in &entries {
-            let m = store.message(alice.id, e.message).await.unwrap().unwrap();
-            stored.push(blobs.get(&m.blob.hash).await.unwrap());
-        }
+        // Every message in an account's INBOX, with its blob name.
+        let inbox_of = async |local: &str| {
+            let p = store
+                .principal_by_local(domain.id, local)
+                .await
+                .unwrap()
+                .unwrap();
+            let inbox = store
+                .mailboxes(p.id)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|m| m.special_use == Some(SpecialUse::Inbox))
+                .unwrap();
+            let (_, entries) = store.mailbox_entries(p.id, inbox.id).await.unwrap();
+            let mut out = Vec::new();
+            for e in &entries {
+                let m = store.message(p.id, e.message).await.unwrap().unwrap();
+                out.push((blobs.get(&m.blob.hash).await.unwrap(), m.blob.hash.clone()));
+            }
+            out
+        };
+        let stored = inbox_of("alice").await;
+        let bobs = inbox_of("bob").await;
         assert!(
             stored.len() >= acked.len(),
             "{} stored, {} acknowledged",
             stored.len(),
             acked.len()
         );
-        for a in &acked {
+        let deliveries: Vec<serde_json::Value> = store
+            .ledger(&LedgerQuery {
+                limit: 1_000_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.record.action == "message.deliver")
+            .filter_map(|e| e.record.after)
+            .collect();
+        let is_copy = |s: &[u8], a: &[u8]| {
+            s.ends_with(a) && s.starts_with(b"Return-Path: <s@sender.example>\r\nReceived: ")
+        };
+        for (a, both) in &acked {
             let subject =
                 String::from_utf8_lossy(&a[..a.iter().position(|&b| b == b'\n').unwrap_or(0)])
                     .into_owned();
-            let found = stored
+            let found: Vec<&String> = stored
                 .iter()
-                .filter(|s| {
-                    s.ends_with(a)
-                        && s.starts_with(b"Return-Path: <s@sender.example>\r\nReceived: ")
-                })
-                .count();
+                .filter(|(s, _)| is_copy(s, a))
+                .map(|(_, h)| h)
+                .collect();
             assert_eq!(
-                found, 1,
-                "acknowledged message {subject} found {found} times"
+                found.len(),
+                1,
+                "acknowledged message {subject} found {} times",
+                found.len()
             );
+            let hash = found[0];
+            let in_bob = bobs.iter().filter(|(s, _)| is_copy(s, a)).count();
+            assert_eq!(
+                in_bob,
+                usize::from(*both),
+                "{subject}: {in_bob} copies for bob"
+            );
+            // Exactly one ledger entry for the acknowledged message, naming everyone.
+            let entries: Vec<&serde_json::Value> = deliveries
+                .iter()
+                .filter(|d| d["blob"] == hash.as_str())
+                .collect();
+            assert_eq!(
+                entries.len(),
+                1,
+                "{subject}: {} ledger entries",
+                entries.len()
+            );
+            let want = if *both {
+                serde_json::json!(["alice@example.com", "bob@example.com"])
+            } else {
+                serde_json::json!(["alice@example.com"])
+            };
+            assert_eq!(entries[0]["recipients"], want, "{subject}");
         }
         // Nothing half-written: every stored message is one that was sent.
-        for s in &stored {
+        for (s, _) in stored.iter().chain(&bobs) {
             assert!(
                 s.windows(15).any(|w| w == b"\r\nSubject: cras"),
                 "unexpected stored bytes"

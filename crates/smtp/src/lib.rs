@@ -15,9 +15,10 @@
 //! **Standards:** RFC 5321 (SMTP), RFC 3207 (STARTTLS), RFC 8314 (implicit TLS), RFC 6409
 //! (submission), RFC 4954 (AUTH) with RFC 4616 (PLAIN) and LOGIN, RFC 4959 (SASL-IR),
 //! RFC 2920 (PIPELINING), RFC 1870 (SIZE), RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8),
-//! RFC 2034 / 3463 (enhanced status codes), RFC 3030 (CHUNKING/BDAT), RFC 3461 (DSN
-//! parameters), RFC 3848 (`with` names), RFC 8601 (Authentication-Results), RFC 7208 /
-//! 6376 / 7489 / 8617 (in [`verify`]).
+//! RFC 2034 / 3463 (enhanced status codes), RFC 7372 (5.7.26), RFC 3030 (CHUNKING/BDAT),
+//! RFC 3848 (`with` names), RFC 8601 (Authentication-Results), RFC 7208 / 6376 / 7489 /
+//! 8617 (in [`verify`]). DSN (RFC 3461) is not offered until the outbound queue (issue
+//! 5) can send notices: its parameters are refused as unknown (555 5.5.4).
 //!
 //! **Security:** everything a peer sends is untrusted. Lines are bounded
 //! (`limits.smtp_line_length`) and must end in CRLF; bare CR or LF in a command or in
@@ -34,8 +35,11 @@
 //! ([`SmtpLimits`]).
 //!
 //! **Invariants:** a 250 after DATA/BDAT is sent only once the message is durable in
-//! every recipient's mailbox with its ledger entry (DESIGN invariants 10, 13); a refused
-//! message stores nothing; one message never becomes two; no reply reveals whether an
+//! every recipient's mailbox with its ledger entry (DESIGN invariants 10, 13) — every
+//! recipient but those the message no longer fits (over quota at the end of the data),
+//! who are left out and named in that ledger entry; a refused message stores nothing
+//! (one race aside: usage growing between the quota check and the commit can leave an
+//! unreferenced blob, see `Core::deliver`); one message never becomes two; no reply reveals whether an
 //! address exists beyond what RCPT must say (550 5.1.1).
 #![forbid(unsafe_code)]
 

@@ -26,6 +26,12 @@ pub struct SmtpLimits {
     pub data_timeout: Duration,
     /// Time allowed for the STARTTLS handshake (`limits.tls_handshake_timeout_secs`).
     pub tls_handshake_timeout: Duration,
+    /// NOOP, RSET, VRFY, EXPN and HELP commands allowed since the last delivered
+    /// message (or the start) before the server says 421 and closes
+    /// (`smtp.max_junk_commands`).
+    pub max_junk_commands: u32,
+    /// Longest a connection may last, whatever it does (`smtp.max_session_secs`).
+    pub max_session: Duration,
 }
 
 impl Default for SmtpLimits {
@@ -40,6 +46,8 @@ impl Default for SmtpLimits {
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
             tls_handshake_timeout: Duration::from_secs(10),
+            max_junk_commands: 100,
+            max_session: Duration::from_secs(3600),
         }
     }
 }
@@ -47,7 +55,8 @@ impl Default for SmtpLimits {
 /// What to do with a message whose From domain publishes DMARC `p=reject` and fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DmarcRejectAction {
-    /// 550 5.7.1 at the end of DATA (RFC 7489 §6.7: reject during the SMTP transaction).
+    /// 550 5.7.26 at the end of DATA (RFC 7489 §6.7: reject during the SMTP transaction;
+    /// RFC 7372 §3.2 code).
     Reject,
     /// Deliver to Junk.
     Quarantine,

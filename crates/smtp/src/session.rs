@@ -45,12 +45,8 @@ struct Rcpt {
     /// The address as accepted (normalised), for the Received `for` clause and the ledger.
     address: String,
     principals: Vec<Principal>,
-    /// External targets of an alias, not delivered until the outbound queue exists.
-    forwards: Vec<String>,
     /// Members of a group left out because their mailbox is full.
     quota_skipped: Vec<String>,
-    notify: Option<String>,
-    orcpt: Option<String>,
 }
 
 /// A mail transaction (RFC 5321 §3.3), from MAIL to the end of the message.
@@ -60,8 +56,6 @@ struct Tx {
     declared_size: Option<u64>,
     smtputf8: bool,
     body: Option<String>,
-    ret: Option<String>,
-    envid: Option<String>,
     rcpts: Vec<Rcpt>,
     /// BDAT chunks so far (RFC 3030); `Some` once the first chunk arrived.
     bdat: Option<Vec<u8>>,
@@ -82,6 +76,10 @@ pub(crate) struct Session {
     messages: u32,
     errors: u32,
     unknown_rcpts: u32,
+    /// NOOP/RSET/VRFY/EXPN/HELP since the last delivered message (`max_junk_commands`).
+    junk: u32,
+    /// When the connection must end whatever it does (`max_session`).
+    session_end: Instant,
     shutdown: Shutdown,
 }
 
@@ -105,6 +103,8 @@ pub(crate) async fn run(
         messages: 0,
         errors: 0,
         unknown_rcpts: 0,
+        junk: 0,
+        session_end: Instant::now() + shared.limits.max_session,
         shutdown,
         shared,
     };
@@ -179,12 +179,18 @@ impl Session {
         loop {
             // RFC 5321 §4.5.3.2.7: the server waits this long for the next command; the
             // whole line must arrive within it (one byte a minute does not reset it).
-            let deadline = Instant::now() + self.shared.limits.command_timeout;
+            let deadline =
+                (Instant::now() + self.shared.limits.command_timeout).min(self.session_end);
             let read = self
                 .conn
                 .read_line(max, deadline, Some(&mut self.shutdown))
                 .await;
             let flow = match read {
+                Err(ConnError::Timeout) if Instant::now() >= self.session_end => self.close_with(
+                    "4.4.2",
+                    "Connection has lasted too long; closing",
+                    "session_time",
+                ),
                 Err(ConnError::Timeout) => {
                     self.close_with("4.4.2", "Timeout waiting for a command; closing", "timeout")
                 }
@@ -230,6 +236,21 @@ impl Session {
             }
         };
         debug!(command = ?std::mem::discriminant(&cmd), "command");
+        if matches!(
+            cmd,
+            Command::Noop | Command::Rset | Command::Vrfy | Command::Expn | Command::Help
+        ) {
+            // Commands that move no mail: a peer sending only these holds a connection
+            // slot for nothing (RFC 5321 §7.8, resistance to attacks).
+            self.junk += 1;
+            if self.junk > self.shared.limits.max_junk_commands {
+                return self.close_with(
+                    "4.7.0",
+                    "Too many commands without a message; closing",
+                    "junk_commands",
+                );
+            }
+        }
         match cmd {
             Command::Ehlo(name) => self.ehlo(name, true),
             Command::Helo(name) => self.ehlo(name, false),
@@ -284,8 +305,8 @@ impl Session {
             "ENHANCEDSTATUSCODES".to_string(),
             // RFC 3030.
             "CHUNKING".to_string(),
-            // RFC 3461.
-            "DSN".to_string(),
+            // DSN (RFC 3461) is not offered until the outbound queue (issue 5) can send
+            // the notices it promises.
         ];
         if !self.tls && self.acceptor.is_some() {
             // RFC 3207.
@@ -525,8 +546,6 @@ impl Session {
             declared_size: None,
             smtputf8: false,
             body: None,
-            ret: None,
-            envid: None,
             rcpts: Vec::new(),
             bdat: None,
         };
@@ -560,13 +579,6 @@ impl Session {
                 }
                 // RFC 6531 §3.4.
                 ("SMTPUTF8", None) => tx.smtputf8 = true,
-                // RFC 3461 §4.3 and §4.4.
-                ("RET", Some(v))
-                    if v.eq_ignore_ascii_case("FULL") || v.eq_ignore_ascii_case("HDRS") =>
-                {
-                    tx.ret = Some(v.to_ascii_uppercase());
-                }
-                ("ENVID", Some(v)) if v.len() <= 100 => tx.envid = Some(v.to_string()),
                 // RFC 4954 §5: accepted from an authenticated client, not acted upon.
                 ("AUTH", Some(_)) if self.submission() => {}
                 _ => return self.reply(555, "5.5.4", &format!("Unsupported MAIL parameter {key}")),
@@ -615,15 +627,16 @@ impl Session {
     }
 
     /// Counts an unknown recipient (metrics and the per-address probe guard; not the
-    /// ledger, see `probe`).
+    /// ledger, see `probe`). Not counted as an error towards
+    /// `errors_before_disconnect`: a list with stale addresses must still reach the valid
+    /// ones; `max_unknown_recipients` and the probe guard are the defence against
+    /// probing.
     fn unknown_rcpt(&mut self) -> Flow {
         self.unknown_rcpts += 1;
         metrics::counter!("postern_smtp_rcpt_unknown_total").increment(1);
         self.shared.probes.unknown(self.remote.ip());
-        let f = self.reply(550, "5.1.1", "No such user here");
-        if let Flow::Close = f {
-            return f;
-        }
+        self.conn
+            .send(line(550, "5.1.1", "No such user here").as_bytes());
         if self.unknown_rcpts >= self.shared.policy.max_unknown_recipients {
             return self.close_with(
                 "4.7.1",
@@ -653,32 +666,10 @@ impl Session {
                 "Too many unknown recipients from your address; try again later",
             );
         }
-        let (mut notify, mut orcpt) = (None, None);
-        for (key, value) in params {
-            match (key.as_str(), value) {
-                // RFC 3461 §4.1.
-                ("NOTIFY", Some(v)) if notify.is_none() => {
-                    let v = v.to_ascii_uppercase();
-                    let words: Vec<&str> = v.split(',').collect();
-                    let ok = words == ["NEVER"]
-                        || words
-                            .iter()
-                            .all(|w| ["SUCCESS", "FAILURE", "DELAY"].contains(w));
-                    if !ok {
-                        return self.reply(
-                            501,
-                            "5.5.4",
-                            "Syntax: NOTIFY=NEVER or SUCCESS,FAILURE,DELAY",
-                        );
-                    }
-                    notify = Some(v);
-                }
-                // RFC 3461 §4.2.
-                ("ORCPT", Some(v)) if orcpt.is_none() && v.contains(';') && v.len() <= 500 => {
-                    orcpt = Some(v)
-                }
-                _ => return self.reply(555, "5.5.4", &format!("Unsupported RCPT parameter {key}")),
-            }
+        // No RCPT parameter is offered: NOTIFY and ORCPT (RFC 3461) wait for DSN
+        // support (issue 5).
+        if let Some((key, _)) = params.first() {
+            return self.reply(555, "5.5.4", &format!("Unsupported RCPT parameter {key}"));
         }
         let a: Address = match &path {
             Path::Null => return self.reply(501, "5.5.4", "Syntax: RCPT TO:<address>"),
@@ -735,12 +726,25 @@ impl Session {
                     .increment(1);
                 return self.reply(550, "5.7.1", "Relaying denied");
             }
+            // RFC 5321 §4.5.1: postmaster@ each of our domains is always deliverable;
+            // without an alias it goes to the domain's first account.
+            Resolution::Unknown if a.local().eq_ignore_ascii_case("postmaster") => {
+                match self.shared.core.postmaster_fallback(a.domain()).await {
+                    Ok(Some(p)) => (vec![p], Vec::new()),
+                    Ok(None) => return self.unknown_rcpt(),
+                    Err(e) => {
+                        let r = reply::for_error(&e);
+                        return self.send(&r);
+                    }
+                }
+            }
             Resolution::Unknown => return self.unknown_rcpt(),
             Resolution::Deliver { local, external } => (local, external),
         };
-        if local.is_empty() {
-            // Only external targets (a forwarding alias): forwarding needs the outbound
-            // queue of issue 5. 451 makes the sender retry instead of losing the mail.
+        if !external.is_empty() {
+            // External targets (an alias forwarding outside): forwarding needs the
+            // outbound queue of issue 5. Delivering only the local targets would drop
+            // the forward silently; 451 makes the sender retry instead of losing it.
             metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "forward_only")
                 .increment(1);
             return self.reply(
@@ -785,10 +789,7 @@ impl Session {
         let rcpt = Rcpt {
             address: a.to_string(),
             principals,
-            forwards: external,
             quota_skipped,
-            notify,
-            orcpt,
         };
         if let Some(tx) = self.tx.as_mut() {
             tx.rcpts.push(rcpt);
@@ -809,8 +810,9 @@ impl Session {
             return self.reply(554, "5.5.1", "No valid recipients");
         }
         self.conn.send(b"354 End data with <CR><LF>.<CR><LF>\r\n");
-        // A total for the whole message (see `limits.smtp_data_timeout_secs`).
-        let deadline = Instant::now() + self.shared.limits.data_timeout;
+        // A total for the whole message (see `limits.smtp_data_timeout_secs`), within
+        // the connection's lifetime.
+        let deadline = (Instant::now() + self.shared.limits.data_timeout).min(self.session_end);
         let limits = &self.shared.limits;
         let read = data::read_data(
             &mut self.conn,
@@ -846,7 +848,7 @@ impl Session {
 
     /// RFC 3030.
     async fn bdat(&mut self, size: u64, last: bool) -> Flow {
-        let deadline = Instant::now() + self.shared.limits.data_timeout;
+        let deadline = (Instant::now() + self.shared.limits.data_timeout).min(self.session_end);
         let max = self.shared.limits.message_size;
         let valid = self.tx.as_ref().is_some_and(|t| !t.rcpts.is_empty());
         if !valid {
@@ -905,7 +907,10 @@ impl Session {
             Some(h) => (h.name.clone(), h.esmtp),
             None => ("unknown".to_string(), false),
         };
-        let mid = format!("{:x}.{}", self.id, self.messages);
+        // Random (as store ids are): unique across restarts, unlike the connection
+        // number, which starts again at every process start; it names the message in
+        // the reply, the Received field and the ledger entry.
+        let mid = postern_core::store::MessageId::generate().to_string();
         let with = trace::protocol(esmtp, tx.smtputf8, self.tls, self.auth.is_some());
         let single = (tx.rcpts.len() == 1).then(|| tx.rcpts[0].address.clone());
         let trace_fields = trace::trace_fields(
@@ -930,15 +935,6 @@ impl Session {
             "tls": self.tls,
             "rcpt": tx.rcpts.iter().map(|r| r.address.clone()).collect::<Vec<_>>(),
         });
-        let forwards: Vec<_> = tx
-            .rcpts
-            .iter()
-            .filter(|r| !r.forwards.is_empty())
-            .map(|r| json!({"rcpt": r.address, "to": r.forwards, "reason": "outbound queue not built (issue 5)"}))
-            .collect();
-        if !forwards.is_empty() {
-            details["forwards_skipped"] = json!(forwards);
-        }
         let quota: Vec<_> = tx
             .rcpts
             .iter()
@@ -947,18 +943,6 @@ impl Session {
             .collect();
         if !quota.is_empty() {
             details["quota_skipped"] = json!(quota);
-        }
-        if tx.ret.is_some()
-            || tx.envid.is_some()
-            || tx
-                .rcpts
-                .iter()
-                .any(|r| r.notify.is_some() || r.orcpt.is_some())
-        {
-            details["dsn"] = json!({
-                "ret": tx.ret, "envid": tx.envid,
-                "rcpts": tx.rcpts.iter().map(|r| json!({"rcpt": r.address, "notify": r.notify, "orcpt": r.orcpt})).collect::<Vec<_>>(),
-            });
         }
         if let Some(b) = &tx.body {
             details["body"] = json!(b);
@@ -980,6 +964,20 @@ impl Session {
                 .submit(&auth, &tx.from, &principals, full, details)
                 .await
         } else {
+            // RFC 7489 §6.6.1: DMARC needs exactly one author domain. A message with no
+            // From, several From fields or several addresses would leave DMARC nothing
+            // (or the wrong thing) to check while a mail client shows some author:
+            // refused (RFC 5322 §3.6 requires exactly one From field).
+            if let Err(why) = postern_core::delivery::single_from(&msg) {
+                metrics::counter!("postern_smtp_messages_refused_total", "reason" => "from_field")
+                    .increment(1);
+                info!(session = self.id, from = %tx.from, why, "refused: not exactly one author");
+                return self.reply(
+                    550,
+                    "5.7.1",
+                    &format!("Message rejected: {why} (RFC 5322 §3.6, RFC 7489 §6.6.1)"),
+                );
+            }
             // RFC 7208 / 6376 / 7489 / 8617 checks on the text as received.
             let verdict = shared
                 .verifier
@@ -999,7 +997,8 @@ impl Session {
                             metrics::counter!("postern_smtp_messages_refused_total", "reason" => "dmarc").increment(1);
                             info!(session = self.id, from = %tx.from, "refused by DMARC p=reject");
                             // RFC 7489 §6.7 / §10.3: reject within the SMTP transaction.
-                            return self.reply(550, "5.7.1", "Message rejected: it fails the DMARC policy of the sender's domain");
+                            // RFC 7372 §3.2: 5.7.26, multiple authentication checks failed.
+                            return self.reply(550, "5.7.26", "Message rejected: it fails the DMARC policy of the sender's domain");
                         }
                         DmarcRejectAction::Quarantine => to_junk = true,
                         DmarcRejectAction::Accept => {}
@@ -1033,13 +1032,21 @@ impl Session {
                 .await
         };
         match result {
-            Ok(stored) => {
+            Ok(d) => {
                 metrics::counter!("postern_smtp_messages_accepted_total", "listener" => self.kind.name()).increment(1);
-                info!(session = self.id, id = %mid, from = %tx.from, recipients = stored.len(), size, "delivered");
+                if !d.left_out.is_empty() {
+                    // SMTP has one reply after DATA: the recipients with room have the
+                    // message; those without are named in the ledger entry.
+                    metrics::counter!("postern_smtp_quota_left_out_total")
+                        .increment(d.left_out.len() as u64);
+                    info!(session = self.id, id = %mid, left_out = d.left_out.len(), "recipients left out: over quota");
+                }
+                info!(session = self.id, id = %mid, from = %tx.from, recipients = d.stored.len(), size, "delivered");
+                self.junk = 0;
                 self.reply(250, "2.0.0", &format!("Message accepted, id {mid}"))
             }
-            // The batch is all or nothing: nothing was stored; on retry the RCPT check
-            // leaves out the full mailbox.
+            // The message fits no recipient's remaining quota: nothing was stored (no
+            // blob either); on retry the RCPT check leaves out the full mailboxes.
             Err(CoreError::QuotaExceeded) => self.reply(
                 452,
                 "4.2.2",
@@ -1060,8 +1067,14 @@ async fn postmaster(shared: &Shared) -> Option<Address> {
     let mut domain = shared.hostname.as_str();
     loop {
         let a = parse_address(&format!("postmaster@{domain}")).ok()?;
-        if let Ok(Resolution::Deliver { .. }) = shared.core.resolve(&a).await {
-            return Some(a);
+        match shared.core.resolve(&a).await {
+            Ok(Resolution::Deliver { .. }) => return Some(a),
+            Ok(Resolution::Unknown)
+                if matches!(shared.core.postmaster_fallback(domain).await, Ok(Some(_))) =>
+            {
+                return Some(a);
+            }
+            _ => {}
         }
         // Stop before a bare top-level label.
         match domain.split_once('.') {

@@ -129,7 +129,7 @@ pub fn strip_forged_results(raw: Vec<u8>, ours: &str) -> (Vec<u8>, usize) {
         .iter()
         .filter(|f| f.name.eq_ignore_ascii_case(b"authentication-results"))
         .filter(|f| {
-            let value = &raw[f.start + f.name.len() + 1..f.end];
+            let value = raw.get(f.value_start..f.end).unwrap_or_default();
             authserv_id(value).is_some_and(|id| id.trim_end_matches('.') == ours)
         })
         .map(|f| (f.start, f.end))

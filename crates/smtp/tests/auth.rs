@@ -216,6 +216,32 @@ async fn from_header_must_be_owned() {
     assert_eq!(env.inbox("bob@example.com").await.len(), 1);
 }
 
+/// A second From written `From :` (RFC 5322 §4.5.3) is still a From field, and a line
+/// that is neither a field nor a continuation is refused on submission (readers differ
+/// on it).
+#[tokio::test]
+async fn from_header_obsolete_syntax_and_stray_lines() {
+    let env = Env::start().await;
+    let mut c = env.alice().await;
+    let two = b"From: <alice@example.com>\r\nFrom : <ceo@example.com>\r\nSubject: two\r\n\r\nx\r\n";
+    let r = c
+        .send_mail("alice@example.com", &["bob@example.com"], two)
+        .await;
+    assert!(r.text.starts_with("550 5.7.1"), "{}", r.text);
+    let stray = b"From: <alice@example.com>\r\nX no-colon\r\nFrom: <ceo@example.com>\r\nSubject: s\r\n\r\nx\r\n";
+    let r = c
+        .send_mail("alice@example.com", &["bob@example.com"], stray)
+        .await;
+    assert!(r.text.starts_with("550 5.7.1"), "{}", r.text);
+    let stray_only = b"From: <alice@example.com>\r\nX no-colon\r\nSubject: s\r\n\r\nx\r\n";
+    let r = c
+        .send_mail("alice@example.com", &["bob@example.com"], stray_only)
+        .await;
+    assert!(r.text.starts_with("550 5.7.1"), "{}", r.text);
+    assert!(r.text.contains("neither a field"), "{}", r.text);
+    assert_eq!(env.inbox("bob@example.com").await.len(), 0);
+}
+
 #[tokio::test]
 async fn external_recipients_wait_for_the_queue() {
     let env = Env::start().await;

@@ -35,7 +35,7 @@ async fn chunks_make_one_message() {
     // Dots are not stuffed in BDAT: a lone "." line is text.
     c.expect("MAIL FROM:<a@sender.example>", 250).await;
     c.expect("RCPT TO:<alice@example.com>", 250).await;
-    let text = b"Subject: dot\r\n\r\n.\r\nMAIL FROM:<x@y.example>\r\n";
+    let text = b"From: <a@sender.example>\r\nSubject: dot\r\n\r\n.\r\nMAIL FROM:<x@y.example>\r\n";
     c.send(format!("BDAT {} LAST\r\n", text.len()).as_bytes())
         .await;
     c.send(text).await;
@@ -44,11 +44,18 @@ async fn chunks_make_one_message() {
         without_trace(&env.inbox("alice@example.com").await[1]),
         text
     );
-    // BDAT 0 LAST after chunks, and an empty message.
+    // BDAT 0 LAST after chunks, and an empty message: read whole, then refused on
+    // the MX for having no From field (RFC 7489 §6.6.1).
     c.expect("MAIL FROM:<a@sender.example>", 250).await;
     c.expect("RCPT TO:<bob@example.com>", 250).await;
     c.send(b"BDAT 0 LAST\r\n").await;
-    assert_eq!(c.reply().await.code, 250);
+    let r = c.reply().await;
+    assert!(
+        r.text.starts_with("550 5.7.1") && r.text.contains("no From"),
+        "{}",
+        r.text
+    );
+    c.expect("NOOP", 250).await;
 }
 
 /// Chunk bytes of a refused BDAT are read and dropped, never executed.

@@ -20,10 +20,7 @@ async fn mail_parameters() {
     c.expect("EHLO client.example", 250).await;
     // ok
     let r = c
-        .expect(
-            "MAIL FROM:<a@sender.example> SIZE=1000 BODY=8BITMIME RET=HDRS ENVID=x+2By",
-            250,
-        )
+        .expect("MAIL FROM:<a@sender.example> SIZE=1000 BODY=8BITMIME", 250)
         .await;
     assert!(r.text.starts_with("250 2.1.0"));
     c.expect("RSET", 250).await;
@@ -43,6 +40,7 @@ async fn mail_parameters() {
     c.expect("MAIL FROM:<a@sender.example> BODY=BINARYMIME", 555)
         .await;
     c.expect("MAIL FROM:<a@sender.example> AUTH=<>", 555).await;
+
     // bad: syntax
     c.expect("MAIL FROM:<a@sender.example> SIZE=abc", 501).await;
     c.expect("MAIL FROM:<a@sender.example> SIZE=1 SIZE=2", 501)
@@ -54,6 +52,16 @@ async fn mail_parameters() {
     // RFC 6531 §3.4: a UTF-8 address needs SMTPUTF8.
     let r = c.expect("MAIL FROM:<ü@sender.example>", 553).await;
     assert!(r.text.starts_with("553 5.6.7"), "{}", r.text);
+    // DSN (RFC 3461) is not offered until issue 5 can send the notices.
+    let mut c = env.client().await;
+    c.expect("EHLO client.example", 250).await;
+    // DSN (RFC 3461) is not offered until issue 5 can send the notices.
+    for p in ["RET=HDRS", "ENVID=x+2By"] {
+        let r = c
+            .expect(&format!("MAIL FROM:<a@sender.example> {p}"), 555)
+            .await;
+        assert!(r.text.starts_with("555 5.5.4"), "{p}: {}", r.text);
+    }
 }
 
 #[tokio::test]
@@ -102,7 +110,6 @@ async fn recipients_resolve() {
         "anything@catch.example",
         "Alice@EXAMPLE.com",
         "Postmaster",
-        "both@example.com",
     ] {
         let r = c.expect(&format!("RCPT TO:<{rcpt}>"), 250).await;
         assert!(r.text.starts_with("250 2.1.5"), "{rcpt}: {}", r.text);
@@ -113,14 +120,21 @@ async fn recipients_resolve() {
     // Only external targets: forwarding needs the outbound queue (issue 5) → 451.
     let r = c.expect("RCPT TO:<fwd@example.com>", 451).await;
     assert!(r.text.starts_with("451 4.3.0"), "{}", r.text);
-    // bad: parameters
-    c.expect(
-        "RCPT TO:<alice@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice@example.com",
-        250,
-    )
-    .await;
-    c.expect("RCPT TO:<alice@example.com> NOTIFY=NEVER,SUCCESS", 501)
-        .await;
+    // Local and external targets (alice and an outside address): not only the local
+    // half, the whole recipient waits for the outbound queue → 451.
+    let r = c.expect("RCPT TO:<both@example.com>", 451).await;
+    assert!(r.text.starts_with("451 4.3.0"), "{}", r.text);
+    // bad: parameters (DSN's NOTIFY and ORCPT are not offered: 555 5.5.4)
+    for p in [
+        "NOTIFY=SUCCESS,FAILURE",
+        "ORCPT=rfc822;alice@example.com",
+        "NOTIFY=NEVER",
+    ] {
+        let r = c
+            .expect(&format!("RCPT TO:<alice@example.com> {p}"), 555)
+            .await;
+        assert!(r.text.starts_with("555 5.5.4"), "{p}: {}", r.text);
+    }
     c.expect("RCPT TO:<alice@example.com> FOO=1", 555).await;
     c.expect("RCPT TO:<ü@example.com>", 553).await;
     c.expect("RCPT TO:<>", 501).await;
@@ -161,6 +175,11 @@ async fn unknown_recipients_per_connection() {
         ..test_policy()
     };
     let env = Env::with(SmtpLimits::default(), policy).await;
+    let all = postern_core::store::LedgerQuery {
+        limit: 10_000,
+        ..Default::default()
+    };
+    let ledger_before = env.store.ledger(&all).await.unwrap().len();
     let mut c = in_tx(&env).await;
     c.expect("RCPT TO:<nobody1@example.com>", 550).await;
     c.expect("RCPT TO:<alice@example.com>", 250).await;
@@ -172,11 +191,7 @@ async fn unknown_recipients_per_connection() {
     assert_eq!(c.until_closed().await, "");
     // Refused RCPTs are counted in metrics, not written to the ledger one by one.
     assert!(env.ledger("message.deliver").await.is_empty());
-    let n = env.store.ledger(&Default::default()).await.unwrap().len();
-    assert_eq!(
-        n,
-        env.store.ledger(&Default::default()).await.unwrap().len()
-    );
+    assert_eq!(env.store.ledger(&all).await.unwrap().len(), ledger_before);
 }
 
 #[tokio::test]
@@ -225,4 +240,74 @@ async fn probing_from_one_address_is_blocked() {
         .unwrap()
         .len();
     assert_eq!(ledger_before, ledger_after);
+}
+
+/// 550 5.1.1 for an unknown recipient is not an error towards
+/// `errors_before_disconnect`: a list with many stale addresses still reaches the valid
+/// ones (the unknown-recipient limit is the probing defence).
+#[tokio::test]
+async fn stale_recipients_are_not_errors() {
+    let limits = SmtpLimits {
+        errors_before_disconnect: 3,
+        ..Default::default()
+    };
+    let env = Env::with(limits, test_policy()).await;
+    let mut c = in_tx(&env).await;
+    for i in 0..12 {
+        c.expect(&format!("RCPT TO:<gone{i}@example.com>"), 550)
+            .await;
+    }
+    c.expect("RCPT TO:<alice@example.com>", 250).await;
+    c.expect("DATA", 354).await;
+    c.send(&message(
+        "sender@sender.example",
+        "alice@example.com",
+        "list",
+    ))
+    .await;
+    c.send(b".\r\n").await;
+    assert_eq!(c.reply().await.code, 250);
+    assert_eq!(env.inbox("alice@example.com").await.len(), 1);
+}
+
+/// RFC 5321 §4.5.1: postmaster@ every one of our domains is deliverable even without an
+/// alias; it goes to the domain's first individual account. A domain with no account
+/// has no one to take it (550 5.1.1).
+#[tokio::test]
+async fn postmaster_of_every_domain() {
+    use postern_core::store::PrincipalKind;
+    let env = Env::start().await;
+    let admin = env
+        .core
+        .admin_session(
+            "smtp-test-admin-token-0123456789",
+            "cli:test",
+            Default::default(),
+        )
+        .unwrap();
+    env.core.domain_add(&admin, "plain.example").await.unwrap();
+    env.core.domain_add(&admin, "empty.example").await.unwrap();
+    for a in ["first@plain.example", "second@plain.example"] {
+        env.core
+            .account_add(&admin, a, PrincipalKind::Individual, None, None, None)
+            .await
+            .unwrap();
+        // Distinct creation times.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut c = in_tx(&env).await;
+    c.expect("RCPT TO:<PostMaster@plain.example>", 250).await;
+    let r = c.expect("RCPT TO:<postmaster@empty.example>", 550).await;
+    assert!(r.text.starts_with("550 5.1.1"), "{}", r.text);
+    c.expect("DATA", 354).await;
+    c.send(&message(
+        "sender@sender.example",
+        "postmaster@plain.example",
+        "pm",
+    ))
+    .await;
+    c.send(b".\r\n").await;
+    assert_eq!(c.reply().await.code, 250);
+    assert_eq!(env.inbox("first@plain.example").await.len(), 1);
+    assert_eq!(env.inbox("second@plain.example").await.len(), 0);
 }

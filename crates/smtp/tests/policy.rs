@@ -28,7 +28,7 @@ async fn quota_at_rcpt_and_at_the_end() {
     let mut c = env.client().await;
     c.expect("EHLO client.example", 250).await;
     // carol's quota is 20000 octets.
-    let mut first = b"Subject: fill\r\n\r\n".to_vec();
+    let mut first = b"From: <a@sender.example>\r\nSubject: fill\r\n\r\n".to_vec();
     first.extend(
         std::iter::repeat_n(
             b"0123456789012345678901234567890123456789012345678\r\n".to_vec(),
@@ -52,7 +52,9 @@ async fn quota_at_rcpt_and_at_the_end() {
     let r = c.expect("RCPT TO:<carol@example.com>", 552).await;
     assert!(r.text.starts_with("552 5.2.2"), "{}", r.text);
     c.expect("RSET", 250).await;
-    // Undeclared and too big: the batch fails on quota, nothing is stored for anyone.
+    // Undeclared and too big for carol, not for alice: alice gets it, carol is left
+    // out and named in the ledger entry (one reply after DATA: 250, one was stored).
+    let blobs_before = env.blobs.list().await.unwrap().len();
     c.expect("MAIL FROM:<a@sender.example>", 250).await;
     c.expect("RCPT TO:<carol@example.com>", 250).await;
     c.expect("RCPT TO:<alice@example.com>", 250).await;
@@ -60,10 +62,36 @@ async fn quota_at_rcpt_and_at_the_end() {
     c.send(&first).await;
     c.send(b".\r\n").await;
     let r = c.reply().await;
+    assert!(r.text.starts_with("250 2.0.0"), "{}", r.text);
+    assert_eq!(env.inbox("carol@example.com").await.len(), 1);
+    assert_eq!(env.inbox("alice@example.com").await.len(), 1);
+    let l = env.ledger("message.deliver").await;
+    assert_eq!(l.len(), 2);
+    let after = l[1].record.after.clone().unwrap();
+    assert_eq!(
+        after["recipients"],
+        serde_json::json!(["alice@example.com"])
+    );
+    assert_eq!(
+        after["quota_left_out"],
+        serde_json::json!(["carol@example.com"])
+    );
+    // Too big for the only recipient: 452 4.2.2, nothing stored, and no blob written
+    // (the quota is checked before the blob exists).
+    let blobs_mid = env.blobs.list().await.unwrap().len();
+    assert_eq!(blobs_mid, blobs_before + 1);
+    let mut other = first.clone();
+    other.extend_from_slice(b"another\r\n");
+    c.expect("MAIL FROM:<a@sender.example>", 250).await;
+    c.expect("RCPT TO:<carol@example.com>", 250).await;
+    c.expect("DATA", 354).await;
+    c.send(&other).await;
+    c.send(b".\r\n").await;
+    let r = c.reply().await;
     assert!(r.text.starts_with("452 4.2.2"), "{}", r.text);
     assert_eq!(env.inbox("carol@example.com").await.len(), 1);
-    assert_eq!(env.inbox("alice@example.com").await.len(), 0);
-    assert_eq!(env.ledger("message.deliver").await.len(), 1);
+    assert_eq!(env.ledger("message.deliver").await.len(), 2);
+    assert_eq!(env.blobs.list().await.unwrap().len(), blobs_mid);
     // Full (usage reaches the quota): 452 4.2.2 at RCPT.
     let a = admin(&env).await;
     let now = used(&env, "carol@example.com").await;
@@ -132,9 +160,9 @@ async fn send_from(env: &Env, domain: &str, subject: &str) -> Reply {
 async fn dmarc_default_policy() {
     let env = Env::start().await;
     dns_records(&env);
-    // p=reject and SPF fails with no DKIM: 550 5.7.1, nothing stored.
+    // p=reject and SPF fails with no DKIM: 550 5.7.26 (RFC 7372), nothing stored.
     let r = send_from(&env, "reject.test", "r").await;
-    assert!(r.text.starts_with("550 5.7.1"), "{}", r.text);
+    assert!(r.text.starts_with("550 5.7.26"), "{}", r.text);
     assert_eq!(env.inbox("alice@example.com").await.len(), 0);
     // p=quarantine: Junk.
     assert_eq!(send_from(&env, "quarantine.test", "q").await.code, 250);
@@ -184,4 +212,93 @@ async fn dmarc_policy_is_configurable() {
     dns_records(&env);
     assert_eq!(send_from(&env, "reject.test", "r").await.code, 250);
     assert_eq!(env.inbox("alice@example.com").await.len(), 1);
+}
+
+/// RFC 7489 §6.6.1: DMARC needs exactly one author domain. A second From field (in
+/// either spelling), a second address, or no From at all would let a p=reject domain
+/// through unchecked (the verifier sees another or no domain): refused, 550 5.7.1.
+#[tokio::test]
+async fn dmarc_needs_exactly_one_from() {
+    let env = Env::start().await;
+    dns_records(&env);
+    let cases: [(&str, &[u8]); 6] = [
+        (
+            "two fields",
+            b"From: <x@good.test>\r\nFrom: <ceo@reject.test>\r\nSubject: a\r\n\r\nx\r\n",
+        ),
+        (
+            "obsolete colon",
+            b"From: <x@good.test>\r\nFrom : <ceo@reject.test>\r\nSubject: b\r\n\r\nx\r\n",
+        ),
+        (
+            "only obsolete",
+            b"From : <ceo@reject.test>\r\nSubject: c\r\n\r\nx\r\n",
+        ),
+        (
+            "two addresses",
+            b"From: <x@good.test>, <ceo@reject.test>\r\nSubject: d\r\n\r\nx\r\n",
+        ),
+        ("none", b"Subject: e\r\n\r\nx\r\n"),
+        // mail-auth ends the header section at the stray line and would see no From.
+        (
+            "after a stray line",
+            b"Subject: f\r\nX no-colon\r\nFrom: <ceo@reject.test>\r\n\r\nx\r\n",
+        ),
+    ];
+    for (what, body) in cases {
+        let mut c = env.client().await;
+        c.expect("EHLO client.example", 250).await;
+        let r = c
+            .send_mail("x@good.test", &["alice@example.com"], body)
+            .await;
+        assert!(r.text.starts_with("550 5.7.1"), "{what}: {}", r.text);
+    }
+    assert_eq!(env.inbox("alice@example.com").await.len(), 0);
+    assert_eq!(env.ledger("message.deliver").await.len(), 0);
+    // One From with one address (and a display name) is fine.
+    let mut c = env.client().await;
+    c.expect("EHLO client.example", 250).await;
+    let ok = b"From: Good <x@good.test>\r\nSubject: ok\r\n\r\nx\r\n";
+    let r = c.send_mail("x@good.test", &["alice@example.com"], ok).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+}
+
+/// A group whose every member is full is refused at RCPT (452 4.2.2); a member the
+/// message does not fit at the end of the data is left out and named in the ledger
+/// entry, never dropped silently.
+#[tokio::test]
+async fn group_members_over_quota_are_recorded() {
+    let env = Env::start().await;
+    let a = admin(&env).await;
+    // bob has room for a few octets only: not full at RCPT, too small for the message.
+    let bob_used = used(&env, "bob@example.com").await;
+    env.core
+        .account_quota(&a, "bob@example.com", Some(bob_used + 10))
+        .await
+        .unwrap();
+    let mut c = env.client().await;
+    c.expect("EHLO client.example", 250).await;
+    c.expect("MAIL FROM:<a@sender.example>", 250).await;
+    c.expect("RCPT TO:<team@example.com>", 250).await;
+    c.expect("DATA", 354).await;
+    c.send(&message("a@sender.example", "team@example.com", "team"))
+        .await;
+    c.send(b".\r\n").await;
+    assert_eq!(c.reply().await.code, 250);
+    assert_eq!(env.inbox("alice@example.com").await.len(), 1);
+    assert_eq!(env.inbox("bob@example.com").await.len(), 0);
+    let l = env.ledger("message.deliver").await;
+    let after = l[0].record.after.clone().unwrap();
+    assert_eq!(
+        after["quota_left_out"],
+        serde_json::json!(["bob@example.com"])
+    );
+    // Every member full: 452 4.2.2 at RCPT.
+    for who in ["alice@example.com", "bob@example.com"] {
+        let u = used(&env, who).await;
+        env.core.account_quota(&a, who, Some(u)).await.unwrap();
+    }
+    c.expect("MAIL FROM:<a@sender.example>", 250).await;
+    let r = c.expect("RCPT TO:<team@example.com>", 452).await;
+    assert!(r.text.starts_with("452 4.2.2"), "{}", r.text);
 }

@@ -18,7 +18,6 @@ async fn greeting_and_ehlo() {
         "SMTPUTF8",
         "ENHANCEDSTATUSCODES",
         "CHUNKING",
-        "DSN",
         "STARTTLS",
     ] {
         assert!(
@@ -28,6 +27,8 @@ async fn greeting_and_ehlo() {
             r.text
         );
     }
+    // DSN (RFC 3461) is not offered until the outbound queue can send the notices.
+    assert!(!r.text.contains("DSN"), "{}", r.text);
     // No AUTH on the MX (port 25).
     assert!(!r.text.contains("AUTH"), "{}", r.text);
     assert!(
@@ -238,4 +239,51 @@ async fn peer_that_never_reads_is_dropped() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `smtp.max_junk_commands`: commands that move no mail are counted from the last
+/// delivered message; past the limit, 421 and close.
+#[tokio::test]
+async fn junk_command_limit() {
+    let limits = postern_smtp::SmtpLimits {
+        max_junk_commands: 5,
+        ..Default::default()
+    };
+    let env = Env::with(limits, test_policy()).await;
+    let mut c = env.client().await;
+    c.expect("EHLO client.example", 250).await;
+    for cmd in ["NOOP", "RSET", "VRFY alice", "HELP", "NOOP"] {
+        assert!(c.cmd(cmd).await.code < 400, "{cmd}");
+    }
+    // A delivered message starts the count again.
+    let msg = message("a@sender.example", "alice@example.com", "junk");
+    assert_eq!(
+        c.send_mail("a@sender.example", &["alice@example.com"], &msg)
+            .await
+            .code,
+        250
+    );
+    for _ in 0..5 {
+        c.expect("NOOP", 250).await;
+    }
+    let r = c.cmd("NOOP").await;
+    assert!(r.text.starts_with("421 4.7.0"), "{}", r.text);
+    assert_eq!(c.until_closed().await, "");
+}
+
+/// `smtp.max_session_secs`: a connection ends at its lifetime whatever it does.
+#[tokio::test]
+async fn session_lifetime_limit() {
+    let limits = postern_smtp::SmtpLimits {
+        max_session: Duration::from_millis(700),
+        ..Default::default()
+    };
+    let env = Env::with(limits, test_policy()).await;
+    let mut c = env.client().await;
+    c.expect("EHLO client.example", 250).await;
+    c.expect("NOOP", 250).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let r = c.reply().await;
+    assert!(r.text.starts_with("421 4.4.2"), "{}", r.text);
+    assert_eq!(c.until_closed().await, "");
 }
