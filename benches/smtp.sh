@@ -24,7 +24,7 @@ command -v smtp-source >/dev/null || { echo "smtp-source missing: run ../shared/
 command -v python3 >/dev/null || { echo "python3 missing" >&2; exit 2; }
 
 cargo build --release -p postern >/dev/null
-BIN="$ROOT/target/release/postern"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/postern"
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
