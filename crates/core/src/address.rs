@@ -87,10 +87,28 @@ pub fn parse_domain(s: &str) -> Result<String> {
             "empty or longer than 253 characters",
         ));
     }
-    if !d.is_ascii() {
+    // RFC 6531 §3.2 / RFC 5890: an internationalised domain (U-labels) is converted to
+    // its A-label form here, so one domain has one spelling everywhere it is stored.
+    if has_forbidden_chars(&d) {
         return Err(CoreError::invalid(
             "domain",
-            "use the A-label (xn--) form of an international domain",
+            "contains a control or invisible format character",
+        ));
+    }
+    let d = if d.is_ascii() {
+        d
+    } else {
+        idna::domain_to_ascii(&d).map_err(|_| {
+            CoreError::invalid(
+                "domain",
+                format!("{d:?} is not a valid internationalised domain name"),
+            )
+        })?
+    };
+    if d.len() > MAX_DOMAIN {
+        return Err(CoreError::invalid(
+            "domain",
+            "longer than 253 characters in A-label form",
         ));
     }
     for label in d.split('.') {
@@ -257,6 +275,17 @@ mod tests {
         assert!(parse_address(&format!("{}@example.com", "\u{23a}".repeat(30))).is_err());
         assert!(parse_address(&format!("{}@example.com", "\u{23a}".repeat(21))).is_ok());
         assert!(parse_address(&format!("{}@example.com", "\u{23a}".repeat(22))).is_err());
+    }
+
+    #[test]
+    fn international_domains_become_a_labels() {
+        let a = parse_address("ü@Bücher.example").unwrap();
+        assert_eq!(a.to_string(), "ü@xn--bcher-kva.example");
+        assert_eq!(
+            parse_domain("xn--bcher-kva.example").unwrap(),
+            "xn--bcher-kva.example"
+        );
+        assert!(parse_domain("a\u{200b}b.example").is_err());
     }
 
     #[test]
