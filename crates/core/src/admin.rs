@@ -94,6 +94,14 @@ impl Core {
             .ok_or_else(|| CoreError::NotFound(format!("domain {name}")))
     }
 
+    /// The named domain, or every domain when none is named.
+    async fn domains_or_all(&self, domain: Option<&str>) -> Result<Vec<Domain>> {
+        Ok(match domain {
+            Some(n) => vec![self.domain_of(&parse_domain(n)?).await?],
+            None => self.store.domains().await?,
+        })
+    }
+
     async fn principal_of(&self, a: &Address) -> Result<(Domain, Principal)> {
         let d = self.domain_of(a.domain()).await?;
         let p = self
@@ -317,10 +325,7 @@ impl Core {
         _admin: &AdminSession,
         domain: Option<&str>,
     ) -> Result<Vec<AccountInfo>> {
-        let domains = match domain {
-            Some(n) => vec![self.domain_of(&parse_domain(n)?).await?],
-            None => self.store.domains().await?,
-        };
+        let domains = self.domains_or_all(domain).await?;
         let mut out = Vec::new();
         for d in &domains {
             for p in self.store.principals(Some(d.id)).await? {
@@ -607,10 +612,7 @@ impl Core {
         _admin: &AdminSession,
         domain: Option<&str>,
     ) -> Result<Vec<AliasInfo>> {
-        let domains = match domain {
-            Some(n) => vec![self.domain_of(&parse_domain(n)?).await?],
-            None => self.store.domains().await?,
-        };
+        let domains = self.domains_or_all(domain).await?;
         let mut out = Vec::new();
         for d in &domains {
             for al in self.store.aliases(Some(d.id)).await? {

@@ -896,26 +896,8 @@ impl<'t, 'c> Batch<'t, 'c> {
                 skipped.push(uid);
                 continue;
             }
-            let (new_flags, new_kw) = match action {
-                FlagAction::Set => (flags, keywords.to_vec()),
-                FlagAction::Add => {
-                    let mut kw = old_kw.clone();
-                    for k in keywords {
-                        if !kw.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                            kw.push(k.clone());
-                        }
-                    }
-                    (old_flags.union(flags), kw)
-                }
-                FlagAction::Remove => {
-                    let kw = old_kw
-                        .iter()
-                        .filter(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)))
-                        .cloned()
-                        .collect();
-                    (old_flags.minus(flags), kw)
-                }
-            };
+            let (new_flags, new_kw) =
+                postern_store::ops::apply_flag_action(old_flags, &old_kw, action, flags, keywords);
             if new_flags == old_flags && new_kw == old_kw {
                 continue;
             }

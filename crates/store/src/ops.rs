@@ -96,6 +96,38 @@ pub fn unique_uids(uids: &[u32]) -> Vec<u32> {
     uids.iter().copied().filter(|u| seen.insert(*u)).collect()
 }
 
+/// The flags and keywords a `StoreFlags` leaves on one message: the same arithmetic for
+/// every backend. Keywords compare case-insensitively (RFC 9051 §2.3.2) and keep the
+/// spelling they were first given.
+pub fn apply_flag_action(
+    old_flags: Flags,
+    old_keywords: &[String],
+    action: FlagAction,
+    flags: Flags,
+    keywords: &[String],
+) -> (Flags, Vec<String>) {
+    match action {
+        FlagAction::Set => (flags, keywords.to_vec()),
+        FlagAction::Add => {
+            let mut kw = old_keywords.to_vec();
+            for k in keywords {
+                if !kw.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                    kw.push(k.clone());
+                }
+            }
+            (old_flags.union(flags), kw)
+        }
+        FlagAction::Remove => {
+            let kw = old_keywords
+                .iter()
+                .filter(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)))
+                .cloned()
+                .collect();
+            (old_flags.minus(flags), kw)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpResult {
     Done,

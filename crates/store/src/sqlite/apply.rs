@@ -4,7 +4,7 @@ use super::{MAILBOX_COLS, db_err};
 use crate::error::{Result, StoreError};
 use crate::ledger;
 use crate::model::*;
-use crate::ops::{FlagAction, Op, OpResult};
+use crate::ops::{Op, OpResult};
 use rusqlite::{Connection, OptionalExtension, params};
 
 fn exists(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<bool> {
@@ -557,26 +557,8 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
                 let old_flags = Flags(old_flags as u32);
                 let old_kw: Vec<String> = serde_json::from_str(&old_kw)
                     .map_err(|e| StoreError::Invalid(format!("keywords: {e}")))?;
-                let (new_flags, new_kw) = match action {
-                    FlagAction::Set => (*flags, keywords.clone()),
-                    FlagAction::Add => {
-                        let mut kw = old_kw.clone();
-                        for k in keywords {
-                            if !kw.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                                kw.push(k.clone());
-                            }
-                        }
-                        (old_flags.union(*flags), kw)
-                    }
-                    FlagAction::Remove => {
-                        let kw = old_kw
-                            .iter()
-                            .filter(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)))
-                            .cloned()
-                            .collect();
-                        (old_flags.minus(*flags), kw)
-                    }
-                };
+                let (new_flags, new_kw) =
+                    crate::ops::apply_flag_action(old_flags, &old_kw, *action, *flags, keywords);
                 if new_flags == old_flags && new_kw == old_kw {
                     continue;
                 }
