@@ -302,3 +302,95 @@ async fn group_members_over_quota_are_recorded() {
     let r = c.expect("RCPT TO:<team@example.com>", 452).await;
     assert!(r.text.starts_with("452 4.2.2"), "{}", r.text);
 }
+
+/// End to end through the MX: a message DKIM-signed (Ed25519, generated here) by a
+/// domain whose SPF fails but whose DMARC policy is reject is delivered, because the
+/// aligned DKIM signature passes; the stored message carries our Authentication-Results
+/// with exactly those results. The same message with its body changed after signing
+/// is refused by DMARC.
+#[tokio::test]
+async fn dkim_signed_mail_gets_the_right_authentication_results() {
+    use base64::Engine;
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter;
+    use mail_auth::dkim::DkimSigner;
+
+    let env = Env::start().await;
+    let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
+    let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
+    let public = base64::engine::general_purpose::STANDARD.encode(key.public_key());
+    env.dns.txt(
+        "s1._domainkey.signed.test",
+        &format!("v=DKIM1; k=ed25519; p={public}"),
+    );
+    // SPF fails on purpose: only DKIM can make DMARC pass.
+    env.dns.txt("signed.test", "v=spf1 -all");
+    env.dns.txt("_dmarc.signed.test", "v=DMARC1; p=reject");
+
+    let from = "ceo@signed.test";
+    let body = message(from, "alice@example.com", "signed");
+    let sign = |msg: &[u8]| {
+        let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
+        let sig = DkimSigner::from_key(key)
+            .domain("signed.test")
+            .selector("s1")
+            .headers(["From", "To", "Subject", "Message-ID"])
+            .sign(msg)
+            .unwrap();
+        let mut out = sig.to_header().into_bytes();
+        out.extend_from_slice(msg);
+        out
+    };
+    let signed = sign(&body);
+
+    let mut c = env.client().await;
+    c.expect("EHLO client.example", 250).await;
+    let r = c.send_mail(from, &["alice@example.com"], &signed).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let inbox = env.inbox("alice@example.com").await;
+    assert_eq!(inbox.len(), 1);
+    let stored = String::from_utf8_lossy(&inbox[0]);
+    let ar_start = stored
+        .find("Authentication-Results: ")
+        .expect("our Authentication-Results");
+    let ar_end = stored[ar_start..].find("\r\n").map(|e| {
+        // The field may be folded: take continuation lines too.
+        let mut end = ar_start + e;
+        while stored[end + 2..].starts_with([' ', '\t']) {
+            end += 2 + stored[end + 2..].find("\r\n").unwrap();
+        }
+        end
+    });
+    let ar = &stored[ar_start..ar_end.unwrap()];
+    let flat = ar.replace("\r\n", "");
+    assert!(
+        flat.starts_with(&format!("Authentication-Results: {}", common::HOST)),
+        "{ar}"
+    );
+    assert!(
+        flat.contains("dkim=pass")
+            && flat.contains("header.d=signed.test")
+            && flat.contains("header.s=s1"),
+        "{ar}"
+    );
+    assert!(
+        flat.contains("spf=fail") && flat.contains("smtp.mailfrom=ceo@signed.test"),
+        "{ar}"
+    );
+    assert!(
+        flat.contains("dmarc=pass") && flat.contains("header.from=signed.test"),
+        "{ar}"
+    );
+    // The message itself is stored as signed, below our trace fields.
+    assert_eq!(without_trace(&inbox[0]), signed);
+
+    // Changed after signing: DKIM fails, SPF fails, p=reject → refused.
+    let mut tampered = signed.clone();
+    let n = tampered.len();
+    tampered[n - 4] = b'!';
+    let mut c = env.client().await;
+    c.expect("EHLO client.example", 250).await;
+    let r = c.send_mail(from, &["alice@example.com"], &tampered).await;
+    assert!(r.text.starts_with("550 5.7.26"), "{}", r.text);
+    assert_eq!(env.inbox("alice@example.com").await.len(), 1);
+}
