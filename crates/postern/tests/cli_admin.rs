@@ -52,6 +52,12 @@ fn domain_add_list() {
         "added domain example.org\n"
     );
 
+    // An internationalised domain is kept in its A-label form (RFC 5890).
+    assert_eq!(
+        s.cli_ok(&["domain", "add", "münchen.de"], ""),
+        "added domain xn--mnchen-3ya.de\n"
+    );
+
     let refused: &[(&[&str], &str)] = &[
         (
             &["exa mple.com"],
@@ -66,9 +72,11 @@ fn domain_add_list() {
         ),
         (&["1.2.3.4"], "domain: an IP address is not a mail domain"),
         (
-            &["münchen.de"],
-            "domain: use the A-label (xn--) form of an international domain",
+            &["mün\u{200b}chen.de"],
+            "domain: contains a control or invisible format character",
         ),
+        // The U-label spelling of a domain already added as its A-label.
+        (&["MÜNCHEN.de"], "already exists: domain xn--mnchen-3ya.de"),
         (&[""], "domain: empty or longer than 253 characters"),
         (&["example.com"], "already exists: domain example.com"),
         (&["EXAMPLE.com"], "already exists: domain example.com"),
@@ -92,7 +100,7 @@ fn domain_add_list() {
 
     assert_eq!(
         s.cli_ok(&["domain", "list"], ""),
-        "example.com\nexample.org\n"
+        "example.com\nexample.org\nxn--mnchen-3ya.de\n"
     );
 }
 
