@@ -229,6 +229,12 @@ pub struct LimitsConfig {
     /// hold the connection for hours. Default 600: the 10 minutes RFC 5321 §4.5.3.2.6
     /// gives the client for the reply to the final dot; 50 MiB in 600 s needs ~90 KB/s.
     pub smtp_data_timeout_secs: u64,
+    /// Message bytes all SMTP sessions together may hold in memory at once. Default
+    /// 512 MiB: ten messages of the default largest size in flight at once, a small
+    /// part of a server's memory; past it a message gets 452 4.3.1 (try later) instead
+    /// of thousands of connections each growing toward `message_size`. At least
+    /// `message_size`, or the largest message could never be taken.
+    pub smtp_inflight_bytes: u64,
     /// Longest IMAP command line in octets, literals excluded. Default 65536: RFC 7162 §4
     /// asks servers to accept at least 8192, and UID sets sent by clients with large
     /// mailboxes (CONDSTORE/QRESYNC, bulk STORE) go far beyond that; Dovecot uses 64 KiB.
@@ -284,6 +290,7 @@ impl Default for LimitsConfig {
             smtp_errors_before_disconnect: 10,
             smtp_command_timeout_secs: 300,
             smtp_data_timeout_secs: 600,
+            smtp_inflight_bytes: 512 * 1024 * 1024,
             imap_line_length: 65_536,
             imap_literal_size: DEFAULT_MESSAGE_SIZE,
             imap_idle_timeout_secs: 1800,
@@ -840,6 +847,18 @@ impl Config {
             must_receive,
         )?;
         at_least("limits.message_size", l.message_size, 65_536, must_receive)?;
+        if l.smtp_inflight_bytes < l.message_size {
+            return Err(Problem {
+                keys: vec![
+                    "limits.smtp_inflight_bytes".to_owned(),
+                    "limits.message_size".to_owned(),
+                ],
+                message: format!(
+                    "{} is below limits.message_size ({}): the largest message could never be taken",
+                    l.smtp_inflight_bytes, l.message_size
+                ),
+            });
+        }
         at_least(
             "limits.recipients_per_message",
             l.recipients_per_message.into(),

@@ -226,6 +226,7 @@ pub fn smtp_settings(cfg: &Config) -> (postern_smtp::SmtpLimits, postern_smtp::S
         tls_handshake_timeout: Duration::from_secs(l.tls_handshake_timeout_secs),
         max_junk_commands: cfg.smtp.max_junk_commands,
         max_session: Duration::from_secs(cfg.smtp.max_session_secs),
+        inflight_bytes: l.smtp_inflight_bytes,
     };
     let max_unknown = cfg.smtp.max_unknown_recipients;
     let policy = postern_smtp::SmtpPolicy {

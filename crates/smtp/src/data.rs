@@ -22,10 +22,41 @@
 use crate::conn::{Conn, ConnError, find_lf};
 use tokio::time::Instant;
 
+/// The process-wide budget of message bytes held in memory.
+pub type Budget = std::sync::Arc<tokio::sync::Semaphore>;
+
+/// The part of the budget one message holds; given back when dropped.
+#[derive(Default)]
+pub struct Held(Option<tokio::sync::OwnedSemaphorePermit>);
+
+impl Held {
+    /// Takes `n` more bytes of the budget without waiting; false when it is spent.
+    pub fn grow(&mut self, budget: &Budget, n: usize) -> bool {
+        if n == 0 {
+            return true;
+        }
+        let Ok(n) = u32::try_from(n) else {
+            return false;
+        };
+        match budget.clone().try_acquire_many_owned(n) {
+            Ok(p) => {
+                match &mut self.0 {
+                    Some(h) => h.merge(p),
+                    None => self.0 = Some(p),
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// Why a message's text was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Problem {
     TooBig,
+    /// The process-wide budget of message bytes in memory is spent (`inflight_bytes`).
+    Busy,
     LineTooLong,
     BareLf,
     BareCr,
@@ -37,6 +68,8 @@ impl Problem {
         match self {
             // RFC 5321 §4.5.3.1.10 / RFC 1870 §6.3.
             Problem::TooBig => "552 5.3.4 Message too big for system\r\n".into(),
+            // RFC 3463 §3.4: X.3.1 mail system full (temporary: the sender retries).
+            Problem::Busy => "452 4.3.1 Insufficient system storage; try again later\r\n".into(),
             Problem::LineTooLong => format!(
                 "550 5.6.0 Message refused: a text line is longer than {max_line} octets (RFC 5321 §4.5.3.1.6)\r\n"
             ),
@@ -57,8 +90,10 @@ pub async fn read_data(
     max_size: u64,
     max_line: usize,
     deadline: Instant,
-) -> Result<Result<Vec<u8>, Problem>, ConnError> {
+    budget: &Budget,
+) -> Result<Result<(Vec<u8>, Held), Problem>, ConnError> {
     let mut msg: Vec<u8> = Vec::new();
+    let mut held = Held::default();
     let mut problem: Option<Problem> = None;
     // The previous line ended with CRLF (true at the start: the DATA command's CRLF).
     let mut after_crlf = true;
@@ -91,7 +126,7 @@ pub async fn read_data(
             conn.consume(i + 1);
             return Ok(match problem {
                 Some(p) => Err(p),
-                None => Ok(msg),
+                None => Ok((msg, held)),
             });
         }
         let crlf = line.len() >= 2 && line[line.len() - 2] == b'\r';
@@ -115,11 +150,17 @@ pub async fn read_data(
             if msg.len() as u64 + unstuffed.len() as u64 > max_size {
                 problem = Some(Problem::TooBig);
                 msg = Vec::new();
+                held = Held::default();
+            } else if !held.grow(budget, unstuffed.len()) {
+                problem = Some(Problem::Busy);
+                msg = Vec::new();
+                held = Held::default();
             } else {
                 msg.extend_from_slice(unstuffed);
             }
         } else if !msg.is_empty() {
             msg = Vec::new();
+            held = Held::default();
         }
         conn.consume(i + 1);
     }

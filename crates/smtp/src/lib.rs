@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     policy: SmtpPolicy,
     verifier: Arc<InboundVerifier>,
     probes: probe::ProbeGuard,
+    /// One permit per message byte held in memory by any session ([`SmtpLimits::inflight_bytes`]).
+    budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// The SMTP listeners' [`Handler`]: MX and submission, by listener kind.
@@ -87,6 +89,7 @@ impl SmtpHandler {
         policy: SmtpPolicy,
         verifier: Arc<InboundVerifier>,
     ) -> SmtpHandler {
+        let limits_budget = limits.inflight_bytes;
         let probes = probe::ProbeGuard::new(
             policy.probe_ip_threshold,
             policy.probe_window,
@@ -100,6 +103,11 @@ impl SmtpHandler {
                 policy,
                 verifier,
                 probes,
+                budget: Arc::new(tokio::sync::Semaphore::new(
+                    usize::try_from(limits_budget)
+                        .unwrap_or(usize::MAX)
+                        .min(tokio::sync::Semaphore::MAX_PERMITS),
+                )),
             }),
         }
     }

@@ -32,6 +32,11 @@ pub struct SmtpLimits {
     pub max_junk_commands: u32,
     /// Longest a connection may last, whatever it does (`smtp.max_session_secs`).
     pub max_session: Duration,
+    /// Message bytes all sessions of the process may hold in memory at once
+    /// (`limits.smtp_inflight_bytes`). Each session holds at most `message_size`, but
+    /// thousands of sessions could each hold that: past this budget a message is
+    /// refused with 452 4.3.1 (try later) instead of growing memory.
+    pub inflight_bytes: u64,
 }
 
 impl Default for SmtpLimits {
@@ -48,6 +53,7 @@ impl Default for SmtpLimits {
             tls_handshake_timeout: Duration::from_secs(10),
             max_junk_commands: 100,
             max_session: Duration::from_secs(3600),
+            inflight_bytes: 512 * 1024 * 1024,
         }
     }
 }

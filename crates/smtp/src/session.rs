@@ -59,6 +59,8 @@ struct Tx {
     rcpts: Vec<Rcpt>,
     /// BDAT chunks so far (RFC 3030); `Some` once the first chunk arrived.
     bdat: Option<Vec<u8>>,
+    /// The in-memory budget the BDAT chunks so far hold.
+    bdat_held: data::Held,
 }
 
 pub(crate) struct Session {
@@ -548,6 +550,7 @@ impl Session {
             body: None,
             rcpts: Vec::new(),
             bdat: None,
+            bdat_held: data::Held::default(),
         };
         let mut seen: Vec<&str> = Vec::new();
         for (key, value) in &params {
@@ -814,11 +817,13 @@ impl Session {
         // the connection's lifetime.
         let deadline = (Instant::now() + self.shared.limits.data_timeout).min(self.session_end);
         let limits = &self.shared.limits;
+        let budget = self.shared.budget.clone();
         let read = data::read_data(
             &mut self.conn,
             limits.message_size,
             limits.line_length,
             deadline,
+            &budget,
         )
         .await;
         match read {
@@ -827,7 +832,12 @@ impl Session {
             }
             Err(_) => Flow::Close,
             Ok(Err(problem)) => self.refuse_text(problem),
-            Ok(Ok(msg)) => self.finish(msg).await,
+            Ok(Ok((msg, held))) => {
+                let flow = self.finish(msg).await;
+                // The budget is given back once the message has left memory.
+                drop(held);
+                flow
+            }
         }
     }
 
@@ -836,6 +846,7 @@ impl Session {
         self.messages += 1;
         let reason = match problem {
             Problem::TooBig => "too_big",
+            Problem::Busy => "inflight_budget",
             Problem::LineTooLong => "line_too_long",
             Problem::BareLf => "bare_lf",
             Problem::BareCr => "bare_cr",
@@ -868,7 +879,13 @@ impl Session {
         };
         let buf = tx.bdat.get_or_insert_with(Vec::new);
         let fits = (buf.len() as u64).saturating_add(size) <= max;
-        let sink = if fits { Some(buf) } else { None };
+        // Memory for the chunk comes out of the process-wide budget before it is read.
+        let budgeted = fits
+            && tx.bdat_held.grow(
+                &self.shared.budget,
+                usize::try_from(size).unwrap_or(usize::MAX),
+            );
+        let sink = if budgeted { Some(buf) } else { None };
         match self.conn.read_exact_into(size, sink, deadline).await {
             Err(ConnError::Timeout) => {
                 return self.close_with("4.4.2", "Timeout waiting for data; closing", "timeout");
@@ -879,6 +896,9 @@ impl Session {
         if !fits {
             return self.refuse_text(Problem::TooBig);
         }
+        if !budgeted {
+            return self.refuse_text(Problem::Busy);
+        }
         if !last {
             return self.reply(250, "2.0.0", &format!("{size} octets received"));
         }
@@ -887,10 +907,13 @@ impl Session {
             .as_mut()
             .and_then(|t| t.bdat.take())
             .unwrap_or_default();
+        let held = self.tx.as_mut().map(|t| std::mem::take(&mut t.bdat_held));
         if let Err(p) = data::check_text(&msg, self.shared.limits.line_length) {
             return self.refuse_text(p);
         }
-        self.finish(msg).await
+        let flow = self.finish(msg).await;
+        drop(held);
+        flow
     }
 
     /// The message is complete: checks, trace fields, delivery, and the reply that

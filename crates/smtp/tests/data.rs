@@ -366,3 +366,80 @@ async fn message_ids_survive_restarts() {
     assert_ne!(ids[0], ids[1]);
     assert!(ids[0].len() >= 8, "{}", ids[0]);
 }
+
+/// The process-wide budget of message bytes in memory (`inflight_bytes`): a message that
+/// would need more while another holds the budget gets 452 4.3.1 and the session stays
+/// in step; once a message is delivered its bytes are given back.
+#[tokio::test]
+async fn inflight_budget_is_shared_and_given_back() {
+    let limits = SmtpLimits {
+        message_size: 65_536,
+        inflight_bytes: 12_000,
+        ..Default::default()
+    };
+    let env = Env::with(limits, test_policy()).await;
+    let body = |n: usize| {
+        format!(
+            "From: <a@sender.example>\r\nSubject: b\r\n\r\n{}\r\n",
+            "x\r\n".repeat(n)
+        )
+    };
+    // Over the whole budget on its own: refused, temporarily, and nothing stored.
+    let mut c = ready(&env).await;
+    let r = c
+        .send_mail(
+            "a@sender.example",
+            &["alice@example.com"],
+            body(5000).as_bytes(),
+        )
+        .await;
+    assert!(r.text.starts_with("452 4.3.1"), "{}", r.text);
+    // The session is still in step and the budget was given back.
+    for _ in 0..3 {
+        let r = c
+            .send_mail(
+                "a@sender.example",
+                &["alice@example.com"],
+                body(2000).as_bytes(),
+            )
+            .await;
+        assert_eq!(r.code, 250, "{}", r.text);
+    }
+    assert_eq!(env.inbox("alice@example.com").await.len(), 3);
+
+    // While one session holds most of the budget in an unfinished DATA, another's
+    // message does not fit; when the first finishes, it does.
+    let mut holder = ready(&env).await;
+    holder.expect("MAIL FROM:<a@sender.example>", 250).await;
+    holder.expect("RCPT TO:<alice@example.com>", 250).await;
+    holder.expect("DATA", 354).await;
+    holder
+        .send(
+            format!(
+                "From: <a@sender.example>\r\nSubject: h\r\n\r\n{}",
+                "y\r\n".repeat(3000)
+            )
+            .as_bytes(),
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut other = ready(&env).await;
+    let r = other
+        .send_mail(
+            "a@sender.example",
+            &["alice@example.com"],
+            body(1500).as_bytes(),
+        )
+        .await;
+    assert!(r.text.starts_with("452 4.3.1"), "{}", r.text);
+    holder.send(b".\r\n").await;
+    assert_eq!(holder.reply().await.code, 250);
+    let r = other
+        .send_mail(
+            "a@sender.example",
+            &["alice@example.com"],
+            body(1500).as_bytes(),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+}
