@@ -226,10 +226,13 @@ fn writer_loop(
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     match outcome {
                         Ok((results, notices)) => {
-                            let _ = job.reply.send(Ok(results));
+                            // Notices first: when `write` returns, every subscriber
+                            // already has them, and one that subscribes afterwards
+                            // never sees a notice older than what it read.
                             for n in notices {
                                 let _ = notify.send(n);
                             }
+                            let _ = job.reply.send(Ok(results));
                         }
                         Err(e) => {
                             let _ = job.reply.send(Err(e));
