@@ -1035,20 +1035,10 @@ fn secs(key: &str, value: u64, min: u64, why: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// RFC 5321 §4.1.2 `Domain`: dot-separated labels of letters, digits and inner hyphens;
-/// RFC 1035 §2.3.4 bounds labels to 63 octets and names to 253 in text form.
+/// RFC 5321 §4.1.2 `Domain` in ASCII (it goes into greetings as written): the one
+/// domain rule of the project, `postern_core::address::parse_domain`, on an ASCII name.
 fn is_domain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    s.is_ascii() && !s.ends_with('.') && postern_core::address::parse_domain(s).is_ok()
 }
 
 fn machine_hostname() -> String {

@@ -322,14 +322,20 @@ impl Store for SqliteStore {
             .ok()
             .and_then(|w| w.clone())
             .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
-        // The channel is bounded: when the writer falls behind, writers wait here.
-        let job = WriteJob { ops, reply };
-        tokio::task::spawn_blocking(move || sender.send(job))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("write task failed: {e}")))?
-            .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?
+        // The channel is bounded: when the writer falls behind, writers wait here — on
+        // a blocking thread, and only then; normally the job goes straight in.
+        let stopped = || StoreError::Unavailable("the store writer stopped".into());
+        match sender.try_send(WriteJob { ops, reply }) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(job)) => {
+                tokio::task::spawn_blocking(move || sender.send(job))
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("write task failed: {e}")))?
+                    .map_err(|_| stopped())?;
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
+        }
+        rx.await.map_err(|_| stopped())?
     }
 
     fn subscribe(&self) -> broadcast::Receiver<ChangeNotice> {
