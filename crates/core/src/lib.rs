@@ -27,6 +27,7 @@ pub mod directory;
 pub mod error;
 pub mod limiter;
 pub mod mail;
+pub mod mailbox;
 pub mod message;
 
 pub use auth::{AdminSession, Argon2Settings, Authenticated};

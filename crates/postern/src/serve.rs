@@ -187,26 +187,20 @@ fn init_logging(cfg: &Config) {
     };
 }
 
-/// A listener whose protocol is not in this build yet answers with the protocol's own
-/// "service not available" and closes, so clients fail fast and clearly.
-struct Unavailable(&'static [u8]);
-
-impl Handler for Unavailable {
-    fn handle(
-        &self,
-        mut stream: postern_net::BoxStream,
-        _info: postern_net::ConnInfo,
-        _shutdown: postern_net::Shutdown,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
-        let msg = self.0;
-        Box::pin(async move {
-            use tokio::io::AsyncWriteExt;
-            let _ = stream.write_all(msg).await;
-            let _ = stream.shutdown().await;
-        })
-    }
-    fn refusal(&self) -> Option<&'static [u8]> {
-        Some(self.0)
+/// The IMAP limits from the configuration (`[limits]` imap_*, `[auth]`).
+pub fn imap_settings(cfg: &Config) -> postern_imap::ImapSettings {
+    let l = &cfg.limits;
+    postern_imap::ImapSettings {
+        limits: postern_imap_proto::Limits {
+            line_length: l.imap_line_length,
+            literal_size: l.imap_literal_size,
+            nesting_depth: l.imap_nesting_depth,
+            ..Default::default()
+        },
+        idle_timeout: Duration::from_secs(l.imap_idle_timeout_secs),
+        tls_timeout: Duration::from_secs(l.tls_handshake_timeout_secs),
+        allow_plaintext_auth_on_loopback: cfg.auth.allow_plaintext_on_loopback,
+        ..Default::default()
     }
 }
 
@@ -253,14 +247,13 @@ fn handler_for(
     cfg: &Config,
     metrics: &crate::http::Metrics,
     smtp: &Arc<postern_smtp::SmtpHandler>,
+    imap: &Arc<postern_imap::ImapHandler>,
 ) -> Arc<dyn Handler> {
     match kind {
         // One handler (and so one RCPT-probe map) for MX and submission; the session
         // tells them apart by listener kind.
         ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => smtp.clone(),
-        ListenerKind::Imap | ListenerKind::Imaps => Arc::new(Unavailable(
-            b"* BYE [UNAVAILABLE] IMAP service is not enabled in this build\r\n",
-        )),
+        ListenerKind::Imap | ListenerKind::Imaps => imap.clone(),
         ListenerKind::Admin => crate::http::admin_handler(core.clone(), cfg, metrics.clone()),
         ListenerKind::Http | ListenerKind::Https => crate::http::web_handler(core.clone(), cfg),
     }
@@ -359,10 +352,11 @@ pub fn run(cfg: Config) -> Result<ExitCode, String> {
         let verifier = Arc::new(postern_smtp::verify::InboundVerifier::new(&dns).map_err(|e| format!("DNS resolver: {e}"))?);
         let (smtp_limits, smtp_policy) = smtp_settings(&cfg);
         let smtp = Arc::new(postern_smtp::SmtpHandler::new(core.clone(), &cfg.hostname, smtp_limits, smtp_policy, verifier));
+        let imap = Arc::new(postern_imap::ImapHandler::new(core.clone(), imap_settings(&cfg)));
         for l in report.bound {
             let kind = l.spec.kind;
             let addr = l.local_addr;
-            let handler = handler_for(kind, &core, &cfg, &metrics, &smtp);
+            let handler = handler_for(kind, &core, &cfg, &metrics, &smtp, &imap);
             server.spawn(l, handler).map_err(|e| format!("{kind} on {addr}: {e}"))?;
             println!("listening {} {}", kind.name(), addr);
         }

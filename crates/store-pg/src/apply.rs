@@ -62,6 +62,7 @@ fn account_of(op: &Op) -> Option<PrincipalId> {
         Op::StoreFlags { account, .. }
         | Op::Expunge { account, .. }
         | Op::RenameMailbox { account, .. }
+        | Op::SetSubscribed { account, .. }
         | Op::DeleteMailbox { account, .. } => Some(*account),
         Op::CreateMailbox(m) => Some(m.account),
         Op::SetQuota { principal, .. } | Op::SetPassword { principal, .. } => Some(*principal),
@@ -651,6 +652,19 @@ impl<'t, 'c> Batch<'t, 'c> {
                     ChangeKind::MailboxRenamed,
                     Some(*mailbox),
                     &[(None, None)],
+                )
+                .await?;
+                Ok(OpResult::Done)
+            }
+            Op::SetSubscribed {
+                account,
+                mailbox,
+                subscribed,
+            } => {
+                self.mailbox_of(*account, *mailbox).await?;
+                self.exec(
+                    "UPDATE mailboxes SET subscribed = $2 WHERE id = $1",
+                    &[&mailbox.0, subscribed],
                 )
                 .await?;
                 Ok(OpResult::Done)

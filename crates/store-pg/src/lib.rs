@@ -694,6 +694,37 @@ impl Store for PgStore {
         }))
     }
 
+    async fn messages(
+        &self,
+        account: PrincipalId,
+        ids: Vec<MessageId>,
+    ) -> Result<Vec<MessageRecord>> {
+        let raw: Vec<i64> = ids.iter().map(|i| i.0).collect();
+        let rows = self
+            .query(
+                "SELECT id, blob_hash, size, received_ms, thread_id, meta FROM messages
+                 WHERE account_id = $1 AND id = ANY($2)",
+                &[&account.0, &raw],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let meta: String = col(&r, 5)?;
+            out.push(MessageRecord {
+                id: MessageId(col(&r, 0)?),
+                account,
+                blob: BlobRef {
+                    hash: col(&r, 1)?,
+                    size: u64_of(col(&r, 2)?),
+                },
+                received_ms: col(&r, 3)?,
+                thread_id: col(&r, 4)?,
+                meta: rows::decode_json(&meta, "message metadata")?,
+            });
+        }
+        Ok(out)
+    }
+
     async fn thread_of(
         &self,
         account: PrincipalId,

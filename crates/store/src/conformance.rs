@@ -273,6 +273,7 @@ pub async fn mailbox_lifecycle(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>)
     let m1 = put_message(&*blobs, acct, b"Subject: one\r\n\r\nbody one\r\n").await;
     let m2 = put_message(&*blobs, acct, b"Subject: two\r\n\r\nbody two\r\n").await;
     let (s1, s2) = (m1.blob.size, m2.blob.size);
+    let m2_id = m2.id;
     let r = store
         .write(vec![append(m1.clone(), inbox), append(m2, inbox)])
         .await
@@ -281,6 +282,37 @@ pub async fn mailbox_lifecycle(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>)
     assert!(matches!(r[1], OpResult::Appended { uid: 2, .. }));
     let got = store.message(acct, m1.id).await.unwrap().unwrap();
     assert_eq!(got, m1);
+    // Bulk read: the account's own messages only; unknown ids are left out.
+    let mut many = store
+        .messages(acct, vec![m1.id, MessageId::generate(), m2_id])
+        .await
+        .unwrap();
+    many.sort_by_key(|m| m.id.0);
+    let mut want = vec![m1.id, m2_id];
+    want.sort_by_key(|m| m.0);
+    assert_eq!(many.iter().map(|m| m.id).collect::<Vec<_>>(), want);
+    assert!(
+        store
+            .messages(PrincipalId::generate(), vec![m1.id])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Subscription is a flag of the mailbox, not a journal change.
+    let hm = store.highest_modseq(acct).await.unwrap();
+    for on in [false, true] {
+        store
+            .write(vec![Op::SetSubscribed {
+                account: acct,
+                mailbox: inbox,
+                subscribed: on,
+            }])
+            .await
+            .unwrap();
+        let mbs = store.mailboxes(acct).await.unwrap();
+        assert_eq!(mbs.iter().find(|m| m.id == inbox).unwrap().subscribed, on);
+    }
+    assert_eq!(store.highest_modseq(acct).await.unwrap(), hm);
     assert_eq!(
         blobs.get(&got.blob.hash).await.unwrap(),
         b"Subject: one\r\n\r\nbody one\r\n"

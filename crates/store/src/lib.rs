@@ -91,6 +91,13 @@ pub trait Store: Send + Sync {
         mailbox: MailboxId,
     ) -> Result<(Mailbox, Vec<MailboxEntry>)>;
     async fn message(&self, account: PrincipalId, id: MessageId) -> Result<Option<MessageRecord>>;
+    /// The account's messages with these ids, from one snapshot, in no particular order;
+    /// ids that are not the account's are left out.
+    async fn messages(
+        &self,
+        account: PrincipalId,
+        ids: Vec<MessageId>,
+    ) -> Result<Vec<MessageRecord>>;
     /// The thread of the first message of the account whose Message-ID is one of these.
     async fn thread_of(
         &self,

@@ -55,6 +55,12 @@ pub enum Op {
         mailbox: MailboxId,
         name: String,
     },
+    /// Subscribes or unsubscribes (IMAP SUBSCRIBE/LSUB). Not a journal change.
+    SetSubscribed {
+        account: PrincipalId,
+        mailbox: MailboxId,
+        subscribed: bool,
+    },
     /// Removes the mailbox and expunges what it holds.
     DeleteMailbox {
         account: PrincipalId,

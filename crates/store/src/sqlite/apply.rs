@@ -422,6 +422,18 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             )?;
             Ok(OpResult::Done)
         }
+        Op::SetSubscribed {
+            account,
+            mailbox,
+            subscribed,
+        } => {
+            mailbox_of(c, *account, *mailbox)?;
+            c.execute(
+                "UPDATE mailboxes SET subscribed = ?2 WHERE id = ?1",
+                params![mailbox.0, subscribed],
+            )?;
+            Ok(OpResult::Done)
+        }
         Op::DeleteMailbox { account, mailbox } => {
             mailbox_of(c, *account, *mailbox)?;
             let uids: Vec<i64> = c

@@ -595,6 +595,48 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn messages(
+        &self,
+        account: PrincipalId,
+        ids: Vec<MessageId>,
+    ) -> Result<Vec<MessageRecord>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT blob_hash, size, received_ms, thread_id, meta FROM messages
+                 WHERE id = ?1 AND account_id = ?2",
+            )?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let row = st
+                    .query_row(params![id.0, account.0], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                        ))
+                    })
+                    .optional()?;
+                if let Some((hash, size, received_ms, thread_id, meta)) = row {
+                    out.push(MessageRecord {
+                        id,
+                        account,
+                        blob: BlobRef {
+                            hash,
+                            size: u64_of(size),
+                        },
+                        received_ms,
+                        thread_id,
+                        meta: decode_json(&meta, "message metadata")?,
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn thread_of(
         &self,
         account: PrincipalId,
