@@ -965,7 +965,7 @@ PHA+SGVsbG8gPGI+d29ybGQ8L2I+PC9wPg==\n\
         for i in 0..200_000 {
             raw.push_str(&format!("X-H{i}: v\n"));
         }
-        raw.push_str("\n");
+        raw.push('\n');
         raw.push_str(&"a".repeat(2_000_000));
         let m = msg(&raw, 1);
         let uids = [1];

@@ -310,7 +310,7 @@ mod tests {
         let start = std::time::Instant::now();
         let blobs = "[a]".repeat(300_000);
         assert_eq!(base_subject(&format!("{blobs} x")), "x");
-        assert_eq!(base_subject(&format!("{blobs}")), "[a]");
+        assert_eq!(base_subject(&blobs), "[a]");
         let refs = "Re: [x] ".repeat(100_000);
         assert_eq!(base_subject(&format!("{refs}y")), "y");
         let open = "re[".repeat(100_000);

@@ -199,20 +199,17 @@ fn every_listener_answers_in_its_protocol() {
         assert!(addr.ip().is_loopback() && addr.port() != 0, "{kind} {addr}");
     }
 
-    let imap = "* BYE [UNAVAILABLE] IMAP service is not enabled in this build\r\n";
     assert_eq!(smtp_quit(connect(s.addr("smtp"))), SMTP_SESSION);
     assert_eq!(smtp_quit(connect(s.addr("submission"))), SMTP_SESSION);
-    assert_eq!(greeting(s.addr("imap")), imap);
+    imap_logout(connect(s.addr("imap")));
 
     // Implicit TLS: the handshake succeeds against the self-signed certificate for the
     // configured host name, and the greeting comes inside TLS.
     let tls = tls_connect(s.addr("submissions"), &s.cert_path(), HOSTNAME);
     assert_eq!(smtp_quit(tls), SMTP_SESSION);
-    let mut tls = tls_connect(s.addr("imaps"), &s.cert_path(), HOSTNAME);
-    assert_eq!(text(&read_to_close(&mut tls)), imap);
+    imap_logout(tls_connect(s.addr("imaps"), &s.cert_path(), HOSTNAME));
     // The certificate also names localhost (clients on the same machine).
-    let mut tls = tls_connect(s.addr("imaps"), &s.cert_path(), "localhost");
-    assert_eq!(text(&read_to_close(&mut tls)), imap);
+    imap_logout(tls_connect(s.addr("imaps"), &s.cert_path(), "localhost"));
 
     for kind in ["http", "admin"] {
         let r = http(s.addr(kind), "GET", "/healthz", &[], b"");
@@ -227,6 +224,17 @@ fn every_listener_answers_in_its_protocol() {
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     assert!(!text(&read_to_close(&mut plain)).contains("200"));
+}
+
+/// An IMAP session that only logs out: greeting, BYE, tagged OK, close.
+fn imap_logout(mut c: impl Read + Write) {
+    c.write_all(b"a LOGOUT\r\n").unwrap();
+    let got = text(&read_to_close(&mut c));
+    assert!(
+        got.starts_with("* OK [CAPABILITY IMAP4rev2 ")
+            && got.ends_with("* BYE Logging out\r\na OK LOGOUT completed\r\n"),
+        "{got:?}"
+    );
 }
 
 /// Sends a keep-alive request for /healthz and reads its response, leaving the

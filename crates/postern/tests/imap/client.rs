@@ -1,0 +1,267 @@
+//! A small, strict IMAP test client over a real socket (plain or TLS): it sends exactly
+//! the bytes a test gives it, and reads responses whole — a line ending in `{n}` is
+//! followed by n literal bytes and the rest of the line.
+
+use super::common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub trait Io: Read + Write + Send {}
+impl<T: Read + Write + Send> Io for T {}
+
+pub struct Client {
+    io: BufReader<Box<dyn Io>>,
+    next: u32,
+    pub greeting: String,
+}
+
+/// One tagged command's answer.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// Untagged (`* ...`) and continuation (`+ ...`) lines, literals inlined, without CRLF.
+    pub untagged: Vec<String>,
+    /// `OK`, `NO` or `BAD`.
+    pub status: String,
+    /// The tagged line after the status (response code included), without CRLF.
+    pub text: String,
+}
+
+impl Resp {
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.status, "OK", "expected OK: {self:#?}");
+        self
+    }
+    pub fn no(&self) -> &Self {
+        assert_eq!(self.status, "NO", "expected NO: {self:#?}");
+        self
+    }
+    pub fn bad(&self) -> &Self {
+        assert_eq!(self.status, "BAD", "expected BAD: {self:#?}");
+        self
+    }
+    /// Untagged lines starting with `prefix` (e.g. `"* LIST"`).
+    pub fn lines(&self, prefix: &str) -> Vec<&str> {
+        self.untagged
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .map(|s| s.as_str())
+            .collect()
+    }
+    pub fn has(&self, needle: &str) -> bool {
+        self.untagged.iter().any(|l| l.contains(needle))
+    }
+}
+
+impl Client {
+    pub fn over(io: Box<dyn Io>) -> Client {
+        let mut c = Client {
+            io: BufReader::new(io),
+            next: 1,
+            greeting: String::new(),
+        };
+        c.greeting = c.read_response_line();
+        c
+    }
+
+    /// Plain TCP to `addr`, greeting read.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let tcp = connect(addr);
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+        Client::over(Box::new(tcp))
+    }
+
+    /// Implicit TLS (port 993 style), trusting the server's certificate.
+    pub fn connect_tls(addr: SocketAddr, cert: &std::path::Path) -> Client {
+        let tls = tls_connect(addr, cert, HOSTNAME);
+        tls.sock.set_read_timeout(Some(PATIENCE)).unwrap();
+        Client::over(Box::new(tls))
+    }
+
+    pub fn tag(&mut self) -> String {
+        let t = format!("t{}", self.next);
+        self.next += 1;
+        t
+    }
+
+    /// Writes bytes as they are.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let w = self.io.get_mut();
+        w.write_all(bytes).unwrap();
+        w.flush().unwrap();
+    }
+
+    /// One response line with any literals it announces, without the final CRLF.
+    pub fn read_response_line(&mut self) -> String {
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            let n = self.io.read_until(b'\n', &mut line).unwrap_or_else(|e| {
+                panic!(
+                    "reading a response line: {e}; so far {:?}",
+                    String::from_utf8_lossy(&out)
+                )
+            });
+            assert!(
+                n > 0,
+                "connection closed; so far {:?}",
+                String::from_utf8_lossy(&out)
+            );
+            assert!(
+                line.ends_with(b"\r\n"),
+                "line without CRLF: {:?}",
+                String::from_utf8_lossy(&line)
+            );
+            line.truncate(line.len() - 2);
+            let lit = literal_len(&line);
+            out.extend_from_slice(&line);
+            match lit {
+                Some(len) => {
+                    out.extend_from_slice(b"\r\n");
+                    let mut data = vec![0u8; len];
+                    self.io.read_exact(&mut data).unwrap();
+                    out.extend_from_slice(&data);
+                }
+                None => break,
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Reads until the line tagged `tag`.
+    pub fn read_until_tagged(&mut self, tag: &str) -> Resp {
+        let mut untagged = Vec::new();
+        loop {
+            let line = self.read_response_line();
+            if let Some(rest) = line.strip_prefix(&format!("{tag} ")) {
+                let (status, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                return Resp {
+                    untagged,
+                    status: status.to_string(),
+                    text: text.to_string(),
+                };
+            }
+            untagged.push(line);
+        }
+    }
+
+    /// Sends `TAG command\r\n` (the command may hold literals with LITERAL+ `{n+}`) and
+    /// reads the answer.
+    pub fn cmd(&mut self, command: &str) -> Resp {
+        self.cmd_bytes(command.as_bytes())
+    }
+
+    pub fn cmd_bytes(&mut self, command: &[u8]) -> Resp {
+        let tag = self.tag();
+        let mut line = format!("{tag} ").into_bytes();
+        line.extend_from_slice(command);
+        line.extend_from_slice(b"\r\n");
+        self.send_raw(&line);
+        self.read_until_tagged(&tag)
+    }
+
+    /// LOGIN (needs `auth.allow_plaintext_on_loopback` on a plain connection).
+    pub fn login(&mut self, user: &str, pass: &str) -> Resp {
+        let r = self.cmd(&format!("LOGIN \"{user}\" \"{pass}\""));
+        r.ok();
+        r
+    }
+
+    /// APPEND with a LITERAL+ literal; returns the tagged response.
+    pub fn append(&mut self, mailbox: &str, flags: &str, msg: &[u8]) -> Resp {
+        let mut c = format!("APPEND \"{mailbox}\" ").into_bytes();
+        if !flags.is_empty() {
+            c.extend_from_slice(format!("({flags}) ").as_bytes());
+        }
+        c.extend_from_slice(format!("{{{}+}}\r\n", msg.len()).as_bytes());
+        c.extend_from_slice(msg);
+        self.cmd_bytes(&c)
+    }
+
+    pub fn set_timeout(&mut self, _d: Duration) {}
+
+    /// Reads whatever arrives until the server closes (after BYE).
+    pub fn read_to_close(&mut self) -> String {
+        let mut v = Vec::new();
+        let _ = self.io.read_to_end(&mut v);
+        String::from_utf8_lossy(&v).into_owned()
+    }
+}
+
+/// `{n}` or `~{n}` at the end of a response line.
+fn literal_len(line: &[u8]) -> Option<usize> {
+    if !line.ends_with(b"}") {
+        return None;
+    }
+    let open = line.iter().rposition(|b| *b == b'{')?;
+    std::str::from_utf8(&line[open + 1..line.len() - 1])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A running server with two accounts, alice@example.com and bob@example.com
+/// (passwords `alice-password` / `bob-password`), LOGIN allowed on loopback.
+pub struct Env {
+    pub server: Server,
+}
+
+pub const ALICE: (&str, &str) = ("alice@example.com", "alice-password");
+pub const BOB: (&str, &str) = ("bob@example.com", "bob-password");
+
+impl Env {
+    pub fn start() -> Env {
+        Env::start_with("")
+    }
+
+    pub fn start_with(extra: &str) -> Env {
+        let mut toml = String::from("[auth]\nallow_plaintext_on_loopback = true\n");
+        toml.push_str(extra);
+        let server = Server::start_with(&toml);
+        server.cli_ok(&["domain", "add", "example.com"], "");
+        server.cli_ok(&["account", "add", ALICE.0], format!("{}\n", ALICE.1));
+        server.cli_ok(&["account", "add", BOB.0], format!("{}\n", BOB.1));
+        Env { server }
+    }
+
+    /// A plain connection to the IMAP listener, not logged in.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.server.addr("imap"))
+    }
+
+    /// Logged in as `who`.
+    pub fn login(&self, who: (&str, &str)) -> Client {
+        let mut c = self.connect();
+        c.login(who.0, who.1);
+        c
+    }
+
+    /// Imports an mbox into an account's mailbox with the CLI.
+    pub fn import(&self, address: &str, mailbox: Option<&str>, mbox: &[u8]) {
+        let mut args = vec!["mailbox", "import", address];
+        if let Some(m) = mailbox {
+            args.push("--mailbox");
+            args.push(m);
+        }
+        self.server.cli_ok(&args, mbox);
+    }
+}
+
+/// One message as an mbox (From_ line + bytes, `From ` lines in the body quoted).
+pub fn mbox_of(messages: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in messages {
+        out.extend_from_slice(b"From sender@example.org Mon Jan  1 00:00:00 2024\n");
+        for line in m.split_inclusive(|b| *b == b'\n') {
+            if line.starts_with(b"From ") {
+                out.push(b'>');
+            }
+            out.extend_from_slice(line);
+        }
+        if !m.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+        out.push(b'\n');
+    }
+    out
+}
