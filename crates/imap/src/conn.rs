@@ -9,6 +9,9 @@ use tokio::time::Instant;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// How long [`Conn::close`] keeps reading after our last reply, and how much.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
 /// Output is written out once this much is queued, so a large FETCH streams.
 pub const FLUSH_AT: usize = 256 * 1024;
 
@@ -193,10 +196,25 @@ impl Conn {
     }
 
     /// Sends what is queued and closes the write side.
+    /// Sends what is queued, closes the write side, then reads and drops what the peer
+    /// still sends for a moment (at most [`LINGER_BYTES`] in [`LINGER`]): closing a socket
+    /// with unread input makes the kernel send RST, which can destroy our last reply
+    /// (the BYE saying why) before the peer reads it.
     pub async fn close(&mut self) {
         let _ = self.flush().await;
         if let Some(s) = self.stream.as_mut() {
             let _ = tokio::time::timeout(self.write_timeout, s.shutdown()).await;
+            let _ = tokio::time::timeout(LINGER, async {
+                let mut sink = vec![0u8; 16 * 1024];
+                let mut total = 0usize;
+                while total < LINGER_BYTES {
+                    match s.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+            })
+            .await;
         }
     }
 }

@@ -37,6 +37,8 @@ use std::time::Duration;
 pub struct ImapSettings {
     /// Parser limits after login (line length, literal size = APPENDLIMIT, nesting).
     pub limits: postern_imap_proto::Limits,
+    /// Most bytes of one command with all its literals (MULTIAPPEND's total).
+    pub max_command_size: u64,
     /// Largest literal before login.
     pub preauth_literal_size: u64,
     /// Longest line before login.
@@ -57,6 +59,7 @@ impl Default for ImapSettings {
     fn default() -> Self {
         ImapSettings {
             limits: postern_imap_proto::Limits::default(),
+            max_command_size: 100 * 1024 * 1024,
             preauth_literal_size: 8 * 1024,
             preauth_line_length: 8 * 1024,
             login_timeout: Duration::from_secs(60),

@@ -220,6 +220,16 @@ impl Session {
                 Ok((n, cmd)) => {
                     self.conn.consume(n);
                     acked_at = None;
+                    // Arrived whole in one read, yet over the cap: refused in step.
+                    if n as u64 > self.command_size() {
+                        let msg = format!(
+                            "{} NO [TOOBIG] Command larger than {} bytes\r\n",
+                            cmd.tag.as_str(),
+                            self.command_size()
+                        );
+                        self.send(msg.as_bytes());
+                        continue;
+                    }
                     match self.dispatch(cmd).await {
                         Ok(Flow::Continue) => {}
                         Ok(Flow::Logout) => return,
@@ -241,18 +251,27 @@ impl Session {
                 }) => {
                     let here = self.conn.buffered().len();
                     if !non_sync && acked_at != Some(here) {
-                        if limits.accepts_literal(length) {
+                        let fits = (here as u64).saturating_add(length) <= self.command_size();
+                        if limits.accepts_literal(length) && fits {
                             self.send(b"+ Ready for literal data\r\n");
                             acked_at = Some(here);
                         } else {
                             // The client waits for `+`, so it sends no data: drop the line.
                             self.conn.discard_buffered();
                             acked_at = None;
-                            let msg = format!(
-                                "{} NO [TOOBIG] Literal of {length} bytes is over the limit of {}\r\n",
-                                tag.as_str(),
-                                limits.literal_size
-                            );
+                            let msg = if fits {
+                                format!(
+                                    "{} NO [TOOBIG] Literal of {length} bytes is over the limit of {}\r\n",
+                                    tag.as_str(),
+                                    limits.literal_size
+                                )
+                            } else {
+                                format!(
+                                    "{} NO [TOOBIG] Command would be over the limit of {} bytes\r\n",
+                                    tag.as_str(),
+                                    self.command_size()
+                                )
+                            };
                             self.send(msg.as_bytes());
                             if self.count_bad() {
                                 return;
@@ -280,10 +299,32 @@ impl Session {
                     continue;
                 }
             }
+            // A command still growing past the cap (non-synchronising literals, which
+            // were never asked for) cannot be refused in step: the session ends.
+            if self.conn.buffered().len() as u64 > self.command_size() {
+                let msg = format!(
+                    "* BYE [TOOBIG] Command larger than {} bytes\r\n",
+                    self.command_size()
+                );
+                self.send(msg.as_bytes());
+                return;
+            }
             if let Err(e) = self.fill().await {
                 self.end(e);
                 return;
             }
+        }
+    }
+
+    /// Most bytes one command may take with all its literals: MULTIAPPEND's total after
+    /// login (`limits.imap_command_size`); before login a line and two small literals.
+    fn command_size(&self) -> u64 {
+        let st = &self.shared.settings;
+        if self.auth.is_some() {
+            st.max_command_size
+        } else {
+            (st.preauth_line_length as u64)
+                .saturating_add(st.preauth_literal_size.saturating_mul(2))
         }
     }
 

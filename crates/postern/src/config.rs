@@ -252,6 +252,22 @@ pub struct LimitsConfig {
     /// Default 64: real clients use a few levels; a bound keeps a recursive parser's
     /// stack use small (THREATS.md: 100 000 nested parentheses).
     pub imap_nesting_depth: usize,
+    /// Most octets of one IMAP command with all its literals: bounds MULTIAPPEND, which
+    /// may carry many messages of up to `imap_literal_size` each and is parsed whole.
+    /// Default: twice `message_size` (it follows `message_size` when left out); at
+    /// least `imap_literal_size`.
+    pub imap_command_size: u64,
+    /// Seconds a connection may stay silent before it logs in. Default 60: enough to
+    /// type a password by hand over telnet, short enough that idle unauthenticated
+    /// connections do not hold slots (THREATS.md: connection exhaustion).
+    pub imap_login_timeout_secs: u64,
+    /// Invalid IMAP commands (BAD) before the server says BYE. Default 20: clients
+    /// that probe for extensions send a few; a fuzzer or a confused peer sends many.
+    pub imap_errors_before_disconnect: u32,
+    /// Largest literal accepted before login, in octets. Default 8192: LOGIN and
+    /// AUTHENTICATE need a few hundred bytes; a larger literal before authentication
+    /// is only ever a memory bomb (THREATS.md "IMAP bombs").
+    pub imap_preauth_literal_size: u64,
     /// Total size in octets of one HTTP request's line and headers. Default 65536: fits
     /// large cookies and a Kerberos `Authorization: Negotiate` token (Windows allows
     /// tokens up to 48000 bytes) with room to spare.
@@ -295,6 +311,10 @@ impl Default for LimitsConfig {
             imap_literal_size: DEFAULT_MESSAGE_SIZE,
             imap_idle_timeout_secs: 1800,
             imap_nesting_depth: 64,
+            imap_command_size: 2 * DEFAULT_MESSAGE_SIZE,
+            imap_login_timeout_secs: 60,
+            imap_errors_before_disconnect: 20,
+            imap_preauth_literal_size: 8192,
             http_header_size: 65_536,
             http_body_size: DEFAULT_MESSAGE_SIZE,
             http_request_timeout_secs: 60,
@@ -627,6 +647,12 @@ impl Config {
         if literal_size_unset {
             config.limits.imap_literal_size = config.limits.message_size;
         }
+        let command_size_unset = keys
+            .as_ref()
+            .is_some_and(|k| k.find("limits.imap_command_size").is_none());
+        if command_size_unset {
+            config.limits.imap_command_size = config.limits.message_size.saturating_mul(2);
+        }
         config.check().map_err(|problem| {
             // Name the first of the keys involved that the file actually contains.
             let found = problem.keys.iter().find_map(|key| {
@@ -891,6 +917,18 @@ impl Config {
         )?;
         at_least("limits.imap_line_length", l.imap_line_length as u64, 1, "")?;
         at_least("limits.imap_literal_size", l.imap_literal_size, 1, "")?;
+        if l.imap_command_size < l.imap_literal_size {
+            return Err(Problem {
+                keys: vec![
+                    "limits.imap_command_size".to_owned(),
+                    "limits.imap_literal_size".to_owned(),
+                ],
+                message: format!(
+                    "{} is below limits.imap_literal_size ({}): the largest APPEND could never be taken",
+                    l.imap_command_size, l.imap_literal_size
+                ),
+            });
+        }
         secs(
             "limits.imap_idle_timeout_secs",
             l.imap_idle_timeout_secs,
@@ -900,6 +938,24 @@ impl Config {
         at_least(
             "limits.imap_nesting_depth",
             l.imap_nesting_depth as u64,
+            1,
+            "",
+        )?;
+        secs(
+            "limits.imap_login_timeout_secs",
+            l.imap_login_timeout_secs,
+            1,
+            "",
+        )?;
+        at_least(
+            "limits.imap_errors_before_disconnect",
+            l.imap_errors_before_disconnect.into(),
+            1,
+            "",
+        )?;
+        at_least(
+            "limits.imap_preauth_literal_size",
+            l.imap_preauth_literal_size,
             1,
             "",
         )?;
@@ -1206,6 +1262,7 @@ mod tests {
         let c = Config::from_toml_str("", "postern.toml").unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.limits.imap_literal_size, c.limits.message_size);
+        assert_eq!(c.limits.imap_command_size, 2 * c.limits.message_size);
         assert_eq!(
             c.listen.admin,
             vec!["127.0.0.1:8008".parse::<SocketAddr>().unwrap()]
@@ -1526,6 +1583,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.limits.imap_literal_size, 70_000);
+        assert_eq!(c.limits.imap_command_size, 2_000_000);
+        let c = Config::from_toml_str("[limits]\nimap_command_size = 99000000\n", "t").unwrap();
+        assert_eq!(c.limits.imap_command_size, 99_000_000);
+        // A command cap below the literal cap could never carry the largest APPEND.
+        let e = assert_err(
+            "[limits]\nimap_literal_size = 70000\nimap_command_size = 69999\n",
+            Some("limits.imap_command_size"),
+            3,
+        );
+        assert!(e.message.contains("APPEND"), "{e}");
     }
 
     #[test]

@@ -198,6 +198,10 @@ pub fn imap_settings(cfg: &Config) -> postern_imap::ImapSettings {
             ..Default::default()
         },
         idle_timeout: Duration::from_secs(l.imap_idle_timeout_secs),
+        login_timeout: Duration::from_secs(l.imap_login_timeout_secs),
+        max_bad_commands: l.imap_errors_before_disconnect,
+        max_command_size: l.imap_command_size,
+        preauth_literal_size: l.imap_preauth_literal_size,
         tls_timeout: Duration::from_secs(l.tls_handshake_timeout_secs),
         allow_plaintext_auth_on_loopback: cfg.auth.allow_plaintext_on_loopback,
         ..Default::default()

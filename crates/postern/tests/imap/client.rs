@@ -91,6 +91,12 @@ impl Client {
         w.flush().unwrap();
     }
 
+    /// Writes bytes as they are; the server may close meanwhile (a write error is fine).
+    pub fn try_send_raw(&mut self, bytes: &[u8]) {
+        let w = self.io.get_mut();
+        let _ = w.write_all(bytes).and_then(|()| w.flush());
+    }
+
     /// One response line with any literals it announces, without the final CRLF.
     pub fn read_response_line(&mut self) -> String {
         let mut out: Vec<u8> = Vec::new();

@@ -5,4 +5,5 @@ mod client;
 #[path = "../common/mod.rs"]
 mod common;
 
+mod limits;
 mod smoke;
