@@ -63,6 +63,7 @@ fn account_of(op: &Op) -> Option<PrincipalId> {
         | Op::Expunge { account, .. }
         | Op::RenameMailbox { account, .. }
         | Op::SetSubscribed { account, .. }
+        | Op::SetMailboxAcl { account, .. }
         | Op::DeleteMailbox { account, .. } => Some(*account),
         Op::CreateMailbox(m) => Some(m.account),
         Op::SetQuota { principal, .. } | Op::SetPassword { principal, .. } => Some(*principal),
@@ -435,6 +436,11 @@ impl<'t, 'c> Batch<'t, 'c> {
                     return Err(not_found(format!("principal {id}")));
                 }
                 self.exec(
+                    "DELETE FROM mailbox_acl WHERE account_id = $1 OR grantee_id = $1",
+                    &[&id.0],
+                )
+                .await?;
+                self.exec(
                     "DELETE FROM mailbox_messages WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = $1)",
                     &[&id.0],
                 )
@@ -669,8 +675,43 @@ impl<'t, 'c> Batch<'t, 'c> {
                 .await?;
                 Ok(OpResult::Done)
             }
+            Op::SetMailboxAcl {
+                account,
+                mailbox,
+                grantee,
+                rights,
+            } => {
+                self.mailbox_of(*account, *mailbox).await?;
+                if !self
+                    .exists("SELECT 1 FROM principals WHERE id = $1", &[&grantee.0])
+                    .await?
+                {
+                    return Err(not_found(format!("principal {grantee}")));
+                }
+                if rights.is_empty() {
+                    self.exec(
+                        "DELETE FROM mailbox_acl WHERE mailbox_id = $1 AND grantee_id = $2",
+                        &[&mailbox.0, &grantee.0],
+                    )
+                    .await?;
+                } else {
+                    self.exec(
+                        "INSERT INTO mailbox_acl (mailbox_id, account_id, grantee_id, rights)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (mailbox_id, grantee_id) DO UPDATE SET rights = EXCLUDED.rights",
+                        &[&mailbox.0, &account.0, &grantee.0, rights],
+                    )
+                    .await?;
+                }
+                Ok(OpResult::Done)
+            }
             Op::DeleteMailbox { account, mailbox } => {
                 self.mailbox_of(*account, *mailbox).await?;
+                self.exec(
+                    "DELETE FROM mailbox_acl WHERE mailbox_id = $1",
+                    &[&mailbox.0],
+                )
+                .await?;
                 self.expunge(*account, *mailbox, None).await?;
                 self.exec("DELETE FROM mailboxes WHERE id = $1", &[&mailbox.0])
                     .await?;

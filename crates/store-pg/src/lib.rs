@@ -64,7 +64,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// First key of the advisory lock that serialises migrations (second: the schema).
 const MIGRATION_LOCK: i32 = 0x7057_7231;
@@ -206,6 +206,22 @@ async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -> Result<bo
             tx.execute(
                 "INSERT INTO schema_version (id, version) VALUES (1, $1)",
                 &[&SCHEMA_VERSION],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
+        Some(1) => {
+            // 1 → 2: mailbox ACLs (RFC 4314).
+            tx.batch_execute(
+                "CREATE TABLE mailbox_acl (
+                    mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id),
+                    account_id BIGINT NOT NULL REFERENCES principals(id),
+                    grantee_id BIGINT NOT NULL REFERENCES principals(id),
+                    rights TEXT COLLATE \"C\" NOT NULL,
+                    PRIMARY KEY (mailbox_id, grantee_id)
+                );
+                CREATE INDEX mailbox_acl_grantee ON mailbox_acl(grantee_id);
+                UPDATE schema_version SET version = 2 WHERE id = 1;",
             )
             .await
             .map_err(pg_err)?;
@@ -723,6 +739,40 @@ impl Store for PgStore {
             });
         }
         Ok(out)
+    }
+
+    async fn mailbox_acl(
+        &self,
+        account: PrincipalId,
+        mailbox: MailboxId,
+    ) -> Result<Vec<(PrincipalId, String)>> {
+        let rows = self
+            .query(
+                "SELECT grantee_id, rights FROM mailbox_acl
+                 WHERE mailbox_id = $1 AND account_id = $2 ORDER BY grantee_id",
+                &[&mailbox.0, &account.0],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((PrincipalId(col(r, 0)?), col(r, 1)?)))
+            .collect()
+    }
+
+    async fn shared_with(&self, grantee: PrincipalId) -> Result<Vec<(Mailbox, String)>> {
+        let rows = self
+            .query(
+                concat!(
+                    "SELECT ",
+                    mailbox_cols!("m."),
+                    ", a.rights FROM mailbox_acl a JOIN mailboxes m ON m.id = a.mailbox_id
+                     WHERE a.grantee_id = $1 AND m.account_id <> $1 ORDER BY m.account_id, m.name"
+                ),
+                &[&grantee.0],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((rows::mailbox(r)?, col(r, 9)?)))
+            .collect()
     }
 
     async fn thread_of(

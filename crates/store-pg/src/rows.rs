@@ -10,6 +10,9 @@ macro_rules! mailbox_cols {
     () => {
         "id, account_id, name, special_use, uid_validity, uid_next, highest_modseq, subscribed, created_ms"
     };
+    ("m.") => {
+        "m.id, m.account_id, m.name, m.special_use, m.uid_validity, m.uid_next, m.highest_modseq, m.subscribed, m.created_ms"
+    };
 }
 pub(crate) use mailbox_cols;
 

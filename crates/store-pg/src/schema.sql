@@ -124,3 +124,11 @@ CREATE TABLE blob_chunks (
     data BYTEA NOT NULL,
     PRIMARY KEY (hash, idx)
 );
+CREATE TABLE mailbox_acl (
+    mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id),
+    account_id BIGINT NOT NULL REFERENCES principals(id),
+    grantee_id BIGINT NOT NULL REFERENCES principals(id),
+    rights TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (mailbox_id, grantee_id)
+);
+CREATE INDEX mailbox_acl_grantee ON mailbox_acl(grantee_id);

@@ -1112,3 +1112,10 @@ async fn journal_follows_acknowledgements() {
     let (_g, _p, s, b) = fresh().await;
     c::journal_follows_acknowledgements(s, b).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acl_rules() {
+    let (_g, p, s, _) = fresh().await;
+    c::acl_rules(s).await;
+    assert!(p.backend_check().await.unwrap().is_empty());
+}

@@ -107,6 +107,103 @@ async fn account_with_mailbox(store: &dyn Store) -> (PrincipalId, MailboxId) {
     (pid, mid)
 }
 
+/// Mailbox ACLs: set, replace, list per mailbox and per grantee, remove; removed with
+/// the mailbox and with either principal.
+pub async fn acl_rules(store: Arc<dyn Store>) {
+    let (alice, inbox) = account_with_mailbox(&*store).await;
+    let domain = store.domain_by_name("example.com").await.unwrap().unwrap();
+    let bob = principal(domain.id, "bob", PrincipalKind::Individual);
+    let carol = principal(domain.id, "carol", PrincipalKind::Individual);
+    let (bob_id, carol_id) = (bob.id, carol.id);
+    let bob_box = mailbox(bob_id, "INBOX");
+    let archive = mailbox(alice, "Archive");
+    let archive_id = archive.id;
+    store
+        .write(vec![
+            Op::CreatePrincipal(bob),
+            Op::CreatePrincipal(carol),
+            Op::CreateMailbox(bob_box),
+            Op::CreateMailbox(archive),
+        ])
+        .await
+        .unwrap();
+    let set = |mailbox, grantee, rights: &str| Op::SetMailboxAcl {
+        account: alice,
+        mailbox,
+        grantee,
+        rights: rights.into(),
+    };
+    store
+        .write(vec![
+            set(inbox, bob_id, "lr"),
+            set(archive_id, bob_id, "lrs"),
+            set(inbox, carol_id, "lrswi"),
+        ])
+        .await
+        .unwrap();
+    // Replacing keeps one entry.
+    store.write(vec![set(inbox, bob_id, "lrs")]).await.unwrap();
+    let mut acl = store.mailbox_acl(alice, inbox).await.unwrap();
+    acl.sort();
+    let mut want = vec![(bob_id, "lrs".to_string()), (carol_id, "lrswi".to_string())];
+    want.sort();
+    assert_eq!(acl, want);
+    // Another account asking for alice's mailbox by id sees nothing.
+    assert!(store.mailbox_acl(bob_id, inbox).await.unwrap().is_empty());
+    let shared = store.shared_with(bob_id).await.unwrap();
+    let mut names: Vec<(String, String)> = shared
+        .iter()
+        .map(|(m, r)| (m.name.clone(), r.clone()))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            ("Archive".into(), "lrs".into()),
+            ("INBOX".into(), "lrs".into())
+        ]
+    );
+    assert!(shared.iter().all(|(m, _)| m.account == alice));
+    // An ACL on a mailbox that is not the account's, or for a missing grantee: refused.
+    assert!(
+        store
+            .write(vec![Op::SetMailboxAcl {
+                account: bob_id,
+                mailbox: inbox,
+                grantee: carol_id,
+                rights: "lr".into(),
+            }])
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .write(vec![set(inbox, PrincipalId::generate(), "lr")])
+            .await
+            .is_err()
+    );
+    // Empty rights remove the entry.
+    store.write(vec![set(inbox, carol_id, "")]).await.unwrap();
+    assert_eq!(
+        store.mailbox_acl(alice, inbox).await.unwrap(),
+        vec![(bob_id, "lrs".to_string())]
+    );
+    // Deleting the mailbox removes its entries; removing the grantee removes theirs.
+    store
+        .write(vec![Op::DeleteMailbox {
+            account: alice,
+            mailbox: archive_id,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.shared_with(bob_id).await.unwrap().len(), 1);
+    store
+        .write(vec![Op::RemovePrincipal(bob_id)])
+        .await
+        .unwrap();
+    assert!(store.mailbox_acl(alice, inbox).await.unwrap().is_empty());
+}
+
 /// Uniqueness across principals and aliases, refusals, removal rules.
 pub async fn directory_rules(store: Arc<dyn Store>) {
     let d = domain("example.org");

@@ -84,6 +84,14 @@ pub trait Store: Send + Sync {
     async fn group_members(&self, group: PrincipalId) -> Result<Vec<String>>;
 
     async fn mailboxes(&self, account: PrincipalId) -> Result<Vec<Mailbox>>;
+    /// The ACL of one of the account's mailboxes: (grantee, rights), by grantee id.
+    async fn mailbox_acl(
+        &self,
+        account: PrincipalId,
+        mailbox: MailboxId,
+    ) -> Result<Vec<(PrincipalId, String)>>;
+    /// Other accounts' mailboxes on which `grantee` has an ACL entry, with its rights.
+    async fn shared_with(&self, grantee: PrincipalId) -> Result<Vec<(Mailbox, String)>>;
     /// A mailbox and its entries in UID order, from one snapshot.
     async fn mailbox_entries(
         &self,

@@ -61,6 +61,14 @@ pub enum Op {
         mailbox: MailboxId,
         subscribed: bool,
     },
+    /// Sets another principal's rights on a mailbox (RFC 4314 letters, as given); empty
+    /// rights remove the entry. Not a journal change.
+    SetMailboxAcl {
+        account: PrincipalId,
+        mailbox: MailboxId,
+        grantee: PrincipalId,
+        rights: String,
+    },
     /// Removes the mailbox and expunges what it holds.
     DeleteMailbox {
         account: PrincipalId,

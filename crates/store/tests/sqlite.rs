@@ -132,3 +132,51 @@ async fn journal_follows_acknowledgements() {
     let (_d, s, b) = fresh();
     c::journal_follows_acknowledgements(s, b).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acl_rules() {
+    let (_d, s, _) = fresh();
+    c::acl_rules(s).await;
+}
+
+/// A data directory made by schema version 1 (before mailbox ACLs) is migrated on open
+/// and keeps its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn schema_1_migrates_to_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sqlite");
+    {
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        store
+            .write(vec![postern_store::Op::CreateDomain(
+                postern_store::Domain {
+                    id: postern_store::DomainId::generate(),
+                    name: "example.com".into(),
+                    created_ms: 0,
+                },
+            )])
+            .await
+            .unwrap();
+    }
+    {
+        // Back to what version 1 had.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("DROP TABLE mailbox_acl; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+    assert_eq!(store.domains().await.unwrap().len(), 1);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2);
+    assert!(
+        store
+            .shared_with(postern_store::PrincipalId::generate())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -227,6 +227,10 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
                 return Err(StoreError::NotFound(format!("principal {id}")));
             }
             c.execute(
+                "DELETE FROM mailbox_acl WHERE account_id = ?1 OR grantee_id = ?1",
+                [id.0],
+            )?;
+            c.execute(
                 "DELETE FROM mailbox_messages WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?1)",
                 [id.0],
             )?;
@@ -434,8 +438,34 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             )?;
             Ok(OpResult::Done)
         }
+        Op::SetMailboxAcl {
+            account,
+            mailbox,
+            grantee,
+            rights,
+        } => {
+            mailbox_of(c, *account, *mailbox)?;
+            if !exists(c, "SELECT 1 FROM principals WHERE id = ?1", [grantee.0])? {
+                return Err(StoreError::NotFound(format!("principal {grantee}")));
+            }
+            if rights.is_empty() {
+                c.execute(
+                    "DELETE FROM mailbox_acl WHERE mailbox_id = ?1 AND grantee_id = ?2",
+                    params![mailbox.0, grantee.0],
+                )?;
+            } else {
+                c.execute(
+                    "INSERT INTO mailbox_acl (mailbox_id, account_id, grantee_id, rights)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (mailbox_id, grantee_id) DO UPDATE SET rights = excluded.rights",
+                    params![mailbox.0, account.0, grantee.0, rights],
+                )?;
+            }
+            Ok(OpResult::Done)
+        }
         Op::DeleteMailbox { account, mailbox } => {
             mailbox_of(c, *account, *mailbox)?;
+            c.execute("DELETE FROM mailbox_acl WHERE mailbox_id = ?1", [mailbox.0])?;
             let uids: Vec<i64> = c
                 .prepare("SELECT uid FROM mailbox_messages WHERE mailbox_id = ?1 ORDER BY uid")?
                 .query_map([mailbox.0], |r| r.get(0))?

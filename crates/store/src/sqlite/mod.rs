@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, oneshot};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Settings of the embedded backend.
 #[derive(Debug, Clone)]
@@ -89,11 +89,24 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
     Ok(conn)
 }
 
+const MIGRATE_1_TO_2: &str = "CREATE TABLE mailbox_acl (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id),
+    account_id INTEGER NOT NULL REFERENCES principals(id),
+    grantee_id INTEGER NOT NULL REFERENCES principals(id),
+    rights TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, grantee_id)
+) WITHOUT ROWID;
+CREATE INDEX mailbox_acl_grantee ON mailbox_acl(grantee_id);";
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version == 0 {
         tx.execute_batch(include_str!("schema.sql"))?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    } else if version == 1 {
+        // 1 → 2: mailbox ACLs (RFC 4314).
+        tx.execute_batch(MIGRATE_1_TO_2)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     } else if version > SCHEMA_VERSION {
         return Err(StoreError::Invalid(format!(
@@ -508,6 +521,44 @@ impl Store for SqliteStore {
                 format!("SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = ?1 ORDER BY name");
             let mut st = c.prepare(&sql)?;
             let rows = st.query_map([account.0], mailbox_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn mailbox_acl(
+        &self,
+        account: PrincipalId,
+        mailbox: MailboxId,
+    ) -> Result<Vec<(PrincipalId, String)>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT grantee_id, rights FROM mailbox_acl
+                 WHERE mailbox_id = ?1 AND account_id = ?2 ORDER BY grantee_id",
+            )?;
+            let rows = st.query_map(params![mailbox.0, account.0], |r| {
+                Ok((PrincipalId(r.get(0)?), r.get::<_, String>(1)?))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn shared_with(&self, grantee: PrincipalId) -> Result<Vec<(Mailbox, String)>> {
+        self.read(move |c| {
+            let cols = MAILBOX_COLS
+                .split(", ")
+                .map(|col| format!("m.{col}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT {cols}, a.rights FROM mailbox_acl a JOIN mailboxes m ON m.id = a.mailbox_id
+                 WHERE a.grantee_id = ?1 AND m.account_id <> ?1 ORDER BY m.account_id, m.name"
+            );
+            let mut st = c.prepare(&sql)?;
+            let rows = st.query_map([grantee.0], |r| {
+                Ok((mailbox_row(r)?, r.get::<_, String>(9)?))
+            })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await

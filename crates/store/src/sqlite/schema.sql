@@ -100,3 +100,11 @@ CREATE TABLE ledger (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+CREATE TABLE mailbox_acl (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id),
+    account_id INTEGER NOT NULL REFERENCES principals(id),
+    grantee_id INTEGER NOT NULL REFERENCES principals(id),
+    rights TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, grantee_id)
+) WITHOUT ROWID;
+CREATE INDEX mailbox_acl_grantee ON mailbox_acl(grantee_id);
