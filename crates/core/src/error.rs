@@ -28,6 +28,9 @@ pub enum CoreError {
     Conflict(String),
     #[error("refused: {0}")]
     Refused(String),
+    /// The caller lacks a right on an object it can see (RFC 4314 NOPERM).
+    #[error("not permitted: {0}")]
+    Forbidden(String),
     /// Wrong user or password — deliberately never says which.
     #[error("authentication failed")]
     AuthFailed,
@@ -45,9 +48,10 @@ impl CoreError {
     pub fn class(&self) -> ErrorClass {
         match self {
             CoreError::Invalid { .. } => ErrorClass::Protocol,
-            CoreError::NotFound(_) | CoreError::Conflict(_) | CoreError::Refused(_) => {
-                ErrorClass::Policy
-            }
+            CoreError::NotFound(_)
+            | CoreError::Conflict(_)
+            | CoreError::Refused(_)
+            | CoreError::Forbidden(_) => ErrorClass::Policy,
             CoreError::AuthFailed | CoreError::Throttled(_) => ErrorClass::Auth,
             CoreError::QuotaExceeded => ErrorClass::Resource,
             CoreError::Unavailable(_) | CoreError::Internal(_) => ErrorClass::Internal,

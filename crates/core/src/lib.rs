@@ -19,6 +19,7 @@
 //! passwords are indistinguishable.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod address;
 pub mod admin;
 pub mod auth;
