@@ -112,14 +112,14 @@ impl Session {
     }
 
     pub(crate) fn capabilities(&self) -> String {
-        let mut c = vec![
-            "IMAP4rev2",
-            "IMAP4rev1",
-            "SASL-IR",
-            "ID",
-            "ENABLE",
-            "LITERAL+",
-        ];
+        let mut c = vec!["IMAP4rev2", "IMAP4rev1", "SASL-IR", "ID", "ENABLE"];
+        // Before login the parser takes non-synchronising literals of at most 4096
+        // bytes (`limits()`): that is LITERAL-, not LITERAL+ (RFC 7888 §5).
+        c.push(if self.auth.is_some() {
+            "LITERAL+"
+        } else {
+            "LITERAL-"
+        });
         if self.auth.is_none() {
             if !self.tls && self.info.tls_acceptor.is_some() {
                 c.push("STARTTLS");
@@ -151,8 +151,9 @@ impl Session {
             "LIST-STATUS",
             "STATUS=SIZE",
             "QUOTA",
+            // Only STORAGE is limited and reported (RFC 9208 §5: advertise only the
+            // resources the server has).
             "QUOTA=RES-STORAGE",
-            "QUOTA=RES-MESSAGE",
             "BINARY",
             "MULTIAPPEND",
             "CHILDREN",
@@ -281,17 +282,26 @@ impl Session {
                     }
                 }
                 Err(ParseError::Failed { tag, reason }) => {
-                    // Skip the bad command: through its line's end when buffered, else
-                    // everything buffered and the rest of the line as it arrives.
-                    match self.conn.buffered().iter().position(|b| *b == b'\n') {
-                        Some(i) => self.conn.consume(i + 1),
-                        None => {
+                    let t = tag.as_ref().map(|t| t.as_str()).unwrap_or("*");
+                    // Skip the bad command: the whole of it (its literals included) when
+                    // buffered, else everything buffered and the rest of the line as it
+                    // arrives. Literal data that may still come (a refused `{n+}`, or
+                    // bytes sent without waiting for `+`) cannot be told apart from
+                    // commands: the connection ends, or a message body (APPEND of mail
+                    // a webmail got from outside) would run as commands (RFC 7888 §4).
+                    match failed_extent(self.conn.buffered()) {
+                        Extent::Through(n) => self.conn.consume(n),
+                        Extent::Line => {
                             self.conn.discard_buffered();
                             skipping = true;
                         }
+                        Extent::Unsafe => {
+                            self.send(format!("{t} BAD {reason}\r\n").as_bytes());
+                            self.send(b"* BYE Cannot find the end of that command\r\n");
+                            return;
+                        }
                     }
                     acked_at = None;
-                    let t = tag.as_ref().map(|t| t.as_str()).unwrap_or("*");
                     self.send(format!("{t} BAD {reason}\r\n").as_bytes());
                     if self.count_bad() {
                         return;
@@ -364,6 +374,7 @@ impl Session {
             CoreError::AuthFailed => "[AUTHENTICATIONFAILED] ",
             CoreError::Throttled(_) => "[UNAVAILABLE] ",
             CoreError::Refused(_) | CoreError::Invalid { .. } => "[CANNOT] ",
+            CoreError::Forbidden(_) => "[NOPERM] ",
             CoreError::Unavailable(_) => "[UNAVAILABLE] ",
             CoreError::Internal(_) => "[SERVERBUG] ",
         };
@@ -661,6 +672,7 @@ impl Session {
                 };
                 let mut su = None;
                 for a in &use_attrs {
+                    // The parser keeps the attribute without its `\` (`Archive`).
                     match special_use_of(a.as_str()) {
                         Some(s) if su.is_none() => su = Some(s),
                         _ => {
@@ -752,19 +764,34 @@ impl Session {
                     self.no_for(&tag, &e);
                     return Ok(Flow::Continue);
                 }
+                // An account without a limit has no quota root: the QUOTAROOT response
+                // lists none, and no QUOTA response follows (RFC 9208 §4.3.2; a QUOTA
+                // response needs at least one resource, so `()` is not an option).
+                let quota = self.quota().await?;
                 let mut line = b"* QUOTAROOT ".to_vec();
                 resp::mailbox(&mut line, &name, self.utf8());
-                line.extend_from_slice(b" \"\"\r\n");
+                if quota.is_some() {
+                    line.extend_from_slice(b" \"\"");
+                }
+                line.extend_from_slice(b"\r\n");
                 self.send(&line);
-                self.quota_line().await?;
+                if let Some(q) = quota {
+                    self.send(q.as_bytes());
+                }
                 self.tagged(&tag, "OK", "GETQUOTAROOT completed");
             }
             CommandBody::GetQuota { root } => {
-                if !root.as_bytes().is_empty() {
-                    self.tagged(&tag, "NO", "[NONEXISTENT] No such quota root");
+                let quota = if root.as_bytes().is_empty() {
+                    self.quota().await?
                 } else {
-                    self.quota_line().await?;
-                    self.tagged(&tag, "OK", "GETQUOTA completed");
+                    None
+                };
+                match quota {
+                    Some(q) => {
+                        self.send(q.as_bytes());
+                        self.tagged(&tag, "OK", "GETQUOTA completed");
+                    }
+                    None => self.tagged(&tag, "NO", "[NONEXISTENT] No such quota root"),
                 }
             }
             CommandBody::SetQuota { .. } => {
@@ -820,23 +847,23 @@ impl Session {
         Ok(())
     }
 
-    async fn quota_line(&mut self) -> Result<(), ConnError> {
+    /// The QUOTA response of the account's one quota root `""`; `None` when the account
+    /// has no limit (then there is no quota root).
+    async fn quota(&mut self) -> Result<Option<String>, ConnError> {
         let who = self.who()?.clone();
         match self.shared.core.account_state(&who).await {
-            Ok((_, usage, limit)) => {
-                let line = match limit {
-                    Some(l) => format!(
-                        "* QUOTA \"\" (STORAGE {} {})\r\n",
-                        usage.used_bytes.div_ceil(1024),
-                        l / 1024
-                    ),
-                    None => "* QUOTA \"\" ()\r\n".to_string(),
-                };
-                self.send(line.as_bytes());
+            Ok((_, usage, limit)) => Ok(limit.map(|l| {
+                format!(
+                    "* QUOTA \"\" (STORAGE {} {})\r\n",
+                    usage.used_bytes.div_ceil(1024),
+                    l / 1024
+                )
+            })),
+            Err(e) => {
+                warn!(session = self.info.id, error = %e, "quota read failed");
+                Ok(None)
             }
-            Err(e) => warn!(session = self.info.id, error = %e, "quota read failed"),
         }
-        Ok(())
     }
 
     async fn status_line(
@@ -1753,15 +1780,16 @@ fn datetime_ms(d: &postern_imap_proto::DateTime) -> i64 {
     secs.saturating_mul(1000)
 }
 
+/// A CREATE-SPECIAL-USE attribute as the parser gives it: the name without `\`.
 fn special_use_of(attr: &str) -> Option<SpecialUse> {
     Some(match attr.to_ascii_lowercase().as_str() {
-        "\\drafts" => SpecialUse::Drafts,
-        "\\sent" => SpecialUse::Sent,
-        "\\junk" => SpecialUse::Junk,
-        "\\trash" => SpecialUse::Trash,
-        "\\archive" => SpecialUse::Archive,
-        "\\all" => SpecialUse::All,
-        "\\flagged" => SpecialUse::Flagged,
+        "drafts" => SpecialUse::Drafts,
+        "sent" => SpecialUse::Sent,
+        "junk" => SpecialUse::Junk,
+        "trash" => SpecialUse::Trash,
+        "archive" => SpecialUse::Archive,
+        "all" => SpecialUse::All,
+        "flagged" => SpecialUse::Flagged,
         _ => return None,
     })
 }
@@ -1847,6 +1875,62 @@ fn uid_in_set(set: &postern_imap_proto::SeqSet, uid: u32, star: u32) -> bool {
     }
 }
 
+/// How much of the buffer a command that failed to parse takes up.
+#[derive(Debug, PartialEq, Eq)]
+enum Extent {
+    /// Its bytes, literals included, end here.
+    Through(usize),
+    /// Its first line is not all here: skip to the next LF as bytes arrive.
+    Line,
+    /// Literal data of unknown extent may follow: nothing after can be trusted.
+    Unsafe,
+}
+
+/// Walks a failed command's lines the way the framing does (RFC 9051 §4.3): a line
+/// ending in a literal header `{n}`, `{n+}` or `~{n}` is followed by n bytes of data,
+/// unless it is synchronising and no data came (the client waits for a `+` it will
+/// not get).
+fn failed_extent(buf: &[u8]) -> Extent {
+    let mut seg = 0usize;
+    loop {
+        let Some(i) = buf[seg..].iter().position(|b| *b == b'\n') else {
+            return Extent::Line;
+        };
+        let lf = seg + i;
+        let line = &buf[seg..lf];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some((length, non_sync)) = trailing_literal(line) else {
+            return Extent::Through(lf + 1);
+        };
+        let data = lf + 1;
+        let have = buf.len() - data;
+        if !non_sync && have == 0 {
+            return Extent::Through(data);
+        }
+        match length {
+            Some(n) if n <= have as u64 => seg = data + n as usize,
+            _ => return Extent::Unsafe,
+        }
+    }
+}
+
+/// The literal header ending `line`: its length (`None` when too large to read) and
+/// whether it is non-synchronising.
+fn trailing_literal(line: &[u8]) -> Option<(Option<u64>, bool)> {
+    let body = line.strip_suffix(b"}")?;
+    let open = body.iter().rposition(|b| *b == b'{')?;
+    let mut digits = &body[open + 1..];
+    let non_sync = digits.last() == Some(&b'+');
+    if non_sync {
+        digits = &digits[..digits.len() - 1];
+    }
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok());
+    Some((n, non_sync))
+}
+
 /// Text for a response line: no CR, LF or other control characters, and no `[` at the
 /// start (which would read as a response code).
 fn sanitize(s: &str) -> String {
@@ -1860,6 +1944,18 @@ fn sanitize(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::wildcard_match;
+
+    #[test]
+    fn failed_extent_skips_literals() {
+        use super::{Extent, failed_extent};
+        assert_eq!(failed_extent(b"a FOO\r\nb NOOP\r\n"), Extent::Through(7));
+        assert_eq!(failed_extent(b"a FOO {3+}\r\nabc\r\nb"), Extent::Through(17));
+        assert_eq!(failed_extent(b"a FOO {3}\r\n"), Extent::Through(11));
+        assert_eq!(failed_extent(b"a FOO {9+}\r\nabc"), Extent::Unsafe);
+        assert_eq!(failed_extent(b"a FOO {99999999999999999999999+}\r\n"), Extent::Unsafe);
+        assert_eq!(failed_extent(b"a FOO {3}\r\nab"), Extent::Unsafe);
+        assert_eq!(failed_extent(b"a FOO xxx"), Extent::Line);
+    }
 
     #[test]
     fn wildcards() {
