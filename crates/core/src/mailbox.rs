@@ -255,12 +255,25 @@ impl Core {
         Ok(mb)
     }
 
-    /// Deletes a mailbox and what it holds; its children stay (RFC 9051 §6.3.5).
-    /// INBOX cannot be deleted.
+    /// Deletes a mailbox and what it holds. INBOX cannot be deleted, nor a mailbox with
+    /// children: RFC 9051 §6.3.5 lets a server refuse that (Dovecot does), and the store
+    /// has no `\Noselect` placeholder to keep for the children, which would otherwise be
+    /// orphaned below a name `LIST "" "%"` no longer shows.
     pub async fn delete_mailbox(&self, who: &Authenticated, name: &str) -> Result<()> {
         let mb = self.mailbox_named(who, name).await?;
         if mb.special_use == Some(SpecialUse::Inbox) || is_inbox(&mb.name) {
             return Err(CoreError::Refused("INBOX cannot be deleted".into()));
+        }
+        let child_prefix = format!("{}{SEPARATOR}", mb.name);
+        if self
+            .mailboxes_of(who)
+            .await?
+            .iter()
+            .any(|m| m.name.starts_with(&child_prefix))
+        {
+            return Err(CoreError::Refused(
+                "mailbox has children; delete them first".into(),
+            ));
         }
         let ops = vec![
             Op::DeleteMailbox {
@@ -542,13 +555,14 @@ impl Core {
         let by_id: std::collections::HashMap<MessageId, &MessageRecord> =
             records.iter().map(|r| (r.id, r)).collect();
         let mut ops = Vec::with_capacity(chosen.len() + 2);
+        let mut appends = Vec::with_capacity(chosen.len());
         let mut sources = Vec::with_capacity(chosen.len());
         for e in &chosen {
             let Some(rec) = by_id.get(&e.message) else {
                 continue;
             };
             sources.push(e.uid);
-            ops.push(Op::AppendMessage {
+            appends.push(Op::AppendMessage {
                 message: (*rec).clone(),
                 mailbox: to,
                 flags: e.flags,
@@ -556,13 +570,19 @@ impl Core {
             });
         }
         let n = sources.len();
-        if remove && from != to {
+        // MOVE expunges first, in the same batch (all or nothing): the usage the
+        // sources free is there for the appends, so a MOVE at full quota works (it adds
+        // nothing), and a MOVE into the same mailbox gives new UIDs and expunges the old
+        // ones (RFC 6851 §3.3). An append of a record the expunge just dropped stores it
+        // again from the full record we pass.
+        if remove {
             ops.push(Op::Expunge {
                 account,
                 mailbox: from,
                 uids: sources.clone(),
             });
         }
+        ops.extend(appends);
         ops.push(Op::AppendLedger(Core::ledger_record(
             who.ctx(),
             if remove {
@@ -583,11 +603,13 @@ impl Core {
         let results = self.store.write(ops).await?;
         let mut pairs = Vec::with_capacity(n);
         let mut expunged = Vec::new();
-        for (i, r) in results.into_iter().enumerate() {
+        // The appends answer in the order of `sources`, after the expunge's result.
+        let mut src = sources.iter();
+        for r in results {
             match r {
                 OpResult::Appended { uid, .. } => {
-                    if let Some(src) = sources.get(i) {
-                        pairs.push((*src, uid));
+                    if let Some(s) = src.next() {
+                        pairs.push((*s, uid));
                     }
                 }
                 OpResult::Expunged { uids } => expunged = uids,

@@ -185,13 +185,22 @@ fn literal_header(line: &[u8]) -> Result<Option<(u64, bool)>, &'static str> {
     if line.last() != Some(&b'}') {
         return Ok(None);
     }
-    // `{` is not an ASTRING-CHAR, so a trailing `{...}` can only be a literal header;
-    // `}` alone ends an atom legitimately. At most 19 digits + `+` inside the braces.
+    // `{` is not an ASTRING-CHAR, so outside a quoted string a trailing `{...}` can
+    // only be a literal header; `}` alone ends an atom legitimately. At most 19 digits
+    // + `+` inside the braces.
     let body = &line[..line.len() - 1];
     let Some(open) = body.iter().rev().take(21).position(|b| *b == b'{') else {
         return Ok(None);
     };
     let inner = &body[body.len() - open..];
+    // A DQUOTE between them puts the `{` inside a quoted string that closed before
+    // the atom ending in `}`: `a LOGIN "l{cai" e2}` is valid (RFC 9051 §4.3 quoted
+    // allows `{`, ATOM-CHAR allows `}`). A `{` in a quoted string still open at the
+    // line end is bad input either way (quoted cannot hold CR/LF), and the grammar
+    // says so. Found by the round_trip fuzz target.
+    if inner.contains(&b'"') {
+        return Ok(None);
+    }
     let (digits, non_sync) = match inner.strip_suffix(b"+") {
         Some(d) => (d, true),
         None => (inner, false),

@@ -39,7 +39,8 @@
 //! this valid" — every prefix of a valid command gets one of them, never `Failed`;
 //! `Failed` is final for that command. A [`Command`] holds only values the grammar
 //! allows: newtypes ([`Tag`], [`Atom`], [`SeqRanges`], [`Mailbox`], [`Date`], ...) check
-//! their invariants on construction. No `unsafe`, no panics on any input (fuzz test).
+//! their invariants on construction. No `unsafe`, no panics on any input (a seeded fuzz
+//! test in `tests.rs`; cargo-fuzz targets, round trip included, in `fuzz/`).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -48,8 +49,10 @@ pub mod decode;
 mod mutf7;
 pub mod types;
 
-#[cfg(test)]
-mod encode;
+/// The canonical command encoder: test-only, and behind the non-default `encode`
+/// feature for the round-trip fuzz target (`fuzz/`).
+#[cfg(any(test, feature = "encode"))]
+pub mod encode;
 #[cfg(test)]
 mod tests;
 

@@ -21,6 +21,8 @@
 //! **Errors:** a NO, BAD, disconnect, 30 s of silence or a FETCH that leaves out a
 //! requested message is an error; the client reports it, drops the connection and starts
 //! a new iteration. The first few are printed with the command and the server's lines.
+//! A first session (mailbox size, and the warm-up unless `--no-warmup`) must succeed, or
+//! nothing runs: a wrong password or mailbox is a setup mistake, not a load result.
 //!
 //! Output: a table of count, errors and p50/p99 latency per command; the last line is
 //! `ops/s: X` (successful commands per second of wall time, iterations in flight at the

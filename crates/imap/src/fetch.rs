@@ -126,12 +126,18 @@ pub(crate) async fn fetch(
     if by_uid && !items.iter().any(|i| matches!(i, FetchItem::Uid)) {
         items.insert(0, FetchItem::Uid);
     }
-    if modifiers.vanished && !(by_uid && s.enabled.qresync) {
-        s.tagged(tag, "BAD", "VANISHED needs UID FETCH and QRESYNC");
+    // RFC 7162 §3.2.6: VANISHED only in UID FETCH, with QRESYNC enabled and together
+    // with CHANGEDSINCE; otherwise BAD.
+    if modifiers.vanished && !(by_uid && s.enabled.qresync && modifiers.changed_since.is_some()) {
+        s.tagged(
+            tag,
+            "BAD",
+            "VANISHED needs UID FETCH, QRESYNC and CHANGEDSINCE",
+        );
         return Ok(());
     }
     if modifiers.changed_since.is_some() || items.iter().any(|i| matches!(i, FetchItem::ModSeq)) {
-        s.enabled.condstore = true;
+        enable_condstore(s);
     }
     let condstore = s.enabled.condstore;
     if modifiers.changed_since.is_some() && !items.iter().any(|i| matches!(i, FetchItem::ModSeq)) {
@@ -240,6 +246,7 @@ pub(crate) async fn fetch(
     }
     let utf8 = s.utf8();
     let rev1 = !s.enabled.imap4rev2;
+    let modseq_asked = items.iter().any(|i| matches!(i, FetchItem::ModSeq));
     let mut failed_binary = None;
     for (seq, uid, mid) in &targets {
         let Some(sel) = s.selected.as_ref() else {
@@ -284,6 +291,11 @@ pub(crate) async fn fetch(
                     flags_written = true;
                     out.extend_from_slice(b"FLAGS ");
                     resp::flag_list(&mut out, entry.flags, &entry.keywords, recent);
+                    // With CONDSTORE on, FLAGS come with their MODSEQ (as Dovecot
+                    // does), so a client's cache never holds flags without a modseq.
+                    if condstore && !modseq_asked {
+                        out.extend_from_slice(format!(" MODSEQ ({})", entry.modseq).as_bytes());
+                    }
                 }
                 FetchItem::Rfc822Size => {
                     sep(&mut out);
@@ -433,13 +445,21 @@ pub(crate) async fn fetch(
                 }
             }
         }
-        // A message whose \Seen we just set gets its new FLAGS (RFC 9051 §6.4.5).
-        if seen_set.contains(uid) && !flags_written {
-            sep(&mut out);
-            out.extend_from_slice(b"FLAGS ");
-            resp::flag_list(&mut out, entry.flags, &entry.keywords, recent);
-            if condstore && !items.iter().any(|i| matches!(i, FetchItem::ModSeq)) {
-                out.extend_from_slice(format!(" MODSEQ ({})", entry.modseq).as_bytes());
+        // A message whose \Seen we just set gets its new FLAGS (RFC 9051 §6.4.5), and
+        // under CONDSTORE its UID and MODSEQ too (RFC 7162 §3.2.4).
+        if seen_set.contains(uid) {
+            if !flags_written {
+                sep(&mut out);
+                out.extend_from_slice(b"FLAGS ");
+                resp::flag_list(&mut out, entry.flags, &entry.keywords, recent);
+            }
+            if condstore && !items.iter().any(|i| matches!(i, FetchItem::Uid)) {
+                sep(&mut out);
+                out.extend_from_slice(format!("UID {uid}").as_bytes());
+            }
+            if condstore && !modseq_asked && !flags_written {
+                sep(&mut out);
+                out.extend_from_slice(format!("MODSEQ ({})", entry.modseq).as_bytes());
             }
         }
         out.extend_from_slice(b")\r\n");
@@ -454,6 +474,23 @@ pub(crate) async fn fetch(
         None => s.tagged(tag, "OK", "FETCH completed"),
     }
     Ok(())
+}
+
+/// A CONDSTORE enabling command (RFC 7162 §3.1): the first one issued while a mailbox
+/// is selected reports that mailbox's HIGHESTMODSEQ, so the client has a starting
+/// point.
+fn enable_condstore(s: &mut Session) {
+    if s.enabled.condstore {
+        return;
+    }
+    s.enabled.condstore = true;
+    if let Some(sel) = s.selected.as_ref() {
+        let line = format!(
+            "* OK [HIGHESTMODSEQ {}] Highest\r\n",
+            sel.mailbox.highest_modseq.max(1)
+        );
+        s.send(line.as_bytes());
+    }
 }
 
 fn sel_entry(s: &Session, seq: u32) -> Option<&postern_core::store::MailboxEntry> {
@@ -571,7 +608,7 @@ async fn evaluate(
     let uids = sel.uids();
     let ids: Vec<MessageId> = sel.entries.iter().map(|e| e.message).collect();
     if keys.iter().any(uses_modseq) {
-        s.enabled.condstore = true;
+        enable_condstore(s);
     }
     let grant = match s
         .shared
@@ -648,11 +685,22 @@ pub(crate) async fn search(
     tag: &Tag,
     cmd: SearchCommand,
 ) -> Result<(), ConnError> {
+    let saves = cmd
+        .returns
+        .as_ref()
+        .is_some_and(|r| r.contains(&SearchReturn::Save));
     if let Err(e) = search::check_charset(cmd.charset.as_ref()) {
+        // RFC 5182 §2.1: a failed SEARCH ... SAVE leaves `$` empty.
+        if saves && let Some(sel) = s.selected.as_mut() {
+            sel.saved.clear();
+        }
         s.tagged(tag, "NO", &e.to_string());
         return Ok(());
     }
     let Some((matched, _)) = evaluate(s, tag, &cmd.keys, "search").await? else {
+        if saves && let Some(sel) = s.selected.as_mut() {
+            sel.saved.clear();
+        }
         return Ok(());
     };
     let Some(sel) = s.selected.as_mut() else {
@@ -675,7 +723,16 @@ pub(crate) async fn search(
         None
     };
     let mut out = Vec::new();
-    match &cmd.returns {
+    // IMAP4rev2 has no SEARCH response: a SEARCH without RETURN is RETURN (ALL) and is
+    // answered with ESEARCH (RFC 9051 §6.4.4, §7.3.4).
+    let returns = match &cmd.returns {
+        None if s.enabled.imap4rev2 => Some(Vec::new()),
+        r => r.clone(),
+    };
+    let Some(sel) = s.selected.as_mut() else {
+        return Ok(());
+    };
+    match &returns {
         None => {
             out.extend_from_slice(b"* SEARCH");
             for i in &ids {
@@ -689,10 +746,28 @@ pub(crate) async fn search(
         Some(rets) => {
             let save = rets.iter().any(|r| matches!(r, SearchReturn::Save));
             if save {
-                sel.saved = matched
+                let all: Vec<u32> = matched
                     .iter()
                     .filter_map(|q| sel.entry(*q).map(|e| e.uid))
                     .collect();
+                // RFC 5182 §2.4: SAVE with MIN and/or MAX but neither ALL nor COUNT
+                // saves only the lowest and/or highest match.
+                let has = |x: SearchReturn| rets.contains(&x);
+                let (min, max) = (has(SearchReturn::Min), has(SearchReturn::Max));
+                sel.saved = if (min || max) && !has(SearchReturn::All) && !has(SearchReturn::Count)
+                {
+                    let mut v = Vec::new();
+                    if let (true, Some(f)) = (min, all.first()) {
+                        v.push(*f);
+                    }
+                    if let (true, Some(l)) = (max, all.last()) {
+                        v.push(*l);
+                    }
+                    v.dedup();
+                    v
+                } else {
+                    all
+                };
             }
             let mut rets: Vec<SearchReturn> = rets.clone();
             if rets.is_empty() {

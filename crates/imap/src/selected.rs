@@ -97,7 +97,8 @@ impl Selected {
     /// The messages a set names, as sequence numbers in ascending order without repeats.
     /// By UID: UIDs that do not exist are skipped; `*` is the highest UID (so `n:*`
     /// always includes the last message). By sequence number: a number beyond EXISTS is
-    /// an error; `*` is EXISTS (an empty mailbox has none).
+    /// an error; `*` is EXISTS, and in an empty mailbox any set is an error. The work is
+    /// bounded by the mailbox, however many (overlapping) ranges the set holds.
     pub fn resolve(&self, set: &SeqSet, by_uid: bool) -> Result<Vec<u32>, SetError> {
         let ranges = match set {
             SeqSet::Saved => {
@@ -109,13 +110,33 @@ impl Selected {
             SeqSet::Ranges(r) => r.ranges(),
         };
         let n = self.exists();
+        let bound = if by_uid { self.max_uid() } else { n };
+        let mut spans: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            let a = num(r.from, bound);
+            let b = num(r.to, bound);
+            let (lo, hi) = (a.min(b), a.max(b));
+            // By sequence number, every number must exist. In an empty mailbox every
+            // set is invalid, `*` included: `*` is "the number of messages in a
+            // non-empty mailbox" (RFC 9051 §9); Dovecot answers BAD too.
+            if !by_uid && (hi > n || lo == 0) {
+                return Err(SetError::OutOfRange);
+            }
+            spans.push((lo, hi));
+        }
+        // Overlapping ranges merged first, so a line of thousands of `1:*` costs one
+        // pass over the mailbox, not one per range (the result is bounded by EXISTS).
+        spans.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(spans.len());
+        for (lo, hi) in spans {
+            match merged.last_mut() {
+                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
         let mut out = Vec::new();
-        if by_uid {
-            let max = self.max_uid();
-            for r in ranges {
-                let a = num(r.from, max);
-                let b = num(r.to, max);
-                let (lo, hi) = (a.min(b), a.max(b));
+        for (lo, hi) in merged {
+            if by_uid {
                 let start = self.entries.partition_point(|e| e.uid < lo);
                 for (i, e) in self.entries.iter().enumerate().skip(start) {
                     if e.uid > hi {
@@ -123,24 +144,11 @@ impl Selected {
                     }
                     out.push(i as u32 + 1);
                 }
-            }
-        } else {
-            for r in ranges {
-                let a = num(r.from, n);
-                let b = num(r.to, n);
-                let (lo, hi) = (a.min(b), a.max(b));
-                if hi > n || lo == 0 {
-                    if n == 0 && matches!(r.from, SeqNum::Star) && matches!(r.to, SeqNum::Star) {
-                        continue;
-                    }
-                    return Err(SetError::OutOfRange);
-                }
-                // Bounded by EXISTS, so this cannot amplify.
+            } else {
                 out.extend(lo..=hi);
             }
         }
-        out.sort_unstable();
-        out.dedup();
+        // Disjoint ascending spans give an ascending list without repeats.
         Ok(out)
     }
 
@@ -225,5 +233,109 @@ fn num(n: SeqNum, star: u32) -> u32 {
     match n {
         SeqNum::Value(v) => v.get(),
         SeqNum::Star => star,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_imap_proto::{SeqRange, SeqRanges};
+    use std::num::NonZeroU32;
+
+    fn view(uids: &[u32]) -> Selected {
+        let mailbox = Mailbox {
+            id: postern_core::store::MailboxId(1),
+            account: postern_core::store::PrincipalId(1),
+            name: "INBOX".into(),
+            special_use: None,
+            uid_validity: 1,
+            uid_next: uids.last().map(|u| u + 1).unwrap_or(1),
+            highest_modseq: 1,
+            subscribed: true,
+            created_ms: 0,
+        };
+        let entries = uids
+            .iter()
+            .map(|u| MailboxEntry {
+                uid: *u,
+                message: postern_core::store::MessageId(i64::from(*u)),
+                size: 1,
+                flags: Flags::default(),
+                keywords: Vec::new(),
+                modseq: 1,
+                saved_ms: 0,
+            })
+            .collect();
+        Selected::new(mailbox, entries, false)
+    }
+
+    fn n(v: u32) -> SeqNum {
+        match NonZeroU32::new(v) {
+            Some(v) => SeqNum::Value(v),
+            None => SeqNum::Star,
+        }
+    }
+
+    /// `0` stands for `*`.
+    fn set(r: &[(u32, u32)]) -> SeqSet {
+        let v = r
+            .iter()
+            .map(|(a, b)| SeqRange {
+                from: n(*a),
+                to: n(*b),
+            })
+            .collect();
+        SeqSet::Ranges(SeqRanges::new(v).unwrap())
+    }
+
+    #[test]
+    fn sequence_numbers() {
+        let s = view(&[3, 5, 9, 10]);
+        assert_eq!(
+            s.resolve(&set(&[(2, 3), (1, 1), (3, 2)]), false),
+            Ok(vec![1, 2, 3])
+        );
+        assert_eq!(s.resolve(&set(&[(0, 0)]), false), Ok(vec![4]));
+        assert_eq!(
+            s.resolve(&set(&[(0, 3), (1, 2)]), false),
+            Ok(vec![1, 2, 3, 4])
+        );
+        assert_eq!(s.resolve(&set(&[(5, 5)]), false), Err(SetError::OutOfRange));
+        assert_eq!(s.resolve(&set(&[(5, 0)]), false), Err(SetError::OutOfRange));
+        let empty = view(&[]);
+        assert_eq!(
+            empty.resolve(&set(&[(0, 0)]), false),
+            Err(SetError::OutOfRange)
+        );
+        assert_eq!(
+            empty.resolve(&set(&[(1, 0)]), false),
+            Err(SetError::OutOfRange)
+        );
+        assert_eq!(empty.resolve(&set(&[(1, 0)]), true), Ok(vec![]));
+    }
+
+    #[test]
+    fn uids() {
+        let s = view(&[3, 5, 9, 10]);
+        assert_eq!(
+            s.resolve(&set(&[(4, 9), (1, 3), (9, 5)]), true),
+            Ok(vec![1, 2, 3])
+        );
+        assert_eq!(s.resolve(&set(&[(100, 0)]), true), Ok(vec![4]));
+        assert_eq!(s.resolve(&set(&[(11, 20)]), true), Ok(vec![]));
+        assert_eq!(s.resolve(&set(&[(10, 10), (3, 3)]), true), Ok(vec![1, 4]));
+    }
+
+    /// Thousands of overlapping `1:*` resolve to each message once, in one pass.
+    #[test]
+    fn overlapping_ranges_do_not_multiply() {
+        let uids: Vec<u32> = (1..=20_000).collect();
+        let s = view(&uids);
+        let many: Vec<(u32, u32)> = std::iter::repeat_n((1, 0), 10_000).collect();
+        let seqs = s.resolve(&set(&many), false).unwrap();
+        assert_eq!(seqs.len(), 20_000);
+        let seqs = s.resolve(&set(&many), true).unwrap();
+        assert_eq!(seqs.len(), 20_000);
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
     }
 }

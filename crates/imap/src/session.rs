@@ -47,8 +47,13 @@ pub(crate) struct Session {
     pub(crate) notices: Option<broadcast::Receiver<postern_core::store::ChangeNotice>>,
     /// A change notice for our account arrived since the last catch-up.
     pub(crate) dirty: bool,
+    /// A `* BYE` went out from catch-up (the selected mailbox was deleted): the session
+    /// ends after the current command, as BYE promises (RFC 9051 §7.1.5).
+    pub(crate) closing: bool,
     pub(crate) client_id: Option<String>,
     bad_commands: u32,
+    /// When the connection began: the login timeout counts from here.
+    started: Instant,
 }
 
 pub(crate) async fn run(
@@ -70,8 +75,10 @@ pub(crate) async fn run(
         selected: None,
         notices: None,
         dirty: false,
+        closing: false,
         client_id: None,
         bad_commands: 0,
+        started: Instant::now(),
     };
     metrics::gauge!("postern_imap_sessions").increment(1.0);
     let caps = s.capabilities();
@@ -185,12 +192,13 @@ impl Session {
     }
 
     fn deadline(&self) -> Instant {
-        let d = if self.auth.is_some() {
-            self.shared.settings.idle_timeout
+        if self.auth.is_some() {
+            Instant::now() + self.shared.settings.idle_timeout
         } else {
-            self.shared.settings.login_timeout
-        };
-        Instant::now() + d
+            // The whole time before login, not each pause: bytes trickled one at a time
+            // (slowloris, THREATS.md) must not keep an unauthenticated slot forever.
+            self.started + self.shared.settings.login_timeout
+        }
     }
 
     async fn serve(&mut self) {
@@ -232,6 +240,7 @@ impl Session {
                         continue;
                     }
                     match self.dispatch(cmd).await {
+                        Ok(Flow::Continue) if self.closing => return,
                         Ok(Flow::Continue) => {}
                         Ok(Flow::Logout) => return,
                         Err(e) => {
@@ -960,6 +969,17 @@ impl Session {
             return Ok(());
         }
         let selection = l.selection.clone().unwrap_or_default();
+        // Unknown options would change what the answer means: BAD, like Dovecot
+        // ("List select/return option unknown"; RFC 5258 §3).
+        if selection.iter().any(|s| matches!(s, ListSelect::Other(_)))
+            || l.returns
+                .iter()
+                .flatten()
+                .any(|r| matches!(r, ListReturn::Other(_)))
+        {
+            self.tagged(tag, "BAD", "Unknown LIST option");
+            return Ok(());
+        }
         let subscribed_only = selection
             .iter()
             .any(|s| matches!(s, ListSelect::Subscribed));
@@ -1005,7 +1025,16 @@ impl Session {
             if !matched {
                 continue;
             }
-            if subscribed_only && !mb.subscribed && !child_subscribed {
+            // RFC 3501 §6.3.9: LSUB with `%` shows an unsubscribed parent of a subscribed
+            // name the pattern does not reach, flagged \Noselect.
+            let lsub_parent = lsub
+                && !mb.subscribed
+                && mailboxes.iter().any(|c| {
+                    c.subscribed
+                        && c.name.starts_with(&format!("{}/", mb.name))
+                        && !full.iter().any(|p| wildcard_match(p, &c.name))
+                });
+            if subscribed_only && !mb.subscribed && !child_subscribed && !lsub_parent {
                 continue;
             }
             if special_only && mb.special_use.is_none_or(|s| s == SpecialUse::Inbox) {
@@ -1015,6 +1044,9 @@ impl Session {
                 .iter()
                 .any(|n| n.starts_with(&format!("{}/", mb.name)));
             let mut attrs: Vec<&str> = Vec::new();
+            if lsub_parent {
+                attrs.push("\\Noselect");
+            }
             if !lsub {
                 attrs.push(if has_children {
                     "\\HasChildren"
@@ -1144,6 +1176,9 @@ impl Session {
             if woke {
                 self.dirty = true;
                 self.catch_up(true).await;
+                if self.closing {
+                    return Ok(Flow::Logout);
+                }
             }
         }
     }
@@ -1186,6 +1221,7 @@ impl Session {
                 // Deleted or renamed away under us.
                 self.selected = None;
                 self.send(b"* BYE [UNAVAILABLE] The selected mailbox was deleted\r\n");
+                self.closing = true;
                 return;
             }
             Err(e) => {
@@ -1626,7 +1662,9 @@ impl Session {
                     continue;
                 }
                 let mut l = format!("* {seq} FETCH (").into_bytes();
-                if by_uid {
+                // RFC 7162 §3.1: once CONDSTORE is enabled, every untagged FETCH a STORE
+                // causes carries UID and MODSEQ, a plain STORE's too.
+                if by_uid || condstore {
                     l.extend_from_slice(format!("UID {} ", e.uid).as_bytes());
                 }
                 l.extend_from_slice(b"FLAGS ");
@@ -1927,7 +1965,9 @@ fn trailing_literal(line: &[u8]) -> Option<(Option<u64>, bool)> {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let n = std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok());
+    let n = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse().ok());
     Some((n, non_sync))
 }
 
@@ -1949,10 +1989,16 @@ mod tests {
     fn failed_extent_skips_literals() {
         use super::{Extent, failed_extent};
         assert_eq!(failed_extent(b"a FOO\r\nb NOOP\r\n"), Extent::Through(7));
-        assert_eq!(failed_extent(b"a FOO {3+}\r\nabc\r\nb"), Extent::Through(17));
+        assert_eq!(
+            failed_extent(b"a FOO {3+}\r\nabc\r\nb"),
+            Extent::Through(17)
+        );
         assert_eq!(failed_extent(b"a FOO {3}\r\n"), Extent::Through(11));
         assert_eq!(failed_extent(b"a FOO {9+}\r\nabc"), Extent::Unsafe);
-        assert_eq!(failed_extent(b"a FOO {99999999999999999999999+}\r\n"), Extent::Unsafe);
+        assert_eq!(
+            failed_extent(b"a FOO {99999999999999999999999+}\r\n"),
+            Extent::Unsafe
+        );
         assert_eq!(failed_extent(b"a FOO {3}\r\nab"), Extent::Unsafe);
         assert_eq!(failed_extent(b"a FOO xxx"), Extent::Line);
     }

@@ -150,6 +150,19 @@ pub enum AuditCmd {
 pub enum StoreCmd {
     /// Check blob hashes, references, journal continuity and the ledger chain.
     Verify,
+    /// Copy this embedded installation (the configured data directory) into a new or
+    /// empty PostgreSQL schema, verify the copy (row counts and digests per table, blob
+    /// hashes, the ledger chain) and print the configuration that switches to it. Stop
+    /// the server first: the migration holds the store's write lock throughout, and
+    /// commits all or nothing.
+    Migrate {
+        /// The database: postgres://user@host:port/database.
+        #[arg(long)]
+        to: String,
+        /// Target schema (default: the configuration's `[store] schema`, `postern`).
+        #[arg(long)]
+        schema: Option<String>,
+    },
 }
 
 pub enum Action {
@@ -280,6 +293,11 @@ fn os_user() -> String {
 pub fn run(cfg: Config, action: Action) -> Result<ExitCode, String> {
     let who = os_user();
     crate::serve::become_data_owner(&cfg.data_dir)?;
+    if let Action::Store(StoreCmd::Migrate { to, schema }) = action {
+        // Not through Core: the embedded store must not be opened (or written: no
+        // ledger entry either, so the migrated chain ends where this one does).
+        return migrate(&cfg, &to, schema.as_deref());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -422,6 +440,9 @@ async fn execute(core: &Core, admin: &AdminSession, action: Action) -> Result<Ex
                 }
             }
         }
+        Action::Store(StoreCmd::Migrate { .. }) => {
+            return Err("store migrate runs without the store open".into());
+        }
         Action::Store(StoreCmd::Verify) => {
             let r = core.store_verify(admin).await.map_err(err)?;
             out!(
@@ -444,6 +465,92 @@ async fn execute(core: &Core, admin: &AdminSession, action: Action) -> Result<Ex
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `store migrate`: see [`postern_store_pg::migrate`].
+fn migrate(cfg: &Config, to: &str, schema: Option<&str>) -> Result<ExitCode, String> {
+    if cfg.store.backend == crate::config::StoreBackend::Postgres {
+        return Err(
+            "the configured store is already PostgreSQL ([store] backend = \"postgres\"); \
+             `store migrate` copies an embedded installation"
+                .into(),
+        );
+    }
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        return Err(format!("--to {to:?}: expected a postgres:// URL"));
+    }
+    let schema = schema.unwrap_or(&cfg.store.schema).to_string();
+    let db = cfg.data_dir.join("meta.sqlite");
+    if !db.exists() {
+        return Err(format!(
+            "no embedded store in {} (meta.sqlite is missing)",
+            cfg.data_dir.display()
+        ));
+    }
+    let blobs = cfg.data_dir.join("blobs");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let r = rt
+        .block_on(postern_store_pg::migrate::from_embedded(
+            &db, &blobs, to, &schema,
+        ))
+        .map_err(|e| format!("store migrate: {e} (nothing was committed)"))?;
+    for t in &r.tables {
+        out!(
+            "table {:<16} rows {:>8} -> {:>8}  sha256 {}{}",
+            t.table,
+            t.source_rows,
+            t.target_rows,
+            t.target_digest,
+            if t.equal() { " equal" } else { " DIFFERS" }
+        );
+    }
+    out!(
+        "blobs {} ({} bytes) -> {} ({} bytes), every hash checked",
+        r.source_blobs,
+        r.source_blob_bytes,
+        r.target_blobs,
+        r.target_blob_bytes
+    );
+    for f in &r.ignored_files {
+        out!("not a blob, not copied: {}", blobs.join(f).display());
+    }
+    match &r.ledger_head {
+        Some((seq, hash)) => out!(
+            "ledger {} entries, chain intact on the target, head: {seq}:{hash}",
+            r.ledger_entries
+        ),
+        None => out!("ledger empty"),
+    }
+    if !r.ok() {
+        for p in &r.problems {
+            out!("problem: {p}");
+        }
+        if r.committed {
+            out!(
+                "schema {} was committed but does not verify: do not switch to it; drop it \
+                 (DROP SCHEMA {} CASCADE) and migrate again",
+                r.schema,
+                r.schema
+            );
+        } else {
+            out!("nothing was committed");
+        }
+        return Ok(ExitCode::from(1));
+    }
+    out!(
+        "migrated into schema {}: all tables and blobs equal",
+        r.schema
+    );
+    out!("to switch, keep the server stopped and set in the configuration:");
+    out!("[store]");
+    out!("backend = \"postgres\"");
+    out!("url = \"{to}\"");
+    out!("schema = \"{}\"", r.schema);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,6 +6,8 @@
 //! journal numbering, the same UIDVALIDITY rule and the same ledger chain (built with
 //! [`postern_store::ledger`], so hashes agree across backends). Any number of stateless
 //! `postern` nodes may share one schema; change notices cross nodes by LISTEN/NOTIFY.
+//! [`migrate::from_embedded`] (`postern store migrate`) copies an embedded installation
+//! into a new schema, all or nothing, and verifies the copy.
 //!
 //! **Standards:** the PostgreSQL frontend/backend protocol (through `tokio-postgres`);
 //! mailbox state follows RFC 9051 (UIDVALIDITY, UIDNEXT) and RFC 7162 (modification
@@ -46,6 +48,7 @@ mod apply;
 mod blob;
 mod error;
 mod listen;
+pub mod migrate;
 mod rows;
 
 pub use blob::{CHUNK_SIZE, PgBlobStore};
@@ -160,12 +163,26 @@ async fn connect_one(
 /// nodes starting together do not race. Returns whether `synchronous_commit` is off.
 async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -> Result<bool> {
     let tx = client.transaction().await.map_err(pg_err)?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-        &[&MIGRATION_LOCK, &schema],
-    )
-    .await
-    .map_err(pg_err)?;
+    prepare_schema(&tx, schema).await?;
+    let sync: String = col(
+        &tx.query_one("SELECT current_setting('synchronous_commit')", &[])
+            .await
+            .map_err(pg_err)?,
+        0,
+    )?;
+    tx.commit().await.map_err(pg_err)?;
+    Ok(sync == "off")
+}
+
+/// Takes the migration lock of `schema` (held to the end of `tx`), creates the schema
+/// when missing and brings its tables to [`SCHEMA_VERSION`]. Leaves `search_path` set
+/// to the schema for the rest of `tx`. Also used by [`migrate::from_embedded`], which
+/// fills the new tables in the same transaction.
+pub(crate) async fn prepare_schema(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+) -> Result<()> {
+    lock_schema(tx, schema).await?;
     let exists = tx
         .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
         .await
@@ -233,14 +250,18 @@ async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -> Result<bo
         }
         Some(_) => {}
     }
-    let sync: String = col(
-        &tx.query_one("SELECT current_setting('synchronous_commit')", &[])
-            .await
-            .map_err(pg_err)?,
-        0,
-    )?;
-    tx.commit().await.map_err(pg_err)?;
-    Ok(sync == "off")
+    Ok(())
+}
+
+/// The advisory lock that serialises schema creation and migration, to the end of `tx`.
+pub(crate) async fn lock_schema(tx: &tokio_postgres::Transaction<'_>, schema: &str) -> Result<()> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&MIGRATION_LOCK, &schema],
+    )
+    .await
+    .map_err(pg_err)?;
+    Ok(())
 }
 
 impl PgStore {

@@ -42,8 +42,8 @@ pub trait BlobStore: Send + Sync {
 /// Blobs as files under one directory.
 pub struct FsBlobStore {
     root: PathBuf,
-    /// `ab/cd` directories whose own entries (in `ab` and the root) this process has
-    /// made durable: once synced they stay so, and each needs it only once.
+    /// Directories (`ab/cd`, and `ab`) whose own entries (in `ab`, in the root) this
+    /// process has made durable: once synced they stay so, and each needs it only once.
     durable_dirs: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
@@ -114,19 +114,32 @@ impl FsBlobStore {
         }
         // The rename is durable once `ab/cd` is synced; the directories create_dir_all
         // may have made (here or in another process or task, maybe not yet synced)
-        // once `ab` and the root are — done the first time this process uses `ab/cd`.
+        // once `ab` (for `cd`) and the root (for `ab`) are — each done the first time
+        // this process uses that directory. `ab` and `ab/cd` are tracked apart: a
+        // fresh store makes up to 65,536 `ab/cd` but only 256 `ab`, and syncing the
+        // root for each new `ab/cd` cost every new blob a fourth fsync, all of them on
+        // the one root directory every writer shares.
         Self::sync_dir(dir)?;
-        let prefix = dir
-            .strip_prefix(root)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let known = durable_dirs
-            .lock()
-            .map(|d| d.contains(&prefix))
-            .unwrap_or(false);
-        if !known {
+        let rel = |p: &Path| {
+            p.strip_prefix(root)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let (prefix, top) = (rel(dir), rel(mid));
+        let known = |key: &str| {
+            durable_dirs
+                .lock()
+                .map(|d| d.contains(key))
+                .unwrap_or(false)
+        };
+        if !known(&prefix) {
             Self::sync_dir(mid)?;
-            Self::sync_dir(root)?;
+            if !known(&top) {
+                Self::sync_dir(root)?;
+                if let Ok(mut d) = durable_dirs.lock() {
+                    d.insert(top);
+                }
+            }
             if let Ok(mut d) = durable_dirs.lock() {
                 d.insert(prefix);
             }

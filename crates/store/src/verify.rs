@@ -16,11 +16,25 @@ pub async fn verify_ledger_head(
     store: &dyn Store,
     expect: Option<(u64, &str)>,
 ) -> Result<Result<(u64, Option<(u64, String)>), ChainBreak>> {
+    verify_ledger_pages(|from, limit| store.ledger_raw(from, limit), expect).await
+}
+
+/// [`verify_ledger_head`] over any source of stored entries: `fetch(from_seq, limit)`
+/// returns up to `limit` entries with `seq >= from_seq`, in order. `store migrate` uses
+/// it to check the chain it copied inside its transaction, before committing.
+pub async fn verify_ledger_pages<F, Fut>(
+    mut fetch: F,
+    expect: Option<(u64, &str)>,
+) -> Result<Result<(u64, Option<(u64, String)>), ChainBreak>>
+where
+    F: FnMut(u64, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<crate::RawLedgerEntry>>>,
+{
     const PAGE: usize = 1000;
     let mut v = ChainVerifier::default();
     let mut from = 1;
     loop {
-        let page = store.ledger_raw(from, PAGE).await?;
+        let page = fetch(from, PAGE).await?;
         if page.is_empty() {
             if let Some((seq, _)) = expect {
                 if seq > v.checked {

@@ -14,6 +14,8 @@ pub struct Client {
     io: BufReader<Box<dyn Io>>,
     next: u32,
     pub greeting: String,
+    /// The TCP socket under any TLS or compression, for read timeouts.
+    sock: Option<std::net::TcpStream>,
 }
 
 /// One tagged command's answer.
@@ -59,6 +61,7 @@ impl Client {
             io: BufReader::new(io),
             next: 1,
             greeting: String::new(),
+            sock: None,
         };
         c.greeting = c.read_response_line();
         c
@@ -68,14 +71,78 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let tcp = connect(addr);
         tcp.set_read_timeout(Some(PATIENCE)).unwrap();
-        Client::over(Box::new(tcp))
+        let sock = tcp.try_clone().unwrap();
+        let mut c = Client::over(Box::new(tcp));
+        c.sock = Some(sock);
+        c
     }
 
     /// Implicit TLS (port 993 style), trusting the server's certificate.
     pub fn connect_tls(addr: SocketAddr, cert: &std::path::Path) -> Client {
         let tls = tls_connect(addr, cert, HOSTNAME);
         tls.sock.set_read_timeout(Some(PATIENCE)).unwrap();
-        Client::over(Box::new(tls))
+        let sock = tls.sock.try_clone().unwrap();
+        let mut c = Client::over(Box::new(tls));
+        c.sock = Some(sock);
+        c
+    }
+
+    /// Same stream, another layer (TLS, deflate): nothing read ahead may be lost.
+    fn rewrap(self, wrap: impl FnOnce(Box<dyn Io>) -> Box<dyn Io>) -> Client {
+        assert!(
+            self.io.buffer().is_empty(),
+            "bytes after the last response: {:?}",
+            String::from_utf8_lossy(self.io.buffer())
+        );
+        Client {
+            io: BufReader::new(wrap(self.io.into_inner())),
+            next: self.next,
+            greeting: self.greeting,
+            sock: self.sock,
+        }
+    }
+
+    /// After a tagged OK to STARTTLS: the TLS handshake over this connection, trusting
+    /// only `cert` for [`HOSTNAME`].
+    pub fn start_tls(self, cert: &std::path::Path) -> Client {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, ServerName};
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(cert).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(HOSTNAME.to_string()).unwrap();
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        self.rewrap(|io| {
+            let mut tls = rustls::StreamOwned::new(conn, io);
+            while tls.conn.is_handshaking() {
+                tls.conn
+                    .complete_io(&mut tls.sock)
+                    .unwrap_or_else(|e| panic!("STARTTLS handshake: {e}"));
+            }
+            Box::new(tls)
+        })
+    }
+
+    /// After a tagged OK to COMPRESS DEFLATE: raw deflate (RFC 4978) both ways.
+    pub fn start_deflate(self) -> Client {
+        self.rewrap(|io| Box::new(Deflated::new(io)))
+    }
+
+    /// [`Client::start_deflate`] going on with a compressor that has already sent
+    /// something (commands pipelined behind COMPRESS).
+    pub fn start_deflate_with(self, comp: flate2::Compress) -> Client {
+        self.rewrap(|io| {
+            let mut d = Deflated::new(io);
+            d.comp = comp;
+            Box::new(d)
+        })
     }
 
     pub fn tag(&mut self) -> String {
@@ -91,10 +158,33 @@ impl Client {
         w.flush().unwrap();
     }
 
-    /// Writes bytes as they are; the server may close meanwhile (a write error is fine).
-    pub fn try_send_raw(&mut self, bytes: &[u8]) {
+    /// Writes bytes as they are; false when the server has closed the connection (a
+    /// write error is fine: the server may close meanwhile).
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> bool {
         let w = self.io.get_mut();
-        let _ = w.write_all(bytes).and_then(|()| w.flush());
+        w.write_all(bytes).is_ok() && w.flush().is_ok()
+    }
+
+    /// The next response line, or `None` when the connection has closed.
+    pub fn try_read_line(&mut self) -> Option<String> {
+        let mut line = Vec::new();
+        match self.io.read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(
+                String::from_utf8_lossy(&line)
+                    .trim_end_matches("\r\n")
+                    .to_string(),
+            ),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("no response line and no close within the read timeout")
+            }
+            Err(_) => None,
+        }
     }
 
     /// One response line with any literals it announces, without the final CRLF.
@@ -184,13 +274,131 @@ impl Client {
         self.cmd_bytes(&c)
     }
 
-    pub fn set_timeout(&mut self, _d: Duration) {}
+    /// Another handle on the TCP socket under any TLS or compression (for writing from
+    /// a second thread while this one reads).
+    pub fn raw_socket(&self) -> std::net::TcpStream {
+        self.sock
+            .as_ref()
+            .expect("a client made by connect or connect_tls")
+            .try_clone()
+            .unwrap()
+    }
+
+    /// Read timeout of the underlying socket (default [`PATIENCE`]).
+    pub fn set_timeout(&mut self, d: Duration) {
+        self.sock
+            .as_ref()
+            .expect("a client made by connect or connect_tls")
+            .set_read_timeout(Some(d))
+            .unwrap();
+    }
+
+    /// True when the server has closed the connection (EOF or reset) — nothing more
+    /// arrives; panics when a line arrives instead, or nothing within the timeout.
+    pub fn closed(&mut self) -> bool {
+        let mut b = Vec::new();
+        match self.io.read_until(b'\n', &mut b) {
+            Ok(0) => true,
+            Ok(_) => panic!(
+                "expected the connection to close, got {:?}",
+                String::from_utf8_lossy(&b)
+            ),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("the connection stayed open")
+            }
+            Err(_) => true,
+        }
+    }
 
     /// Reads whatever arrives until the server closes (after BYE).
     pub fn read_to_close(&mut self) -> String {
         let mut v = Vec::new();
         let _ = self.io.read_to_end(&mut v);
         String::from_utf8_lossy(&v).into_owned()
+    }
+}
+
+/// COMPRESS=DEFLATE on the client side: each write is compressed and sync-flushed, reads
+/// are inflated; no zlib header (RFC 4978 §4).
+struct Deflated {
+    inner: Box<dyn Io>,
+    comp: flate2::Compress,
+    decomp: flate2::Decompress,
+    raw: Vec<u8>,
+    plain: Vec<u8>,
+    pos: usize,
+}
+
+impl Deflated {
+    fn new(inner: Box<dyn Io>) -> Deflated {
+        Deflated {
+            inner,
+            comp: flate2::Compress::new(flate2::Compression::default(), false),
+            decomp: flate2::Decompress::new(false),
+            raw: Vec::new(),
+            plain: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for Deflated {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.plain.len() {
+            self.plain.clear();
+            self.pos = 0;
+            if !self.raw.is_empty() {
+                let mut out = Vec::with_capacity(64 * 1024);
+                let before = self.decomp.total_in();
+                self.decomp
+                    .decompress_vec(&self.raw, &mut out, flate2::FlushDecompress::Sync)
+                    .map_err(std::io::Error::other)?;
+                let used = (self.decomp.total_in() - before) as usize;
+                self.raw.drain(..used);
+                self.plain = out;
+                if !self.plain.is_empty() {
+                    break;
+                }
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = self.inner.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.raw.extend_from_slice(&chunk[..n]);
+        }
+        let n = buf.len().min(self.plain.len() - self.pos);
+        buf[..n].copy_from_slice(&self.plain[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Write for Deflated {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut out = Vec::with_capacity(buf.len() + 64);
+        let mut input = buf;
+        loop {
+            out.reserve(input.len() + 1024);
+            let before = self.comp.total_in();
+            self.comp
+                .compress_vec(input, &mut out, flate2::FlushCompress::Sync)
+                .map_err(std::io::Error::other)?;
+            input = &input[(self.comp.total_in() - before) as usize..];
+            if input.is_empty() && out.len() < out.capacity() {
+                break;
+            }
+        }
+        self.inner.write_all(&out)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -223,7 +431,18 @@ impl Env {
     pub fn start_with(extra: &str) -> Env {
         let mut toml = String::from("[auth]\nallow_plaintext_on_loopback = true\n");
         toml.push_str(extra);
-        let server = Server::start_with(&toml);
+        Env::accounts(Server::start_with(&toml))
+    }
+
+    /// Like [`Env::start_with`], but LOGIN/AUTHENTICATE need TLS even on loopback (the
+    /// default configuration): `extra` must not hold an `[auth]` table.
+    pub fn start_strict(extra: &str) -> Env {
+        let mut toml = String::from("[auth]\nallow_plaintext_on_loopback = false\n");
+        toml.push_str(extra);
+        Env::accounts(Server::start_with(&toml))
+    }
+
+    fn accounts(server: Server) -> Env {
         server.cli_ok(&["domain", "add", "example.com"], "");
         server.cli_ok(&["account", "add", ALICE.0], format!("{}\n", ALICE.1));
         server.cli_ok(&["account", "add", BOB.0], format!("{}\n", BOB.1));
@@ -254,6 +473,7 @@ impl Env {
 }
 
 /// One message as an mbox (From_ line + bytes, `From ` lines in the body quoted).
+#[allow(dead_code)] // used by imap_clients.rs, not by every test binary
 pub fn mbox_of(messages: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
     for m in messages {

@@ -5,5 +5,28 @@ mod client;
 #[path = "../common/mod.rs"]
 mod common;
 
+mod capability;
+mod codec;
+mod compress;
+mod hostile;
 mod limits;
+mod list;
+mod login;
+mod mailboxes;
+mod misc;
 mod smoke;
+mod starttls;
+mod status;
+
+// Message commands.
+mod append;
+mod condstore;
+mod copy_move;
+mod expunge;
+mod fetch;
+mod fixtures;
+mod idle;
+mod search;
+mod select;
+mod sort_thread;
+mod store;

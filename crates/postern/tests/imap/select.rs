@@ -27,7 +27,13 @@ fn select_answers_every_item_imap4rev1() {
     );
     assert_eq!(r.lines("* 3 EXISTS").len(), 1, "{r:#?}");
     // IMAP4rev1 still has RECENT and [UNSEEN n] (the first unseen message).
-    assert_eq!(r.lines("* ").iter().filter(|l| l.ends_with(" RECENT")).count(), 1);
+    assert_eq!(
+        r.lines("* ")
+            .iter()
+            .filter(|l| l.ends_with(" RECENT"))
+            .count(),
+        1
+    );
     assert_eq!(r.lines("* OK [UNSEEN 2]").len(), 1, "{r:#?}");
     let pf = r.lines("* OK [PERMANENTFLAGS ");
     assert_eq!(pf.len(), 1);
@@ -39,11 +45,23 @@ fn select_answers_every_item_imap4rev1() {
     );
     let v = r.lines("* OK [UIDVALIDITY ");
     assert_eq!(v.len(), 1);
-    assert!(code_value(v[0], "UIDVALIDITY").unwrap().parse::<u32>().unwrap() > 0);
+    assert!(
+        code_value(v[0], "UIDVALIDITY")
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+            > 0
+    );
     assert_eq!(r.lines("* OK [UIDNEXT 4]").len(), 1, "{r:#?}");
     let hm = r.lines("* OK [HIGHESTMODSEQ ");
     assert_eq!(hm.len(), 1);
-    assert!(code_value(hm[0], "HIGHESTMODSEQ").unwrap().parse::<u64>().unwrap() >= 3);
+    assert!(
+        code_value(hm[0], "HIGHESTMODSEQ")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 3
+    );
     let id = r.lines("* OK [MAILBOXID (");
     assert_eq!(id.len(), 1, "{r:#?}");
     // No LIST for IMAP4rev1 clients.
@@ -52,7 +70,10 @@ fn select_answers_every_item_imap4rev1() {
     let s = c.cmd("STATUS INBOX (MAILBOXID UIDNEXT MESSAGES)");
     s.ok();
     let want = code_value(id[0], "MAILBOXID").unwrap();
-    assert!(s.untagged[0].contains(&format!("MAILBOXID {want}")), "{s:#?} vs {want}");
+    assert!(
+        s.untagged[0].contains(&format!("MAILBOXID {want}")),
+        "{s:#?} vs {want}"
+    );
 }
 
 #[test]
@@ -62,7 +83,10 @@ fn select_imap4rev2_sends_list_not_recent_or_unseen() {
     c.cmd("ENABLE IMAP4rev2").ok();
     let r = c.cmd("SELECT INBOX");
     r.ok();
-    assert!(r.lines("* ").iter().all(|l| !l.ends_with(" RECENT")), "{r:#?}");
+    assert!(
+        r.lines("* ").iter().all(|l| !l.ends_with(" RECENT")),
+        "{r:#?}"
+    );
     assert!(r.lines("* OK [UNSEEN").is_empty(), "{r:#?}");
     let list = r.lines("* LIST ");
     assert_eq!(list.len(), 1, "{r:#?}");
@@ -91,8 +115,8 @@ fn examine_is_read_only() {
     assert_eq!(fetch_line(&f, 1), "* 1 FETCH (FLAGS (\\Seen))");
     assert_eq!(fetch_line(&f, 2), "* 2 FETCH (FLAGS ())");
     // COPY out of a read-only mailbox is fine.
-    c.cmd("CREATE Archive").ok();
-    c.cmd("COPY 1 Archive").ok();
+    c.cmd("CREATE Saved").ok();
+    c.cmd("COPY 1 Saved").ok();
 }
 
 #[test]
@@ -132,7 +156,11 @@ fn close_expunges_deleted_unselect_does_not() {
     assert!(r.untagged.is_empty(), "{r:#?}");
     c.cmd("FETCH 1 FLAGS").bad();
     let r = c.cmd("SELECT INBOX");
-    assert_eq!(r.lines("* 2 EXISTS").len(), 1, "CLOSE did not expunge: {r:#?}");
+    assert_eq!(
+        r.lines("* 2 EXISTS").len(),
+        1,
+        "CLOSE did not expunge: {r:#?}"
+    );
     // CLOSE after EXAMINE expunges nothing.
     c.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)").ok();
     c.cmd("EXAMINE INBOX").ok();

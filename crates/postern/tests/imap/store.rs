@@ -11,7 +11,10 @@ fn store_forms() {
     r.ok();
     assert_eq!(r.untagged, vec!["* 1 FETCH (FLAGS (\\Seen \\Flagged))"]);
     let r = c.cmd("STORE 1 +FLAGS (\\Answered)");
-    assert_eq!(r.untagged, vec!["* 1 FETCH (FLAGS (\\Seen \\Answered \\Flagged))"]);
+    assert_eq!(
+        r.untagged,
+        vec!["* 1 FETCH (FLAGS (\\Seen \\Answered \\Flagged))"]
+    );
     let r = c.cmd("STORE 1 -FLAGS (\\Seen)");
     assert_eq!(r.untagged, vec!["* 1 FETCH (FLAGS (\\Answered \\Flagged))"]);
     // .SILENT: no FETCH, but the change is made.
@@ -21,11 +24,17 @@ fn store_forms() {
     let r = c.cmd("STORE 2 -FLAGS.SILENT (\\Draft)");
     assert!(r.untagged.is_empty(), "{r:#?}");
     let r = c.cmd("FETCH 1:2 FLAGS");
-    assert_eq!(fetch_line(&r, 1), "* 1 FETCH (FLAGS (\\Answered \\Flagged \\Draft))");
+    assert_eq!(
+        fetch_line(&r, 1),
+        "* 1 FETCH (FLAGS (\\Answered \\Flagged \\Draft))"
+    );
     assert_eq!(fetch_line(&r, 2), "* 2 FETCH (FLAGS ())");
     let r = c.cmd("STORE 1 FLAGS.SILENT ()");
     assert!(r.untagged.is_empty());
-    assert_eq!(fetch_line(&c.cmd("FETCH 1 FLAGS"), 1), "* 1 FETCH (FLAGS ())");
+    assert_eq!(
+        fetch_line(&c.cmd("FETCH 1 FLAGS"), 1),
+        "* 1 FETCH (FLAGS ())"
+    );
     // UID STORE includes UID.
     let r = c.cmd("UID STORE 3 +FLAGS (\\Deleted)");
     r.ok();
@@ -46,7 +55,10 @@ fn keywords_and_recent() {
     // A new keyword extends FLAGS / PERMANENTFLAGS (RFC 9051 §7.3.5) at the latest on
     // re-select.
     let s = c.cmd("SELECT INBOX");
-    assert!(s.untagged[0].contains("$Work") && s.untagged[0].contains("Junk"), "{s:#?}");
+    assert!(
+        s.untagged[0].contains("$Work") && s.untagged[0].contains("Junk"),
+        "{s:#?}"
+    );
     // Keywords are case-insensitive: removing $work removes $Work.
     let r = c.cmd("STORE 1 -FLAGS ($work)");
     assert_eq!(r.untagged.last().unwrap(), "* 1 FETCH (FLAGS (Junk))");
@@ -62,7 +74,10 @@ fn keywords_and_recent() {
     c.cmd("STORE 9 +FLAGS (\\Seen)").bad();
     c.cmd("STORE 0 +FLAGS (\\Seen)").bad();
     // Nothing changed by the refused commands.
-    assert_eq!(fetch_line(&c.cmd("FETCH 1 FLAGS"), 1), "* 1 FETCH (FLAGS (Junk))");
+    assert_eq!(
+        fetch_line(&c.cmd("FETCH 1 FLAGS"), 1),
+        "* 1 FETCH (FLAGS (Junk))"
+    );
 }
 
 #[test]
@@ -83,33 +98,68 @@ fn unchangedsince_and_modseq() {
     c.cmd("ENABLE CONDSTORE").ok();
     let r = c.cmd("FETCH 1:3 MODSEQ");
     let m: Vec<u64> = (1..=3)
-        .map(|i| code_value(&fetch_line(&r, i), "MODSEQ").unwrap().trim_start_matches('(').parse().unwrap())
+        .map(|i| {
+            code_value(&fetch_line(&r, i), "MODSEQ")
+                .unwrap()
+                .trim_start_matches('(')
+                .parse()
+                .unwrap()
+        })
         .collect();
     // With CONDSTORE on, STORE answers carry MODSEQ, and the modseq grows.
     let r = c.cmd("STORE 1 +FLAGS (\\Seen)");
     let l = r.untagged.last().unwrap().clone();
-    assert!(l.starts_with("* 1 FETCH (FLAGS (\\Seen) MODSEQ ("), "{l}");
-    let m1: u64 = code_value(&l, "MODSEQ").unwrap().trim_start_matches('(').parse().unwrap();
+    // RFC 7162 §3.2.4: UID and MODSEQ in every FETCH a STORE causes.
+    assert!(
+        l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ ("),
+        "{l}"
+    );
+    let m1: u64 = code_value(&l, "MODSEQ")
+        .unwrap()
+        .trim_start_matches('(')
+        .parse()
+        .unwrap();
     assert!(m1 > m[0] && m1 > m[2], "{m1} vs {m:?}");
     // UNCHANGEDSINCE below message 1's modseq: 1 fails ([MODIFIED 1]), 2 is stored.
-    let r = c.cmd(&format!("STORE 1:2 (UNCHANGEDSINCE {}) +FLAGS (\\Flagged)", m1 - 1));
+    let r = c.cmd(&format!(
+        "STORE 1:2 (UNCHANGEDSINCE {}) +FLAGS (\\Flagged)",
+        m1 - 1
+    ));
     r.ok();
     assert_eq!(r.text.split(']').next().unwrap(), "[MODIFIED 1", "{r:?}");
-    assert!(r.untagged.iter().any(|l| l.starts_with("* 2 FETCH (FLAGS (\\Flagged) MODSEQ (")), "{r:#?}");
-    assert!(!r.untagged.iter().any(|l| l.starts_with("* 1 FETCH (FLAGS (\\Seen \\Flagged)")), "{r:#?}");
+    assert!(
+        r.untagged
+            .iter()
+            .any(|l| l.starts_with("* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ (")),
+        "{r:#?}"
+    );
+    assert!(
+        !r.untagged.iter().any(|l| l.contains("\\Seen \\Flagged")),
+        "{r:#?}"
+    );
     // UID STORE: [MODIFIED] names UIDs.
     let r = c.cmd("UID STORE 1 (UNCHANGEDSINCE 1) -FLAGS (\\Seen)");
     assert!(r.text.starts_with("[MODIFIED 1]"), "{r:?}");
     // UNCHANGEDSINCE at the current modseq succeeds; .SILENT still reports MODSEQ
     // (RFC 7162 §3.1.3).
-    let r = c.cmd(&format!("STORE 1 (UNCHANGEDSINCE {m1}) +FLAGS.SILENT (\\Answered)"));
+    let r = c.cmd(&format!(
+        "STORE 1 (UNCHANGEDSINCE {m1}) +FLAGS.SILENT (\\Answered)"
+    ));
     r.ok();
     assert!(!r.text.contains("MODIFIED"), "{r:?}");
-    assert!(r.untagged.iter().any(|l| l.starts_with("* 1 FETCH (") && l.contains("MODSEQ (")), "{r:#?}");
+    assert!(
+        r.untagged
+            .iter()
+            .any(|l| l.starts_with("* 1 FETCH (") && l.contains("MODSEQ (")),
+        "{r:#?}"
+    );
     let r = c.cmd("FETCH 1 FLAGS");
-    assert!(fetch_line(&r, 1).contains("FLAGS (\\Seen \\Answered)"), "{r:#?}");
-    // UNCHANGEDSINCE 0 never matches anything already stored... it is refused as
-    // syntax (mod-sequence-valzer is allowed: 0 means "never changed" → all fail).
+    assert!(
+        fetch_line(&r, 1).contains("FLAGS (\\Seen \\Answered)"),
+        "{r:#?}"
+    );
+    // UNCHANGEDSINCE 0 is allowed (mod-sequence-valzer); every message has a higher
+    // modseq, so the store fails for all.
     let r = c.cmd("STORE 3 (UNCHANGEDSINCE 0) +FLAGS (\\Seen)");
     r.ok();
     assert!(r.text.starts_with("[MODIFIED 3]"), "{r:?}");
