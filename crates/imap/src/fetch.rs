@@ -816,18 +816,13 @@ pub(crate) async fn search(
     Ok(())
 }
 
-pub(crate) async fn sort(s: &mut Session, tag: &Tag, cmd: SortCommand) -> Result<(), ConnError> {
-    if let Err(e) = search::check_charset(Some(&cmd.charset)) {
-        s.tagged(tag, "NO", &e.to_string());
-        return Ok(());
-    }
-    let Some((matched, records)) = evaluate(s, tag, &cmd.keys, "sort").await? else {
-        return Ok(());
-    };
-    let Some(sel) = s.selected.as_ref() else {
-        return Ok(());
-    };
-    let items: Vec<Item> = matched
+/// The matched messages as SORT/THREAD items (metadata only, no bytes).
+fn items_of<'a>(
+    sel: &'a crate::selected::Selected,
+    matched: &[u32],
+    records: &'a HashMap<MessageId, MessageRecord>,
+) -> Vec<Item<'a>> {
+    matched
         .iter()
         .filter_map(|q| {
             let e = sel.entry(*q)?;
@@ -840,7 +835,21 @@ pub(crate) async fn sort(s: &mut Session, tag: &Tag, cmd: SortCommand) -> Result
                 recent: false,
             })
         })
-        .collect();
+        .collect()
+}
+
+pub(crate) async fn sort(s: &mut Session, tag: &Tag, cmd: SortCommand) -> Result<(), ConnError> {
+    if let Err(e) = search::check_charset(Some(&cmd.charset)) {
+        s.tagged(tag, "NO", &e.to_string());
+        return Ok(());
+    }
+    let Some((matched, records)) = evaluate(s, tag, &cmd.keys, "sort").await? else {
+        return Ok(());
+    };
+    let Some(sel) = s.selected.as_ref() else {
+        return Ok(());
+    };
+    let items = items_of(sel, &matched, &records);
     let order = crate::sort::sort(&cmd.criteria, &items);
     let mut out = b"* SORT".to_vec();
     for q in order {
@@ -877,20 +886,7 @@ pub(crate) async fn thread(
     let Some(sel) = s.selected.as_ref() else {
         return Ok(());
     };
-    let items: Vec<Item> = matched
-        .iter()
-        .filter_map(|q| {
-            let e = sel.entry(*q)?;
-            let r = records.get(&e.message)?;
-            Some(Item {
-                seq: *q,
-                entry: e,
-                record: r,
-                raw: None,
-                recent: false,
-            })
-        })
-        .collect();
+    let items = items_of(sel, &matched, &records);
     let threads = match cmd.algorithm {
         ThreadAlgorithm::References => crate::thread::references(&items),
         _ => crate::thread::ordered_subject(&items),

@@ -611,39 +611,7 @@ impl Store for SqliteStore {
     }
 
     async fn message(&self, account: PrincipalId, id: MessageId) -> Result<Option<MessageRecord>> {
-        self.read(move |c| {
-            let row = c
-                .query_row(
-                    "SELECT blob_hash, size, received_ms, thread_id, meta FROM messages
-                     WHERE id = ?1 AND account_id = ?2",
-                    params![id.0, account.0],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, i64>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, String>(4)?,
-                        ))
-                    },
-                )
-                .optional()?;
-            let Some((hash, size, received_ms, thread_id, meta)) = row else {
-                return Ok(None);
-            };
-            Ok(Some(MessageRecord {
-                id,
-                account,
-                blob: BlobRef {
-                    hash,
-                    size: u64_of(size),
-                },
-                received_ms,
-                thread_id,
-                meta: decode_json(&meta, "message metadata")?,
-            }))
-        })
-        .await
+        Ok(self.messages(account, vec![id]).await?.into_iter().next())
     }
 
     async fn messages(
