@@ -1186,7 +1186,8 @@ impl Session {
     /// Takes in changes made elsewhere (other sessions, SMTP, the CLI) and announces
     /// them. `may_expunge` is false while answering FETCH/STORE/SEARCH by sequence
     /// number (RFC 9051 §7.5.1).
-    pub(crate) async fn catch_up(&mut self, may_expunge: bool) {
+    /// Takes every queued change notice; one for our account marks the view dirty.
+    fn drain_notices(&mut self) {
         let Some(account) = self.auth.as_ref().map(|a| a.principal().id) else {
             return;
         };
@@ -1203,6 +1204,13 @@ impl Session {
                 }
             }
         }
+    }
+
+    pub(crate) async fn catch_up(&mut self, may_expunge: bool) {
+        if self.auth.is_none() {
+            return;
+        }
+        self.drain_notices();
         let Some(sel) = self.selected.as_ref() else {
             self.dirty = false;
             return;
@@ -1631,10 +1639,12 @@ impl Session {
                 return Ok(());
             }
         };
-        // Our own change: fetch the new state, answer for the UIDs we stored (unless
-        // .SILENT), and let catch-up announce everything else.
-        let fresh = match self.shared.core.open_mailbox(&who, id).await {
-            Ok((_, e)) => e,
+        // Our own change: fetch the new state once, answer for the UIDs we stored
+        // (unless .SILENT), and announce everything else from the same snapshot. Notices
+        // are drained first: any that arrive later stay queued for the next catch-up.
+        self.drain_notices();
+        let (fresh_mb, fresh) = match self.shared.core.open_mailbox(&who, id).await {
+            Ok(x) => x,
             Err(e) => {
                 self.no_for(tag, &e);
                 return Ok(());
@@ -1682,8 +1692,11 @@ impl Session {
             }
         }
         self.send(&out);
-        self.dirty = true;
-        self.catch_up(by_uid).await;
+        self.dirty = false;
+        if let Some(sel) = self.selected.as_mut() {
+            let delta = sel.catch_up(fresh_mb, fresh, by_uid);
+            self.announce(delta);
+        }
         if skipped.is_empty() {
             self.tagged(tag, "OK", "STORE completed");
         } else {
