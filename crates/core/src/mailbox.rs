@@ -112,6 +112,16 @@ pub fn normalize_mailbox_name(name: &str) -> Result<String> {
     if levels.iter().any(|l| l.is_empty()) {
         return Err(CoreError::invalid("mailbox", "empty hierarchy level"));
     }
+    // The namespaces of other accounts' mailboxes (`core::access`) are not names a
+    // user can give their own mailbox.
+    if let Some(first) = levels.first() {
+        if *first == crate::access::OTHER_USERS || *first == crate::access::SHARED {
+            return Err(CoreError::invalid(
+                "mailbox",
+                format!("{first}/ is the namespace of other accounts' mailboxes"),
+            ));
+        }
+    }
     let mut out = String::with_capacity(name.len());
     for (i, l) in levels.iter().enumerate() {
         if i > 0 {

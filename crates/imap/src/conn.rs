@@ -159,7 +159,13 @@ impl Conn {
                     self.buf.extend_from_slice(&chunk);
                     return Ok(());
                 }
-                Some(d) => d.raw_in.extend_from_slice(&chunk),
+                Some(d) => {
+                    d.raw_in.extend_from_slice(&chunk);
+                    // Compressed input that inflates to nothing cannot grow forever.
+                    if d.raw_in.len() > 4 * READ_CHUNK {
+                        return Err(ConnError::Closed);
+                    }
+                }
             }
         }
     }
@@ -233,9 +239,15 @@ fn inflate_into(d: &mut Deflate, buf: &mut Vec<u8>) -> Result<(), ConnError> {
         let room = (limit - buf.len()).min(buf.capacity() - buf.len());
         let mut out = Vec::with_capacity(room);
         let before_in = d.decomp.total_in();
-        d.decomp
+        let status = d
+            .decomp
             .decompress_vec(&d.raw_in, &mut out, FlushDecompress::Sync)
             .map_err(|_| ConnError::Closed)?;
+        // RFC 4978: the stream never ends while the connection lives; bytes after its
+        // end could never be inflated and would only pile up.
+        if status == flate2::Status::StreamEnd {
+            return Err(ConnError::Closed);
+        }
         let used = (d.decomp.total_in() - before_in) as usize;
         d.raw_in.drain(..used.min(d.raw_in.len()));
         let made = out.len();

@@ -15,6 +15,9 @@ use postern_imap_proto::{
 };
 use std::collections::HashMap;
 
+/// Most body sections (BODY[…], BINARY[…], RFC822*) one FETCH may name.
+const MAX_BODY_ITEMS: usize = 64;
+
 /// What a FETCH needs beyond the view.
 struct Needs {
     meta: bool,
@@ -122,7 +125,38 @@ pub(crate) async fn fetch(
     let Some(seqs) = s.resolve_or_bad(tag, set, by_uid) else {
         return Ok(());
     };
-    let mut items = expand(items);
+    let items = expand(items);
+    // The same item twice is answered once; body sections are capped, so one line
+    // cannot ask for one message's bytes thousands of times.
+    let mut seen_items: Vec<FetchItem> = Vec::with_capacity(items.len());
+    for it in items {
+        if !seen_items.contains(&it) {
+            seen_items.push(it);
+        }
+    }
+    let mut items = seen_items;
+    let body_items = items
+        .iter()
+        .filter(|i| {
+            matches!(
+                i,
+                FetchItem::BodySection { .. }
+                    | FetchItem::Binary { .. }
+                    | FetchItem::BinarySize { .. }
+                    | FetchItem::Rfc822
+                    | FetchItem::Rfc822Header
+                    | FetchItem::Rfc822Text
+            )
+        })
+        .count();
+    if body_items > MAX_BODY_ITEMS {
+        s.tagged(
+            tag,
+            "BAD",
+            &format!("At most {MAX_BODY_ITEMS} body sections in one FETCH"),
+        );
+        return Ok(());
+    }
     if by_uid && !items.iter().any(|i| matches!(i, FetchItem::Uid)) {
         items.insert(0, FetchItem::Uid);
     }
@@ -281,6 +315,12 @@ pub(crate) async fn fetch(
         };
         let mut flags_written = false;
         for it in &items {
+            // A response with several large sections streams out part by part.
+            if out.len() > FLUSH_AT {
+                s.send(&out);
+                out.clear();
+                s.conn.flush().await?;
+            }
             match it {
                 FetchItem::Uid => {
                     sep(&mut out);
@@ -607,6 +647,14 @@ async fn evaluate(
     let mailbox = sel.mailbox.clone();
     let uids = sel.uids();
     let ids: Vec<MessageId> = sel.entries.iter().map(|e| e.message).collect();
+    if content_keys(keys) > MAX_CONTENT_KEYS {
+        s.tagged(
+            tag,
+            "NO",
+            &format!("[LIMIT] At most {MAX_CONTENT_KEYS} BODY/TEXT/HEADER keys in one search"),
+        );
+        return Ok(None);
+    }
     if keys.iter().any(uses_modseq) {
         enable_condstore(s);
     }
@@ -648,6 +696,10 @@ async fn evaluate(
         let Some(r) = records.get(&e.message) else {
             continue;
         };
+        if needs_content {
+            // Content search reads and scans each message: let other sessions run.
+            tokio::task::yield_now().await;
+        }
         let raw = if needs_content {
             match s.shared.core.granted_blob(&grant, r).await {
                 Ok(b) => Some(b),
@@ -668,6 +720,23 @@ async fn evaluate(
         }
     }
     Ok(Some((matched, records)))
+}
+
+/// Most keys that read message bytes in one SEARCH: each scans every message's text.
+const MAX_CONTENT_KEYS: usize = 16;
+
+fn content_keys(keys: &[SearchKey]) -> usize {
+    keys.iter()
+        .map(|k| match k {
+            SearchKey::Body(_) | SearchKey::Text(_) | SearchKey::Header(..) => 1,
+            SearchKey::Not(a) => content_keys(std::slice::from_ref(a)),
+            SearchKey::Or(a, b) => {
+                content_keys(std::slice::from_ref(a)) + content_keys(std::slice::from_ref(b))
+            }
+            SearchKey::And(v) => content_keys(v),
+            _ => 0,
+        })
+        .sum()
 }
 
 fn uses_modseq(k: &SearchKey) -> bool {

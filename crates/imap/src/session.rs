@@ -6,7 +6,7 @@ use crate::Shared;
 use crate::conn::{Conn, ConnError, FLUSH_AT};
 use crate::response::{self as resp, Utf8};
 use crate::selected::{Delta, Selected, SetError};
-use postern_core::mailbox::{NewMessage, is_inbox};
+use postern_core::mailbox::NewMessage;
 use postern_core::store::{
     ChangeKind, FlagAction, Flags, Mailbox as StoreMailbox, SessionInfo, SpecialUse,
 };
@@ -20,6 +20,9 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+
+/// Longest LIST/LSUB reference plus patterns, in bytes (twice the longest name).
+const MAX_LIST_PATTERN_BYTES: usize = 2 * postern_core::mailbox::MAX_MAILBOX_NAME_BYTES;
 
 /// What ENABLE turned on (RFC 5161).
 #[derive(Debug, Default, Clone, Copy)]
@@ -948,6 +951,13 @@ impl Session {
             }
         }
         let mut patterns = Vec::new();
+        // Matching costs pattern × name per mailbox: a pattern longer than any name
+        // (with room for a reference) has no use.
+        let total: usize = l.patterns.iter().map(|p| p.as_str().len()).sum();
+        if total + reference.len() > MAX_LIST_PATTERN_BYTES {
+            self.tagged(tag, "BAD", "LIST pattern too long");
+            return Ok(());
+        }
         for p in &l.patterns {
             let mut p = p.as_str().to_string();
             if !(self.enabled.imap4rev2 || self.enabled.utf8) {
@@ -1311,6 +1321,12 @@ impl Session {
                 return Ok(());
             }
         };
+        // Drain the notices queued so far before the snapshot, which includes them;
+        // any that arrive after this point stay queued for the next catch-up.
+        if let Some(rx) = self.notices.as_mut() {
+            while rx.try_recv().is_ok() {}
+        }
+        self.dirty = false;
         let (mb, entries) = match self.shared.core.open_mailbox(&who, mb.id).await {
             Ok(x) => x,
             Err(e) => {
@@ -1318,11 +1334,6 @@ impl Session {
                 return Ok(());
             }
         };
-        // Drain notices up to now: the snapshot below includes them.
-        if let Some(rx) = self.notices.as_mut() {
-            while rx.try_recv().is_ok() {}
-        }
-        self.dirty = false;
         let sel = Selected::new(mb, entries, read_only);
         let rev1 = !self.enabled.imap4rev2;
         let mut out = Vec::with_capacity(512);
@@ -1862,22 +1873,30 @@ fn special_use_attr(su: SpecialUse) -> Option<&'static str> {
 /// separator. INBOX matches case-insensitively. Iterative with backtracking over `*`/`%`
 /// positions bounded by the name length (no exponential blow-up: memoised DP).
 pub(crate) fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let mut n: Vec<char> = name.chars().collect();
-    // INBOX is case-insensitive in patterns too.
-    let mut p = p;
-    if p.len() >= 5
-        && p[..5]
-            .iter()
-            .collect::<String>()
-            .eq_ignore_ascii_case("INBOX")
-        && is_inbox(&name[..name.len().min(5)])
-    {
-        for (i, c) in "INBOX".chars().enumerate() {
-            p[i] = c;
-            n[i] = c;
+    let mut p: Vec<char> = Vec::with_capacity(pattern.len());
+    // INBOX is case-insensitive in patterns too (stored names spell it `INBOX`), but
+    // only as a whole first level: `inbox*` must not match `Inboxes`.
+    let rest = match pattern.get(..5) {
+        Some(head)
+            if head.eq_ignore_ascii_case("INBOX")
+                && pattern[5..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| matches!(c, '/' | '*' | '%')) =>
+        {
+            p.extend("INBOX".chars());
+            &pattern[5..]
         }
+        _ => pattern,
+    };
+    // Runs of `*` match what one `*` matches.
+    for c in rest.chars() {
+        if c == '*' && p.last() == Some(&'*') {
+            continue;
+        }
+        p.push(c);
     }
+    let n: Vec<char> = name.chars().collect();
     // dp[j] = pattern[..i] matches name[..j]
     let mut dp = vec![false; n.len() + 1];
     dp[0] = true;
@@ -2027,6 +2046,11 @@ mod tests {
         assert!(wildcard_match("inbox", "INBOX"));
         assert!(wildcard_match("InBox/*", "INBOX/x"));
         assert!(!wildcard_match("Inbox", "Inboxes"));
+        assert!(!wildcard_match("inbox*", "Inboxes"));
+        assert!(wildcard_match("INBOX*", "INBOX/a"));
+        // A multi-byte character at byte 5 of the name or the pattern: no panic.
+        assert!(!wildcard_match("INBOX*", "abcd\u{e9}"));
+        assert!(!wildcard_match("abcd\u{e9}*", "INBOX"));
         assert!(wildcard_match("%/%", "a/b"));
         assert!(!wildcard_match("S*x", "Sent"));
         let long = "*".repeat(1000);

@@ -106,3 +106,34 @@ fn preauth_literals() {
     let r = c.read_until_tagged("c");
     r.ok();
 }
+
+/// One command cannot multiply work: FETCH names at most 64 body sections (repeats
+/// count once), SEARCH at most 16 content keys, LIST patterns are bounded, and the
+/// other-accounts namespaces are not names of one's own mailboxes.
+#[test]
+fn one_command_cannot_multiply_work() {
+    let env = Env::start();
+    let mut c = env.login(ALICE);
+    c.append("INBOX", "", b"Subject: x\r\n\r\nbody\r\n").ok();
+    c.cmd("SELECT INBOX").ok();
+    let many: Vec<String> = (0..65).map(|i| format!("BODY.PEEK[]<{i}.1>")).collect();
+    let r = c.cmd(&format!("FETCH 1 ({})", many.join(" ")));
+    r.bad();
+    assert!(r.text.contains("At most 64 body sections"), "{r:?}");
+    // The same section a thousand times is one section.
+    let same = vec!["BODY.PEEK[]"; 1000].join(" ");
+    let r = c.cmd(&format!("FETCH 1 ({same})"));
+    r.ok();
+    assert_eq!(r.lines("* 1 FETCH").len(), 1);
+    assert_eq!(r.untagged[0].matches("BODY[]").count(), 1, "{r:?}");
+    let keys = vec!["BODY x"; 17].join(" ");
+    let r = c.cmd(&format!("SEARCH {keys}"));
+    r.no();
+    assert!(r.text.starts_with("[LIMIT]"), "{r:?}");
+    c.cmd(&format!("SEARCH {}", vec!["BODY body"; 16].join(" ")))
+        .ok();
+    let r = c.cmd(&format!("LIST \"\" \"{}\"", "*".repeat(2000)));
+    r.bad();
+    c.cmd("CREATE \"Other Users/x\"").no();
+    c.cmd("CREATE Shared").no();
+}
