@@ -471,9 +471,7 @@ impl Core {
         keywords: Vec<String>,
         unchanged_since: Option<u64>,
     ) -> Result<(Vec<(u32, u64)>, Vec<u32>)> {
-        for k in &keywords {
-            check_keyword(k)?;
-        }
+        check_keywords(&keywords)?;
         let r = self
             .store
             .write(vec![Op::StoreFlags {
@@ -660,9 +658,7 @@ impl Core {
         let mut ops = Vec::with_capacity(messages.len() + 1);
         let mut ids = Vec::with_capacity(messages.len());
         for m in messages {
-            for k in &m.keywords {
-                check_keyword(k)?;
-            }
+            check_keywords(&m.keywords)?;
             let received = m.received_ms.unwrap_or_else(now_ms);
             let record = self.prepare_message(account, m.raw, received).await?;
             ids.push(format!("message:{}", record.id));
@@ -720,6 +716,19 @@ impl Core {
         )
         .await
     }
+}
+
+/// Most keywords one STORE or APPEND may set on a message.
+pub const MAX_KEYWORDS: usize = 64;
+
+fn check_keywords(keywords: &[String]) -> Result<()> {
+    if keywords.len() > MAX_KEYWORDS {
+        return Err(CoreError::invalid(
+            "keyword",
+            format!("at most {MAX_KEYWORDS} keywords at once"),
+        ));
+    }
+    keywords.iter().try_for_each(|k| check_keyword(k))
 }
 
 /// A keyword (RFC 9051 `flag-keyword`): an atom without `\`, at most 128 bytes.

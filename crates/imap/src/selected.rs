@@ -61,10 +61,16 @@ impl Selected {
         s
     }
 
+    /// Collects the mailbox's keywords (case-insensitively distinct) in one pass.
     fn learn_keywords(&mut self) {
+        let mut known: std::collections::HashSet<String> = self
+            .keywords
+            .iter()
+            .map(|k| k.to_ascii_lowercase())
+            .collect();
         for e in &self.entries {
             for k in &e.keywords {
-                if !self.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                if known.insert(k.to_ascii_lowercase()) {
                     self.keywords.push(k.clone());
                 }
             }

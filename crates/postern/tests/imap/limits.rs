@@ -134,6 +134,10 @@ fn one_command_cannot_multiply_work() {
         .ok();
     let r = c.cmd(&format!("LIST \"\" \"{}\"", "*".repeat(2000)));
     r.bad();
+    let kw: Vec<String> = (0..65).map(|i| format!("k{i}")).collect();
+    c.cmd(&format!("STORE 1 +FLAGS ({})", kw.join(" "))).no();
+    c.cmd(&format!("STORE 1 +FLAGS ({})", kw[..64].join(" ")))
+        .ok();
     c.cmd("CREATE \"Other Users/x\"").no();
     c.cmd("CREATE Shared").no();
 }
