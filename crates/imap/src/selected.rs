@@ -178,14 +178,15 @@ impl Selected {
             .map(|e| e.uid)
             .collect();
         if may_expunge && !gone.is_empty() {
-            // Highest first, so each number is right at the moment it is sent.
+            // Highest first, so each number is right at the moment it is sent: removing
+            // a higher message does not move a lower one's number. One pass removes them.
             for uid in gone.iter().rev() {
                 if let Some(seq) = self.seq_of(*uid) {
                     delta.expunged_seqs.push(seq);
-                    self.entries.remove(seq as usize - 1);
                     self.recent.remove(uid);
                 }
             }
+            self.entries.retain(|e| by_uid.contains_key(&e.uid));
             delta.expunged_uids = gone;
             self.pending_expunge.clear();
         } else {
