@@ -427,6 +427,11 @@ impl Session {
                 self.tagged(&tag, "OK", "CAPABILITY completed");
                 return Ok(Flow::Continue);
             }
+            // CHECK is a selected-state command (RFC 3501 §6.4.1).
+            CommandBody::Check if self.selected.is_none() => {
+                self.tagged(&tag, "BAD", "No mailbox selected");
+                return Ok(Flow::Continue);
+            }
             CommandBody::Noop | CommandBody::Check => {
                 self.catch_up(true).await;
                 self.tagged(&tag, "OK", "NOOP completed");
