@@ -845,19 +845,32 @@ fn preview(raw: &[u8], body: &BodyPart) -> String {
     } else {
         PREVIEW_TEXT_SOURCE
     };
-    let from = part.body_offset as usize;
-    let to = (part.end_offset as usize).min(from.saturating_add(cap));
-    let cut = to < part.end_offset as usize;
+    let text = part_text(raw, part, cap);
+    collapse(&text, PREVIEW_CHARS)
+}
+
+/// The text of a `text/*` part: its first `max_source` body bytes with the transfer
+/// encoding removed (leniently), decoded from its charset, HTML reduced to text. For
+/// PREVIEW and for SEARCH BODY/TEXT.
+pub fn part_text(raw: &[u8], part: &BodyPart, max_source: usize) -> String {
+    let from = usize::try_from(part.body_offset).unwrap_or(usize::MAX);
+    let end = usize::try_from(part.end_offset)
+        .unwrap_or(usize::MAX)
+        .min(raw.len());
+    let to = end.min(from.saturating_add(max_source));
+    let cut = to < end;
     let encoded = raw.get(from..to).unwrap_or_default();
     let bytes: Cow<'_, [u8]> = match part.encoding.as_deref() {
-        Some("base64") => Cow::Owned(decode_base64_lenient(encoded)),
-        Some("quoted-printable") => Cow::Owned(decode_qp_lenient(encoded)),
+        Some(e) if e.eq_ignore_ascii_case("base64") => Cow::Owned(decode_base64_lenient(encoded)),
+        Some(e) if e.eq_ignore_ascii_case("quoted-printable") => {
+            Cow::Owned(decode_qp_lenient(encoded))
+        }
         _ => Cow::Borrowed(encoded),
     };
     let charset = part
         .params
         .iter()
-        .find(|(name, _)| name == "charset")
+        .find(|(name, _)| name.eq_ignore_ascii_case("charset"))
         .map(|(_, value)| value.as_str());
     let mut text = match charset.and_then(|c| charset_decoder(c.as_bytes())) {
         Some(decode) => decode(&bytes),
@@ -869,10 +882,10 @@ fn preview(raw: &[u8], body: &BodyPart) -> String {
             text.pop();
         }
     }
-    if is_html {
+    if part.subtype == "html" {
         text = html_to_text(&text);
     }
-    collapse(&text, PREVIEW_CHARS)
+    text
 }
 
 fn find_text<'p>(

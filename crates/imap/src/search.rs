@@ -20,13 +20,9 @@
 //! §6.4.4: "disregarding time and timezone").
 
 use mail_parser::HeaderValue;
-use mail_parser::decoders::base64::base64_decode;
-use mail_parser::decoders::charsets::map::charset_decoder;
-use mail_parser::decoders::html::html_to_text;
 use mail_parser::parsers::MessageStream;
 use postern_core::store::{Addr, BodyPart, Flags, MailboxEntry, MessageRecord};
 use postern_imap_proto::{Date, IString, SearchKey, SeqNum, SeqSet};
-use std::borrow::Cow;
 
 /// One message as SEARCH sees it.
 #[derive(Debug, Clone, Copy)]
@@ -452,73 +448,7 @@ fn body_contains(raw: &[u8], body: &BodyPart, needle_lower: &str) -> bool {
 }
 
 fn part_text(raw: &[u8], part: &BodyPart) -> String {
-    let from = usize::try_from(part.body_offset).unwrap_or(usize::MAX);
-    let to = usize::try_from(part.end_offset).unwrap_or(usize::MAX);
-    let encoded = raw.get(from..to.min(raw.len())).unwrap_or_default();
-    let bytes: Cow<'_, [u8]> = match part.encoding.as_deref() {
-        Some(e) if e.eq_ignore_ascii_case("base64") => Cow::Owned(decode_base64_lenient(encoded)),
-        Some(e) if e.eq_ignore_ascii_case("quoted-printable") => {
-            Cow::Owned(decode_qp_lenient(encoded))
-        }
-        _ => Cow::Borrowed(encoded),
-    };
-    let charset = part
-        .params
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("charset"))
-        .map(|(_, value)| value.as_str());
-    let text = match charset.and_then(|c| charset_decoder(c.as_bytes())) {
-        Some(decode) => decode(&bytes),
-        None => String::from_utf8_lossy(&bytes).into_owned(),
-    };
-    if part.subtype == "html" {
-        html_to_text(&text)
-    } else {
-        text
-    }
-}
-
-/// Base64 as mail really has it: characters outside the alphabet are skipped.
-fn decode_base64_lenient(encoded: &[u8]) -> Vec<u8> {
-    let clean: Vec<u8> = encoded
-        .iter()
-        .copied()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
-        .collect();
-    base64_decode(&clean).unwrap_or_default()
-}
-
-/// Quoted-printable as mail really has it: `=XX` decodes, `=` before a line end is a
-/// soft break, any other `=` stays as it is.
-fn decode_qp_lenient(encoded: &[u8]) -> Vec<u8> {
-    let hex = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
-    let mut out = Vec::with_capacity(encoded.len());
-    let mut i = 0;
-    while let Some(&c) = encoded.get(i) {
-        if c == b'=' {
-            match (encoded.get(i + 1), encoded.get(i + 2)) {
-                (Some(b'\r'), Some(b'\n')) => {
-                    i += 3;
-                    continue;
-                }
-                (Some(b'\n'), _) => {
-                    i += 2;
-                    continue;
-                }
-                (Some(&h), Some(&l)) => {
-                    if let (Some(h), Some(l)) = (hex(h), hex(l)) {
-                        out.push((h << 4) | l);
-                        i += 3;
-                        continue;
-                    }
-                }
-                _ => {}
-            }
-        }
-        out.push(c);
-        i += 1;
-    }
-    out
+    postern_core::message::part_text(raw, part, usize::MAX)
 }
 
 #[cfg(test)]
