@@ -146,7 +146,7 @@ impl Core {
     /// Commits a change together with its ledger entry. When the change is refused
     /// (exists, not found, …) the batch rolls back, so the attempt is recorded in an
     /// entry of its own with the error as its result: failed admin actions leave a trace.
-    async fn commit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+    pub(crate) async fn commit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
         let entries: Vec<LedgerRecord> = ops
             .iter()
             .filter_map(|op| match op {

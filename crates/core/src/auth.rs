@@ -7,7 +7,10 @@
 //! Argon2id verification against a dummy hash when there is no real one — and give the
 //! same [`CoreError::AuthFailed`]. App passwords are 128-bit random secrets, so a SHA-256
 //! digest compared in constant time protects them; they are tried first and cost
-//! nothing extra on failure.
+//! nothing extra on failure. A successful password check is remembered for
+//! `auth_cache_ttl` ([`AuthCache`], like Dovecot's `auth_cache`): a repeated login with
+//! the same account, stored hash and password skips Argon2id; wrong passwords never hit
+//! it, so every failure still costs one verification (SECURITY.md has the trade-off).
 
 use crate::error::{CoreError, Result};
 use crate::{Core, Ctx};
@@ -58,6 +61,107 @@ fn verify_password(s: Argon2Settings, phc: &str, password: &str) -> bool {
     argon2(s)
         .map(|a| a.verify_password(password.as_bytes(), &parsed).is_ok())
         .unwrap_or(false)
+}
+
+/// HMAC-SHA256 (RFC 2104) of the length-prefixed `parts` under a 32-byte key.
+fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let mut ipad = [0x36u8; 64];
+    let mut opad = [0x5cu8; 64];
+    for (i, k) in key.iter().enumerate() {
+        ipad[i] ^= k;
+        opad[i] ^= k;
+    }
+    let mut inner = Sha256::new();
+    inner.update(ipad);
+    for p in parts {
+        inner.update((p.len() as u64).to_be_bytes());
+        inner.update(p);
+    }
+    let mut outer = Sha256::new();
+    outer.update(opad);
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// Verified passwords, like Dovecot's `auth_cache`: a successful Argon2id check of
+/// (account, stored hash, password) is remembered for `ttl`, so the next login with the
+/// same password skips the hash. Only a keyed hash is kept (HMAC-SHA256 under a random
+/// key made per process, never stored), not the password; the stored PHC string is part
+/// of the key, so changing the password (new hash, new salt) makes old entries miss.
+/// Failures are never cached. At most `max` entries.
+pub(crate) struct AuthCache {
+    key: [u8; 32],
+    ttl: std::time::Duration,
+    max: usize,
+    entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
+    /// Argon2id verifications done (the cache's misses and every failure).
+    pub(crate) verifications: std::sync::atomic::AtomicU64,
+}
+
+impl AuthCache {
+    pub(crate) fn new(ttl: std::time::Duration, max: usize) -> AuthCache {
+        AuthCache {
+            key: rand::random(),
+            ttl,
+            max,
+            entries: Default::default(),
+            verifications: Default::default(),
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        !self.ttl.is_zero() && self.max > 0
+    }
+
+    fn key_of(&self, principal: &Principal, phc: &str, password: &str) -> [u8; 32] {
+        hmac_sha256(
+            &self.key,
+            &[
+                &principal.id.0.to_be_bytes(),
+                phc.as_bytes(),
+                password.as_bytes(),
+            ],
+        )
+    }
+
+    /// Whether this (account, stored hash, password) was verified within the TTL.
+    fn hit(&self, k: &[u8; 32]) -> bool {
+        if !self.enabled() {
+            return false;
+        }
+        let Ok(mut m) = self.entries.lock() else {
+            return false;
+        };
+        match m.get(k) {
+            Some(at) if at.elapsed() < self.ttl => true,
+            Some(_) => {
+                m.remove(k);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn insert(&self, k: [u8; 32]) {
+        if !self.enabled() {
+            return;
+        }
+        let Ok(mut m) = self.entries.lock() else {
+            return;
+        };
+        if m.len() >= self.max && !m.contains_key(&k) {
+            let ttl = self.ttl;
+            m.retain(|_, at| at.elapsed() < ttl);
+            if m.len() >= self.max {
+                // Still full of live entries: the oldest goes (a miss only costs one
+                // Argon2id check), so one busy client does not flush everyone's.
+                if let Some(oldest) = m.iter().min_by_key(|(_, at)| **at).map(|(k, _)| *k) {
+                    m.remove(&oldest);
+                }
+            }
+        }
+        m.insert(k, std::time::Instant::now());
+    }
 }
 
 /// The stored form of an app password: `sha256:<hex>`.
@@ -146,6 +250,14 @@ impl Core {
 }
 
 impl Core {
+    /// Argon2id password verifications done so far (logins that the verified-password
+    /// cache answered are not counted): for tests and metrics.
+    pub fn password_verifications(&self) -> u64 {
+        self.auth_cache
+            .verifications
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Checks a user name and secret for `protocol` (`imap`, `smtp`, `dav`, …).
     ///
     /// Throttled attempts are refused before any password is checked. Every attempt,
@@ -172,7 +284,8 @@ impl Core {
             .unwrap_or_else(|| username.to_string());
         let keys = self
             .limiter
-            .keys(&account_key, remote_ip, secret.as_bytes());
+            .keys(&account_key, remote_ip, secret.as_bytes())
+            .await;
         let ctx_for = |session: SessionInfo| Ctx {
             actor: Actor {
                 account: Some(
@@ -185,7 +298,7 @@ impl Core {
             session,
         };
         session.protocol = protocol.to_string();
-        if let Some(wait) = self.limiter.check(&keys) {
+        if let Some(wait) = self.limiter.check(&keys).await {
             metrics::counter!("postern_auth_throttled_total", "protocol" => protocol.to_string())
                 .increment(1);
             if self.limiter.note_throttled(&keys) {
@@ -214,30 +327,53 @@ impl Core {
         let (ok, method) = if app.is_some() {
             (true, "app-password")
         } else {
-            // Exactly one Argon2id verification on every other path.
+            // Exactly one Argon2id verification on every other path, unless this very
+            // password was verified against this very stored hash within
+            // `auth_cache_ttl` (a success; failures are never cached).
             let phc = creds
                 .iter()
                 .find(|c| c.kind == CredentialKind::Password)
                 .map(|c| c.hash.clone());
+            let cache_key = match (&principal, &phc) {
+                (Some(p), Some(phc)) if self.auth_cache.enabled() => {
+                    Some(self.auth_cache.key_of(p, phc, secret))
+                }
+                _ => None,
+            };
+            let cached = cache_key.as_ref().is_some_and(|k| self.auth_cache.hit(k));
             let real = phc.is_some();
             let phc = phc.unwrap_or_else(|| self.dummy_hash.clone());
-            let settings = self.settings.argon2;
-            let secret_owned = secret.to_string();
-            let _slot = self
-                .hash_slots
-                .acquire()
-                .await
-                .map_err(|e| CoreError::Internal(e.to_string()))?;
-            let matched =
-                tokio::task::spawn_blocking(move || verify_password(settings, &phc, &secret_owned))
+            if cached {
+                (true, "password")
+            } else {
+                let settings = self.settings.argon2;
+                let secret_owned = secret.to_string();
+                let _slot = self
+                    .hash_slots
+                    .acquire()
                     .await
                     .map_err(|e| CoreError::Internal(e.to_string()))?;
-            (matched && real, "password")
+                self.auth_cache
+                    .verifications
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let matched = tokio::task::spawn_blocking(move || {
+                    verify_password(settings, &phc, &secret_owned)
+                })
+                .await
+                .map_err(|e| CoreError::Internal(e.to_string()))?;
+                if matched
+                    && real
+                    && let Some(k) = cache_key
+                {
+                    self.auth_cache.insert(k);
+                }
+                (matched && real, "password")
+            }
         };
         session.auth_method = Some(method.into());
         match (ok, principal) {
             (true, Some(p)) => {
-                self.limiter.success(&keys);
+                self.limiter.success(&keys).await;
                 let address = format!(
                     "{}@{}",
                     p.local_part,
@@ -261,7 +397,7 @@ impl Core {
                 })
             }
             _ => {
-                let delay = self.limiter.failure(&keys);
+                let delay = self.limiter.failure(&keys).await;
                 self.record(
                     &ctx_for(session),
                     "auth.login",

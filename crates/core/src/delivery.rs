@@ -214,7 +214,33 @@ impl Core {
                 }
             }
         }
+        // Send As: the address is another account's (or its alias), and that account's
+        // INBOX grants this user the `0` right.
+        if let Some(owner) = self.find_principal(a).await?
+            && owner.id != me
+        {
+            return self.has_send_as(owner.id, me).await;
+        }
         Ok(false)
+    }
+
+    /// Whether `grantee` holds the send-as right (`0`) on `owner`'s INBOX.
+    async fn has_send_as(&self, owner: PrincipalId, grantee: PrincipalId) -> Result<bool> {
+        let Some(inbox) = self
+            .store
+            .mailboxes(owner)
+            .await?
+            .into_iter()
+            .find(|m| m.special_use == Some(SpecialUse::Inbox))
+        else {
+            return Ok(false);
+        };
+        let acl = self.store.mailbox_acl(owner, inbox.id).await?;
+        Ok(acl.iter().any(|(g, rights)| {
+            *g == grantee
+                && crate::access::Rights::parse(rights)
+                    .is_ok_and(|r| r.contains(crate::access::Rights::SEND_AS))
+        }))
     }
 
     /// Where `postmaster@domain` goes when the directory has no such address: the
@@ -279,18 +305,28 @@ impl Core {
         details: serde_json::Value,
     ) -> Result<Delivered> {
         let (meta, raw) = self.extract_meta(raw).await?;
-        self.deliver_parsed(ctx, mail_from, recipients, meta, raw, to_junk, details)
-            .await
+        self.deliver_parsed(
+            ctx, mail_from, recipients, meta, raw, to_junk, details, None,
+        )
+        .await
     }
 
     /// Submission (RFC 6409): like [`Core::deliver`], but the message's From field must
     /// appear exactly once (RFC 5322 §3.6) and name only addresses `auth` may send as
     /// ([`Core::may_send_as`]); otherwise [`CoreError::Refused`] and nothing is stored.
+    ///
+    /// `external` recipients (other domains) go to the outbound queue in the same batch as
+    /// the local deliveries and the ledger entry: all of it is durable, or none, before
+    /// the client hears 250. `raw` is stored once, as it will be sent (DKIM-signed by the
+    /// caller), for local and external recipients alike.
+    #[allow(clippy::too_many_arguments)]
     pub async fn submit(
         &self,
         auth: &Authenticated,
         mail_from: &str,
         recipients: &[Principal],
+        external: &[crate::outbound::OutboundRecipient],
+        envelope: &crate::outbound::EnvelopeOptions,
         raw: Vec<u8>,
         details: serde_json::Value,
     ) -> Result<Delivered> {
@@ -314,13 +350,57 @@ impl Core {
                 "the message must have exactly one From header field, it has {froms}"
             )));
         }
+        // Sender and the resent fields name who sent it (RFC 5322 §3.6.2, §3.6.6): the
+        // same rule as From, so they cannot show someone else as the sender either.
+        let mut senders: Vec<(String, String)> = Vec::new();
+        for f in &section.fields {
+            let name = String::from_utf8_lossy(f.name).to_ascii_lowercase();
+            if !matches!(name.as_str(), "sender" | "resent-from" | "resent-sender") {
+                continue;
+            }
+            let value = raw.get(f.value_start..f.end).unwrap_or_default();
+            let parsed = mail_parser::parsers::MessageStream::new(value).parse_address();
+            let list: Vec<String> = parsed
+                .as_address()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|a| a.address.as_deref().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if list.is_empty() {
+                return Err(CoreError::Refused(format!(
+                    "the {name} header field holds no address"
+                )));
+            }
+            senders.extend(list.into_iter().map(|a| (name.clone(), a)));
+        }
+        for (field, addr) in senders {
+            let owned = match parse_address(&addr) {
+                Ok(a) => self.may_send_as(auth, &a).await?,
+                Err(_) => false,
+            };
+            if !owned {
+                return Err(CoreError::Refused(format!(
+                    "{} may not send as {addr} ({field} header field)",
+                    auth.address()
+                )));
+            }
+        }
         let (meta, raw) = self.extract_meta(raw).await?;
-        if meta.envelope.from.is_empty() {
+        // Group markers (`From: Team: a@x;`) name no mailbox: only the members count.
+        let authors: Vec<_> = meta
+            .envelope
+            .from
+            .iter()
+            .filter(|a| !a.is_group_marker())
+            .collect();
+        if authors.is_empty() {
             return Err(CoreError::Refused(
                 "the From header field holds no address".into(),
             ));
         }
-        for addr in &meta.envelope.from {
+        for addr in authors {
             let owned = match addr.address.as_deref().map(parse_address) {
                 Some(Ok(a)) => self.may_send_as(auth, &a).await?,
                 _ => false,
@@ -333,8 +413,33 @@ impl Core {
                 )));
             }
         }
-        self.deliver_parsed(auth.ctx(), mail_from, recipients, meta, raw, false, details)
-            .await
+        let queued = (!external.is_empty()).then(|| {
+            let mut envelope = envelope.clone();
+            envelope.lifetime_ms.get_or_insert(self.queue_lifetime_ms());
+            crate::outbound::queue_parts(
+                mail_from,
+                Some(auth.principal().id),
+                external,
+                &envelope,
+                crate::outbound::is_eight_bit(&raw),
+            )
+        });
+        let delivered = self
+            .deliver_parsed(
+                auth.ctx(),
+                mail_from,
+                recipients,
+                meta,
+                raw,
+                false,
+                details,
+                queued,
+            )
+            .await?;
+        if !external.is_empty() {
+            self.queue_notify.notify_one();
+        }
+        Ok(delivered)
     }
 
     async fn extract_meta(&self, raw: Vec<u8>) -> Result<(MessageMeta, Vec<u8>)> {
@@ -380,13 +485,14 @@ impl Core {
         raw: Vec<u8>,
         to_junk: bool,
         details: serde_json::Value,
+        queued: Option<crate::outbound::QueueParts>,
     ) -> Result<Delivered> {
         let mut seen = BTreeSet::new();
         let all: Vec<&Principal> = recipients
             .iter()
             .filter(|p| p.kind.has_mailboxes() && seen.insert(p.id))
             .collect();
-        if all.is_empty() {
+        if all.is_empty() && queued.is_none() {
             return Err(CoreError::Refused("no recipient holds mail".into()));
         }
         let refs = crate::message::thread_references(&meta);
@@ -403,7 +509,7 @@ impl Core {
         // fits no one leaves nothing behind.
         let size = raw.len() as u64;
         let (mut targets, mut left_out) = self.split_by_room(&all, size, &address_of).await?;
-        if targets.is_empty() {
+        if targets.is_empty() && queued.is_none() {
             return Err(CoreError::QuotaExceeded);
         }
         // Written once, fsynced, before any record refers to it.
@@ -425,6 +531,7 @@ impl Core {
                     to_junk,
                     &details,
                     &address_of,
+                    queued.as_ref(),
                 )
                 .await?;
             match self.store.write(ops).await {
@@ -433,7 +540,7 @@ impl Core {
                     let (fit, full) = self.split_by_room(&targets, size, &address_of).await?;
                     left_out.extend(full);
                     targets = fit;
-                    if targets.is_empty() {
+                    if targets.is_empty() && queued.is_none() {
                         return Err(CoreError::QuotaExceeded);
                     }
                 }
@@ -476,6 +583,7 @@ impl Core {
         to_junk: bool,
         details: &serde_json::Value,
         address_of: &(dyn Fn(&Principal) -> String + Sync),
+        queued: Option<&crate::outbound::QueueParts>,
     ) -> Result<(Vec<Op>, Vec<(MessageId, MailboxId)>)> {
         let received_ms = now_ms();
         let mut ops = Vec::with_capacity(targets.len() + 1);
@@ -527,6 +635,12 @@ impl Core {
         });
         if !left_out.is_empty() {
             after["quota_left_out"] = serde_json::json!(left_out);
+        }
+        if let Some(q) = queued {
+            let (enqueue, id, external) = q.enqueue_op(blob);
+            objects.push(format!("queue:{id}"));
+            after["queued"] = serde_json::json!({"id": id.to_string(), "recipients": external});
+            ops.push(enqueue);
         }
         ops.push(Op::AppendLedger(Core::ledger_record(
             ctx,

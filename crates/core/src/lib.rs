@@ -23,6 +23,7 @@ pub mod access;
 pub mod address;
 pub mod admin;
 pub mod auth;
+pub mod dav;
 pub mod delivery;
 pub mod directory;
 pub mod error;
@@ -30,6 +31,7 @@ pub mod limiter;
 pub mod mail;
 pub mod mailbox;
 pub mod message;
+pub mod outbound;
 
 pub use auth::{AdminSession, Argon2Settings, Authenticated};
 pub use error::{CoreError, ErrorClass, Result};
@@ -52,6 +54,12 @@ pub struct CoreSettings {
     pub argon2: Argon2Settings,
     pub limiter: limiter::LimiterSettings,
     pub mime: message::MimeLimits,
+    /// How long a verified password is remembered (`[auth] auth_cache_ttl_secs`);
+    /// zero turns the cache off.
+    pub auth_cache_ttl: std::time::Duration,
+    /// How long a queued message may wait before it bounces (`[outbound]
+    /// max_queue_lifetime_secs`); fixed on the message when it is queued.
+    pub queue_lifetime: std::time::Duration,
 }
 
 impl Default for CoreSettings {
@@ -61,9 +69,14 @@ impl Default for CoreSettings {
             argon2: Argon2Settings::default(),
             limiter: Default::default(),
             mime: Default::default(),
+            auth_cache_ttl: std::time::Duration::from_secs(300),
+            queue_lifetime: std::time::Duration::from_millis(outbound::DEFAULT_LIFETIME_MS as u64),
         }
     }
 }
+
+/// Most verified passwords remembered at once ([`auth::AuthCache`]).
+const AUTH_CACHE_ENTRIES: usize = 10_000;
 
 pub struct Core {
     /// Private to `core`: a protocol reaches stored data only through `Core`'s methods,
@@ -80,6 +93,12 @@ pub struct Core {
     /// Argon2id verifications at once: each takes ~19 MiB and a core, so unbounded
     /// parallel logins would exhaust memory before the limiter sees them as failures.
     hash_slots: tokio::sync::Semaphore,
+    /// Passwords verified recently ([`CoreSettings::auth_cache_ttl`]).
+    auth_cache: auth::AuthCache,
+    /// Last snapshots of recently opened mailboxes ([`Core::open_mailbox`]).
+    views: mailbox::ViewCache,
+    /// Woken when this node puts something in the outbound queue ([`Core::queue_wakeup`]).
+    queue_notify: tokio::sync::Notify,
 }
 
 impl Core {
@@ -89,13 +108,18 @@ impl Core {
         settings: CoreSettings,
     ) -> Result<Core> {
         let dummy_hash = auth::hash_password(settings.argon2, &auth::generate_secret(24))?;
+        let shared_limiter = store.shared_limiter();
         Ok(Core {
             store,
             blobs,
-            limiter: limiter::RateLimiter::new(settings.limiter.clone()),
+            auth_cache: auth::AuthCache::new(settings.auth_cache_ttl, AUTH_CACHE_ENTRIES),
+            views: Default::default(),
+            limiter: limiter::RateLimiter::new(settings.limiter.clone())
+                .with_shared(shared_limiter),
             settings,
             dummy_hash,
             admin_token: std::sync::RwLock::new(None),
+            queue_notify: tokio::sync::Notify::new(),
             hash_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()
                     .map(|n| n.get())
@@ -103,6 +127,12 @@ impl Core {
                     .max(1),
             ),
         })
+    }
+
+    /// Counters shared by the nodes on this store (several nodes on PostgreSQL), for the
+    /// protocols' own throttles (SMTP RCPT probing); `None` on the embedded store.
+    pub fn shared_counters(&self) -> Option<Arc<dyn postern_store::SharedLimiter>> {
+        self.store.shared_limiter()
     }
 
     /// Builds a ledger record for `ctx`.

@@ -1,12 +1,16 @@
 //! A user's mailboxes and messages, as mail protocols (IMAP now; JMAP and POP3 later)
 //! see them: list, create, rename, delete, subscribe, open, flag, expunge, copy, move,
-//! append — each checked against the authenticated account here, never in a session.
+//! append — each checked here against the caller's RFC 4314 rights on the mailbox
+//! (a [`MailboxAccess`] from `core::access`, rights re-read from the store at every
+//! call; the owner holds every right), never in a session.
 //!
 //! **Reads of content go through a [`ReadGrant`]**: the only way to obtain message
 //! metadata or bytes is to first write the ledger entry naming the mailbox and the UID
 //! ranges (`message.read` for FETCH, `message.search` for SEARCH/SORT/THREAD), which
-//! returns the grant; the grant is tied to one account, so a session cannot use it to
-//! read another account's message (DESIGN invariants 2 and 10). Changes (expunge, copy,
+//! returns the grant; the grant is tied to one account (the mailbox's owner, after the
+//! `r` check), so a session cannot use it to read another account's message (DESIGN
+//! invariants 2 and 10). A delegate's entries carry the delegate role and the owner as
+//! target. Changes (expunge, copy,
 //! move, append) carry their ledger entry in the same batch as the change.
 //!
 //! **Standards:** RFC 9051 §5.1 (mailbox naming: `/` hierarchy, INBOX case-insensitive),
@@ -15,9 +19,10 @@
 //!
 //! **Security:** names are untrusted: NFC-normalised, control and invisible format
 //! characters refused, length and depth capped ([`MAX_MAILBOX_NAME_BYTES`],
-//! [`MAX_MAILBOX_DEPTH`]). Another account's mailbox or message is "not found", the same
-//! answer as one that does not exist.
+//! [`MAX_MAILBOX_DEPTH`]). Another account's mailbox or message without a grant is "not
+//! found", the same answer as one that does not exist.
 
+use crate::access::{MailboxAccess, Rights};
 use crate::auth::Authenticated;
 use crate::error::{CoreError, Result};
 use crate::{Core, Ctx};
@@ -136,6 +141,85 @@ pub fn normalize_mailbox_name(name: &str) -> Result<String> {
     Ok(out)
 }
 
+/// The last snapshot of recently opened mailboxes (entries only: UIDs, flags, sizes),
+/// shared by every session of the process, so that SELECT of a mailbox another session
+/// has open costs the delta since that snapshot instead of a full read. Bounded: at most
+/// [`ViewCache::MAX_ENTRIES`] entries in all, and it starts over when full.
+#[derive(Default)]
+pub(crate) struct ViewCache {
+    map: std::sync::Mutex<
+        std::collections::HashMap<
+            (PrincipalId, MailboxId),
+            std::sync::Arc<(Mailbox, Vec<MailboxEntry>)>,
+        >,
+    >,
+}
+
+impl ViewCache {
+    const MAX_ENTRIES: usize = 1_000_000;
+
+    fn get(
+        &self,
+        owner: PrincipalId,
+        id: MailboxId,
+    ) -> Option<std::sync::Arc<(Mailbox, Vec<MailboxEntry>)>> {
+        self.map.lock().ok()?.get(&(owner, id)).cloned()
+    }
+
+    /// Keeps this snapshot unless a newer one is kept already.
+    fn put(&self, owner: PrincipalId, mb: Mailbox, entries: Vec<MailboxEntry>) {
+        if entries.len() > Self::MAX_ENTRIES {
+            return;
+        }
+        let Ok(mut m) = self.map.lock() else { return };
+        if m.get(&(owner, mb.id))
+            .is_some_and(|old| old.0.highest_modseq > mb.highest_modseq)
+        {
+            return;
+        }
+        m.remove(&(owner, mb.id));
+        let mut held: usize = m.values().map(|v| v.1.len()).sum();
+        // Past the bound, the biggest snapshots go first (each is one full read to
+        // rebuild), not everything: one busy mailbox does not flush everyone's.
+        while held + entries.len() > Self::MAX_ENTRIES {
+            let Some(biggest) = m.iter().max_by_key(|(_, v)| v.1.len()).map(|(k, _)| *k) else {
+                break;
+            };
+            if let Some(v) = m.remove(&biggest) {
+                held -= v.1.len();
+            }
+        }
+        m.insert((owner, mb.id), std::sync::Arc::new((mb, entries)));
+    }
+
+    /// Forgets a mailbox (deleted, or its snapshot can no longer be trusted).
+    fn forget(&self, owner: PrincipalId, id: MailboxId) {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(&(owner, id));
+        }
+    }
+
+    /// `old` with the expunged UIDs removed and the changed entries put in (replacing
+    /// those with the same UID), in UID order.
+    pub(crate) fn apply(
+        old: &[MailboxEntry],
+        changed: Vec<MailboxEntry>,
+        expunged: &[u32],
+    ) -> Vec<MailboxEntry> {
+        let gone: std::collections::HashSet<u32> = expunged.iter().copied().collect();
+        let mut out: Vec<MailboxEntry> = Vec::with_capacity(old.len() + changed.len());
+        out.extend(old.iter().filter(|e| !gone.contains(&e.uid)).cloned());
+        for e in changed {
+            match out.binary_search_by_key(&e.uid, |x| x.uid) {
+                Ok(i) => out[i] = e,
+                Err(i) if i == out.len() => out.push(e),
+                Err(i) => out.insert(i, e),
+            }
+        }
+        out
+    }
+}
+
 impl Core {
     /// Change notices of every account; a session filters for its own.
     pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<ChangeNotice> {
@@ -157,15 +241,67 @@ impl Core {
             .ok_or_else(|| CoreError::NotFound(format!("mailbox {name}")))
     }
 
-    /// The mailbox and its entries in UID order, from one snapshot.
+    /// The mailbox and its entries in UID order, from one snapshot. Needs `r`.
+    ///
+    /// The last snapshot of each recently opened mailbox is kept ([`ViewCache`]): the
+    /// next open reads only the store's delta since it and applies it, which gives the
+    /// same entries as a full read of the newer snapshot, without reading the
+    /// unchanged ones.
     pub async fn open_mailbox(
         &self,
         who: &Authenticated,
-        mailbox: MailboxId,
+        access: &MailboxAccess,
     ) -> Result<(Mailbox, Vec<MailboxEntry>)> {
+        self.check_rights(who, access, Rights::READ).await?;
+        let (owner, id) = (access.owner, access.mailbox.id);
+        if let Some(old) = self.views.get(owner, id) {
+            let d = match self
+                .store
+                .mailbox_delta(owner, id, old.0.highest_modseq)
+                .await
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    self.views.forget(owner, id);
+                    return Err(e.into());
+                }
+            };
+            // The delta is only good on the snapshot it continues: same UIDVALIDITY, and
+            // a store that has not gone back in time (a restore); the journal is never
+            // pruned, so every change since the snapshot is in it.
+            if d.mailbox.uid_validity == old.0.uid_validity
+                && d.mailbox.highest_modseq >= old.0.highest_modseq
+            {
+                if d.changed.is_empty() && d.expunged.is_empty() {
+                    let entries = old.1.clone();
+                    if d.mailbox != old.0 {
+                        self.views.put(owner, d.mailbox.clone(), entries.clone());
+                    }
+                    return Ok((d.mailbox, entries));
+                }
+                let entries = ViewCache::apply(&old.1, d.changed, &d.expunged);
+                self.views.put(owner, d.mailbox.clone(), entries.clone());
+                return Ok((d.mailbox, entries));
+            }
+        }
+        let (mb, entries) = self.store.mailbox_entries(owner, id).await?;
+        self.views.put(owner, mb.clone(), entries.clone());
+        Ok((mb, entries))
+    }
+
+    /// What changed in the mailbox after `since` (the `highest_modseq` of the caller's
+    /// last snapshot of it), from one snapshot: entries added or re-flagged, UIDs
+    /// expunged. Reads only the changed rows, so catching up costs what changed.
+    pub async fn mailbox_delta(
+        &self,
+        who: &Authenticated,
+        access: &MailboxAccess,
+        since: u64,
+    ) -> Result<MailboxDelta> {
+        self.check_rights(who, access, Rights::READ).await?;
         Ok(self
             .store
-            .mailbox_entries(who.principal().id, mailbox)
+            .mailbox_delta(access.owner, access.mailbox.id, since)
             .await?)
     }
 
@@ -191,12 +327,52 @@ impl Core {
             .await?)
     }
 
+    /// UIDs of the mailbox expunged after `since` (QRESYNC VANISHED), from the owner's
+    /// journal. Needs `r`.
+    pub async fn expunged_since(
+        &self,
+        who: &Authenticated,
+        access: &MailboxAccess,
+        since: u64,
+    ) -> Result<Vec<u32>> {
+        self.check_rights(who, access, Rights::READ).await?;
+        const PAGE: usize = 10_000;
+        let mut out = Vec::new();
+        let mut from = since;
+        loop {
+            let page = self.store.changes_since(access.owner, from, PAGE).await?;
+            let Some(last) = page.last().map(|c| c.modseq) else {
+                break;
+            };
+            for c in &page {
+                if c.kind == ChangeKind::MessageExpunged && c.mailbox == Some(access.mailbox.id) {
+                    if let Some(u) = c.uid {
+                        out.push(u);
+                    }
+                }
+            }
+            from = last;
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn create_mailbox(
         &self,
         who: &Authenticated,
         name: &str,
         special_use: Option<SpecialUse>,
     ) -> Result<Mailbox> {
+        if crate::access::split_shared(name).is_some() {
+            if special_use.is_some() {
+                return Err(CoreError::Refused(
+                    "special use is only for one's own mailboxes".into(),
+                ));
+            }
+            return self.create_delegated(who, name).await;
+        }
         let name = normalize_mailbox_name(name)?;
         let account = who.principal().id;
         let existing = self.store.mailboxes(account).await?;
@@ -224,12 +400,17 @@ impl Core {
         let mut prefix = String::new();
         let levels: Vec<&str> = name.split(SEPARATOR).collect();
         let mut created = None;
+        let mut new_ids = Vec::new();
+        // The nearest existing ancestor: new levels inherit its ACL (as a delegate's
+        // CREATE does), without send-as, which belongs to the INBOX only.
+        let mut ancestor: Option<&Mailbox> = None;
         for (i, level) in levels.iter().enumerate() {
             if i > 0 {
                 prefix.push(SEPARATOR);
             }
             prefix.push_str(level);
-            if existing.iter().any(|m| m.name == prefix) {
+            if let Some(m) = existing.iter().find(|m| m.name == prefix) {
+                ancestor = Some(m);
                 continue;
             }
             let mb = Mailbox {
@@ -248,7 +429,29 @@ impl Core {
                 created_ms: now_ms(),
             };
             created = Some(mb.id);
+            new_ids.push(mb.id);
             ops.push(Op::CreateMailbox(mb));
+        }
+        let mut inherited = Vec::new();
+        if let Some(parent) = ancestor {
+            for (grantee, rights) in self.store.mailbox_acl(account, parent.id).await? {
+                let rights = Rights::parse(&rights)
+                    .unwrap_or(Rights::NONE)
+                    .minus(Rights::SEND_AS);
+                if rights.is_empty() {
+                    continue;
+                }
+                for id in &new_ids {
+                    ops.push(Op::SetMailboxAcl {
+                        account,
+                        mailbox: *id,
+                        grantee,
+                        rights: rights.to_string(),
+                    });
+                }
+                inherited
+                    .push(serde_json::json!({"grantee": grantee.0, "rights": rights.to_string()}));
+            }
         }
         ops.push(Op::AppendLedger(Core::ledger_record(
             who.ctx(),
@@ -257,7 +460,7 @@ impl Core {
             vec![format!("mailbox:{name}")],
             "ok",
             None,
-            None,
+            (!inherited.is_empty()).then(|| serde_json::json!({ "inherited_acl": inherited })),
         )));
         self.store.write(ops).await?;
         let id = created.ok_or_else(|| CoreError::Conflict(format!("mailbox {name}")))?;
@@ -269,14 +472,19 @@ impl Core {
     /// children: RFC 9051 §6.3.5 lets a server refuse that (Dovecot does), and the store
     /// has no `\Noselect` placeholder to keep for the children, which would otherwise be
     /// orphaned below a name `LIST "" "%"` no longer shows.
+    /// Another account's mailbox needs `x` on it (RFC 4314 §4).
     pub async fn delete_mailbox(&self, who: &Authenticated, name: &str) -> Result<()> {
-        let mb = self.mailbox_named(who, name).await?;
+        let access = self.resolve_mailbox(who, name).await?;
+        self.check_rights(who, &access, Rights::DELETE_MAILBOX)
+            .await?;
+        let mb = access.mailbox.clone();
         if mb.special_use == Some(SpecialUse::Inbox) || is_inbox(&mb.name) {
             return Err(CoreError::Refused("INBOX cannot be deleted".into()));
         }
         let child_prefix = format!("{}{SEPARATOR}", mb.name);
         if self
-            .mailboxes_of(who)
+            .store
+            .mailboxes(access.owner)
             .await?
             .iter()
             .any(|m| m.name.starts_with(&child_prefix))
@@ -291,9 +499,9 @@ impl Core {
                 mailbox: mb.id,
             },
             Op::AppendLedger(Core::ledger_record(
-                who.ctx(),
+                &access.ctx(who),
                 "mailbox.delete",
-                Some(who.address()),
+                Some(&access.owner_address),
                 vec![format!("mailbox:{}", mb.id), format!("name:{}", mb.name)],
                 "ok",
                 None,
@@ -306,10 +514,24 @@ impl Core {
 
     /// Renames a mailbox and its children. Renaming INBOX moves its messages into a new
     /// mailbox of the new name and leaves INBOX empty (RFC 9051 §6.3.6).
+    /// Within another account: `x` on the mailbox and `k` on the new parent, which must
+    /// exist (RFC 4314 §4); never from one account to another.
     pub async fn rename_mailbox(&self, who: &Authenticated, from: &str, to: &str) -> Result<()> {
-        let account = who.principal().id;
-        let src = self.mailbox_named(who, from).await?;
-        let to = normalize_mailbox_name(to)?;
+        let access = self.resolve_mailbox(who, from).await?;
+        self.check_rights(who, &access, Rights::DELETE_MAILBOX)
+            .await?;
+        let account = access.owner;
+        let src = access.mailbox.clone();
+        let to = if access.is_own(who) {
+            normalize_mailbox_name(to)?
+        } else {
+            self.delegated_target(who, &access, to).await?
+        };
+        if !access.is_own(who) && is_inbox(&src.name) {
+            return Err(CoreError::Refused(
+                "another account's INBOX cannot be renamed".into(),
+            ));
+        }
         let all = self.store.mailboxes(account).await?;
         if all.iter().any(|m| m.name == to) {
             return Err(CoreError::Conflict(format!("mailbox {to}")));
@@ -324,7 +546,8 @@ impl Core {
             let (_, entries) = self.store.mailbox_entries(account, src.id).await?;
             let uids: Vec<u32> = entries.iter().map(|e| e.uid).collect();
             if !uids.is_empty() {
-                self.copy_messages(who, src.id, &uids, dst.id, true).await?;
+                let (from, to) = (MailboxAccess::own(who, src), MailboxAccess::own(who, dst));
+                self.copy_messages(who, &from, &uids, &to, true).await?;
             }
             return Ok(());
         }
@@ -379,9 +602,9 @@ impl Core {
             }
         }
         ops.push(Op::AppendLedger(Core::ledger_record(
-            who.ctx(),
+            &access.ctx(who),
             "mailbox.rename",
-            Some(who.address()),
+            Some(&access.owner_address),
             vec![format!("mailbox:{}", src.id)],
             "ok",
             Some(serde_json::json!({ "name": src.name })),
@@ -397,7 +620,19 @@ impl Core {
         name: &str,
         subscribed: bool,
     ) -> Result<()> {
-        let mb = self.mailbox_named(who, name).await?;
+        let access = self.resolve_mailbox(who, name).await?;
+        if !access.is_own(who) {
+            // Subscriptions are a flag on the owner's mailbox, so another account's
+            // mailbox cannot carry ours: those are always listed as subscribed.
+            return if subscribed {
+                Ok(())
+            } else {
+                Err(CoreError::Refused(
+                    "other accounts' mailboxes are always subscribed".into(),
+                ))
+            };
+        }
+        let mb = access.mailbox;
         self.store
             .write(vec![Op::SetSubscribed {
                 account: mb.account,
@@ -412,23 +647,24 @@ impl Core {
     /// mailboxes and returns the grant that lets the caller load their data.
     /// `action` is `message.read` or `message.search`; `detail` says what (FETCH items,
     /// search keys), for the ledger.
+    /// Needs `r`; the entry names the reader (the session) and the owner (the target),
+    /// so a delegate's reads show as theirs, of the owner's mail.
     pub async fn grant_read(
         &self,
         who: &Authenticated,
-        mailbox: &Mailbox,
+        access: &MailboxAccess,
         action: &'static str,
         uids: &[u32],
         detail: &str,
     ) -> Result<ReadGrant> {
-        if mailbox.account != who.principal().id {
-            return Err(CoreError::NotFound(format!("mailbox {}", mailbox.id)));
-        }
+        self.check_rights(who, access, Rights::READ).await?;
+        let mailbox = &access.mailbox;
         let mut objects = vec![format!("mailbox:{}", mailbox.id)];
         objects.push(format!("uid:{}", uid_ranges(uids)));
         self.record(
-            who.ctx(),
+            &access.ctx(who),
             action,
-            Some(who.address()),
+            Some(&access.owner_address),
             objects,
             "ok",
             None,
@@ -436,7 +672,7 @@ impl Core {
         )
         .await?;
         Ok(ReadGrant {
-            account: mailbox.account,
+            account: access.owner,
             mailbox: mailbox.id,
         })
     }
@@ -459,12 +695,14 @@ impl Core {
     }
 
     /// STORE: changes flags of the UIDs; returns (changed (uid, modseq), skipped by
-    /// UNCHANGEDSINCE).
+    /// UNCHANGEDSINCE). Flags the caller has no right to change (`s` for `\Seen`, `t`
+    /// for `\Deleted`, `w` for the others and keywords) are left as they are, silently
+    /// (RFC 4314 §4: clients handle a NO to STORE badly).
     #[allow(clippy::too_many_arguments)]
     pub async fn store_flags(
         &self,
         who: &Authenticated,
-        mailbox: MailboxId,
+        access: &MailboxAccess,
         uids: Vec<u32>,
         action: FlagAction,
         flags: Flags,
@@ -472,36 +710,89 @@ impl Core {
         unchanged_since: Option<u64>,
     ) -> Result<(Vec<(u32, u64)>, Vec<u32>)> {
         check_keywords(&keywords)?;
-        let r = self
-            .store
-            .write(vec![Op::StoreFlags {
-                account: who.principal().id,
-                mailbox,
-                uids,
-                action,
-                flags,
-                keywords,
-                unchanged_since,
-            }])
-            .await?;
-        match r.into_iter().next() {
-            Some(OpResult::FlagsStored { changed, skipped }) => Ok((changed, skipped)),
-            other => Err(CoreError::Internal(format!(
-                "unexpected store result {other:?}"
-            ))),
+        let rights = self.check_rights(who, access, Rights::READ).await?;
+        let (account, mailbox) = (access.owner, access.mailbox.id);
+        // Without every flag right, the store changes only what the rights allow, at
+        // commit time (RFC 4314 §4: the rest is ignored silently): a concurrent change
+        // to a flag this user may not touch is never reverted.
+        let scope = (!rights.all_flags()).then(|| postern_store::ops::FlagScope {
+            flags: rights.settable_flags(),
+            keywords: rights.contains(Rights::WRITE),
+        });
+        if let Some(sc) = scope
+            && sc.flags == Flags::default()
+            && !sc.keywords
+        {
+            return Ok((Vec::new(), Vec::new()));
         }
+        // A delegate's changes to someone else's mail are in the ledger (the owner's own
+        // flag changes are not: they read or expose nothing).
+        let note = (!access.is_own(who)).then(|| {
+            Op::AppendLedger(Core::ledger_record(
+                &access.ctx(who),
+                "message.flags",
+                Some(&access.owner_address),
+                vec![
+                    format!("mailbox:{mailbox}"),
+                    format!("uid:{}", uid_ranges(&uids)),
+                ],
+                "ok",
+                None,
+                Some(serde_json::json!({
+                    "action": format!("{action:?}"),
+                    "flags": flags.0,
+                    "keywords": keywords,
+                })),
+            ))
+        });
+        let mut ops = vec![Op::StoreFlags {
+            account,
+            mailbox,
+            uids,
+            action,
+            flags,
+            keywords,
+            unchanged_since,
+            scope,
+        }];
+        ops.extend(note);
+        let r = self.store.write(ops).await?;
+        let (mut changed, mut skipped) = (Vec::new(), Vec::new());
+        for x in r {
+            match x {
+                OpResult::FlagsStored {
+                    changed: c,
+                    skipped: s,
+                } => {
+                    changed.extend(c);
+                    skipped.extend(s);
+                }
+                OpResult::LedgerAppended { .. } => {}
+                other => {
+                    return Err(CoreError::Internal(format!(
+                        "unexpected store result {other:?}"
+                    )));
+                }
+            }
+        }
+        changed.sort_unstable();
+        skipped.sort_unstable();
+        Ok((changed, skipped))
     }
 
     /// Removes the UIDs from the mailbox, with the ledger entry in the same batch.
+    /// Needs `e` (RFC 4314 §4).
     pub async fn expunge(
         &self,
         who: &Authenticated,
-        mailbox: MailboxId,
+        access: &MailboxAccess,
         uids: Vec<u32>,
     ) -> Result<Vec<u32>> {
+        self.check_rights(who, access, Rights::EXPUNGE).await?;
         if uids.is_empty() {
             return Ok(Vec::new());
         }
+        let mailbox = access.mailbox.id;
         let objects = vec![
             format!("mailbox:{mailbox}"),
             format!("uid:{}", uid_ranges(&uids)),
@@ -510,14 +801,15 @@ impl Core {
             .store
             .write(vec![
                 Op::Expunge {
-                    account: who.principal().id,
+                    account: access.owner,
                     mailbox,
                     uids,
+                    only_deleted: true,
                 },
                 Op::AppendLedger(Core::ledger_record(
-                    who.ctx(),
+                    &access.ctx(who),
                     "message.expunge",
-                    Some(who.address()),
+                    Some(&access.owner_address),
                     objects,
                     "ok",
                     None,
@@ -534,18 +826,32 @@ impl Core {
     }
 
     /// COPY (or MOVE when `remove`) of the UIDs that exist, in UID order, in one batch
-    /// with its ledger entry. Nothing is done when none exist.
+    /// with its ledger entry. Nothing is done when none exist. Needs `r` on the source
+    /// (MOVE: `t` and `e` too) and `i` on the target, whose `s`/`w`/`t` decide which
+    /// flags come along (RFC 4314 §4, RFC 6851 §3.3). Between accounts the message is
+    /// stored again for the target's owner (same blob).
     pub async fn copy_messages(
         &self,
         who: &Authenticated,
-        from: MailboxId,
+        from_access: &MailboxAccess,
         uids: &[u32],
-        to: MailboxId,
+        to_access: &MailboxAccess,
         remove: bool,
     ) -> Result<Copied> {
-        let account = who.principal().id;
+        let need = if remove {
+            Rights::READ
+                .union(Rights::DELETE_MESSAGE)
+                .union(Rights::EXPUNGE)
+        } else {
+            Rights::READ
+        };
+        self.check_rights(who, from_access, need).await?;
+        let to_rights = self.check_rights(who, to_access, Rights::INSERT).await?;
+        let account = from_access.owner;
+        let to_account = to_access.owner;
+        let (from, to) = (from_access.mailbox.id, to_access.mailbox.id);
         let (_, entries) = self.store.mailbox_entries(account, from).await?;
-        let (dst, _) = self.store.mailbox_entries(account, to).await?;
+        let (dst, _) = self.store.mailbox_entries(to_account, to).await?;
         let wanted: std::collections::HashSet<u32> = uids.iter().copied().collect();
         let chosen: Vec<&MailboxEntry> =
             entries.iter().filter(|e| wanted.contains(&e.uid)).collect();
@@ -570,11 +876,26 @@ impl Core {
                 continue;
             };
             sources.push(e.uid);
+            let mut message = (*rec).clone();
+            if to_account != account {
+                let refs = crate::message::thread_references(&message.meta);
+                message.id = MessageId::generate();
+                message.account = to_account;
+                message.thread_id = match self.store.thread_of(to_account, &refs).await? {
+                    Some(t) => t,
+                    None => message.id.to_string(),
+                };
+            }
+            let (flags, keywords) = if to_rights.all_flags() {
+                (e.flags, e.keywords.clone())
+            } else {
+                to_rights.filter_flags(e.flags, e.keywords.clone())
+            };
             appends.push(Op::AppendMessage {
-                message: (*rec).clone(),
+                message,
                 mailbox: to,
-                flags: e.flags,
-                keywords: e.keywords.clone(),
+                flags,
+                keywords,
             });
         }
         let n = sources.len();
@@ -588,26 +909,50 @@ impl Core {
                 account,
                 mailbox: from,
                 uids: sources.clone(),
+                only_deleted: false,
             });
         }
         ops.extend(appends);
         ops.push(Op::AppendLedger(Core::ledger_record(
-            who.ctx(),
+            &from_access.ctx(who),
             if remove {
                 "message.move"
             } else {
                 "message.copy"
             },
-            Some(who.address()),
-            vec![
-                format!("mailbox:{from}"),
-                format!("uid:{}", uid_ranges(&sources)),
-                format!("to-mailbox:{to}"),
-            ],
+            Some(&from_access.owner_address),
+            {
+                let mut o = vec![
+                    format!("mailbox:{from}"),
+                    format!("uid:{}", uid_ranges(&sources)),
+                    format!("to-mailbox:{to}"),
+                ];
+                if to_account != account {
+                    o.push(format!("to-account:{}", to_access.owner_address));
+                }
+                o
+            },
             "ok",
             None,
             None,
         )));
+        if to_account != account {
+            // The other account's side: what arrived in it, and from whom.
+            ops.push(Op::AppendLedger(Core::ledger_record(
+                &to_access.ctx(who),
+                "message.copy_in",
+                Some(&to_access.owner_address),
+                vec![
+                    format!("mailbox:{to}"),
+                    format!("from-account:{}", from_access.owner_address),
+                    format!("from-mailbox:{from}"),
+                    format!("uid:{}", uid_ranges(&sources)),
+                ],
+                "ok",
+                None,
+                None,
+            )));
+        }
         let results = self.store.write(ops).await?;
         let mut pairs = Vec::with_capacity(n);
         let mut expunged = Vec::new();
@@ -633,13 +978,17 @@ impl Core {
 
     /// APPEND (MULTIAPPEND: all or none) into one of the account's mailboxes; returns
     /// once the messages are durable.
+    /// Needs `i`; flags without `s`/`w`/`t` are dropped (RFC 4314 §4). The owner's
+    /// quota counts.
     pub async fn append_messages(
         &self,
         who: &Authenticated,
-        mailbox: MailboxId,
+        access: &MailboxAccess,
         messages: Vec<NewMessage>,
     ) -> Result<Appended> {
-        let account = who.principal().id;
+        let rights = self.check_rights(who, access, Rights::INSERT).await?;
+        let account = access.owner;
+        let mailbox = access.mailbox.id;
         let (mb, _) = self.store.mailbox_entries(account, mailbox).await?;
         let total: u64 = messages.iter().map(|m| m.raw.len() as u64).sum();
         // Checked before any blob is written, so a refused append leaves no file (the
@@ -662,19 +1011,24 @@ impl Core {
             let received = m.received_ms.unwrap_or_else(now_ms);
             let record = self.prepare_message(account, m.raw, received).await?;
             ids.push(format!("message:{}", record.id));
+            let (flags, keywords) = if rights.all_flags() {
+                (m.flags, m.keywords)
+            } else {
+                rights.filter_flags(m.flags, m.keywords)
+            };
             ops.push(Op::AppendMessage {
                 message: record,
                 mailbox,
-                flags: m.flags,
-                keywords: m.keywords,
+                flags,
+                keywords,
             });
         }
         let mut objects = vec![format!("mailbox:{mailbox}")];
         objects.extend(ids);
         ops.push(Op::AppendLedger(Core::ledger_record(
-            who.ctx(),
+            &access.ctx(who),
             "message.append",
-            Some(who.address()),
+            Some(&access.owner_address),
             objects,
             "ok",
             None,
@@ -780,6 +1134,43 @@ pub fn uid_ranges(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn e(uid: u32, flags: Flags) -> MailboxEntry {
+        MailboxEntry {
+            uid,
+            message: MessageId(i64::from(uid)),
+            size: 10,
+            flags,
+            keywords: Vec::new(),
+            modseq: 1,
+            saved_ms: 0,
+        }
+    }
+
+    /// A kept snapshot plus a delta: expunged gone, changed replaced, new appended, in
+    /// UID order (what a full read of the newer snapshot gives).
+    #[test]
+    fn view_cache_applies_a_delta() {
+        let old = vec![
+            e(1, Flags::default()),
+            e(2, Flags::default()),
+            e(4, Flags::default()),
+        ];
+        let got = ViewCache::apply(
+            &old,
+            vec![
+                e(2, Flags::SEEN),
+                e(3, Flags::DRAFT),
+                e(7, Flags::default()),
+            ],
+            &[1, 6],
+        );
+        let uids: Vec<u32> = got.iter().map(|x| x.uid).collect();
+        assert_eq!(uids, vec![2, 3, 4, 7]);
+        assert_eq!(got[0].flags, Flags::SEEN);
+        assert_eq!(got[1].flags, Flags::DRAFT);
+        assert!(ViewCache::apply(&[], vec![], &[1]).is_empty());
+    }
 
     #[test]
     fn names() {

@@ -116,8 +116,9 @@ pub const MAX_THREAD_REFERENCES: usize = 100;
 /// `envelope.message_id` is stored as the bare id without angle brackets (what threading
 /// looks up); the IMAP layer puts the brackets back for ENVELOPE. Sender and Reply-To are
 /// stored as they are in the header (possibly empty); RFC 9051 §7.5.2 defaulting them to
-/// From is the IMAP layer's job. Address groups are flattened in order (group names and
-/// empty groups disappear).
+/// From is the IMAP layer's job. Address groups are kept as RFC 9051 §7.5.2 writes
+/// them: a start marker with the group name, the members, an end marker (see [`Addr`]);
+/// an empty group is just the two markers.
 pub fn extract(raw: &[u8], limits: &MimeLimits) -> MessageMeta {
     let mut walker = Walker {
         raw,
@@ -487,11 +488,23 @@ impl<'a> Walker<'a> {
         };
         self.with_field(range, usize::MAX, |s| match s.parse_address() {
             HeaderValue::Address(Address::List(list)) => list.into_iter().map(to_addr).collect(),
-            HeaderValue::Address(Address::Group(groups)) => groups
-                .into_iter()
-                .flat_map(|g| g.addresses)
-                .map(to_addr)
-                .collect(),
+            // mail-parser returns a list with any group as a list of groups, the
+            // addresses outside a group as groups without a name (in order).
+            HeaderValue::Address(Address::Group(groups)) => {
+                let mut out = Vec::new();
+                for g in groups {
+                    let name = g.name.map(|n| n.trim().to_string());
+                    match name {
+                        Some(name) if !name.is_empty() => {
+                            out.push(Addr::group_start(name));
+                            out.extend(g.addresses.into_iter().map(to_addr));
+                            out.push(Addr::group_end());
+                        }
+                        _ => out.extend(g.addresses.into_iter().map(to_addr)),
+                    }
+                }
+                out
+            }
             _ => Vec::new(),
         })
     }
@@ -550,7 +563,7 @@ impl<'a> Walker<'a> {
                     let ty = ct.ctype().to_ascii_lowercase();
                     let sub = ct.subtype().unwrap_or_default().to_ascii_lowercase();
                     if is_token(&ty) && is_token(&sub) {
-                        Some((ty, sub, params_of(ct.attributes())))
+                        Some((ty, sub, params_of(ct.attributes(), self.slice(r.0, r.1))))
                     } else {
                         None
                     }
@@ -590,9 +603,10 @@ impl<'a> Walker<'a> {
         if let Some(r) = f[CONTENT_DISPOSITION] {
             let disposition =
                 self.with_field(r, MAX_PARAMETER_FIELD, |s| match s.parse_content_type() {
-                    HeaderValue::ContentType(ct) => {
-                        Some((ct.ctype().to_ascii_lowercase(), params_of(ct.attributes())))
-                    }
+                    HeaderValue::ContentType(ct) => Some((
+                        ct.ctype().to_ascii_lowercase(),
+                        params_of(ct.attributes(), self.slice(r.0, r.1)),
+                    )),
                     _ => None,
                 });
             if let Some((kind, params)) = disposition
@@ -740,25 +754,34 @@ fn is_token(s: &str) -> bool {
             .all(|c| c.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&c))
 }
 
-fn params_of(attributes: Option<&[mail_parser::Attribute<'_>]>) -> Vec<(String, String)> {
+/// The parameters of a Content-Type / Content-Disposition field whose raw value is
+/// `field`. mail-parser reports the language of an RFC 2231 extended value
+/// (`name*=charset'lang'…`) as an extra parameter `name-language`; one the field does
+/// not actually hold is dropped, since it is not a parameter of the message.
+fn params_of(
+    attributes: Option<&[mail_parser::Attribute<'_>]>,
+    field: &[u8],
+) -> Vec<(String, String)> {
+    let field = field.to_ascii_lowercase();
     attributes
         .unwrap_or_default()
         .iter()
         .map(|a| (a.name.to_ascii_lowercase(), a.value.to_string()))
+        .filter(|(name, _)| {
+            !name.ends_with("-language") || field.windows(name.len()).any(|w| w == name.as_bytes())
+        })
         .collect()
 }
 
 fn to_addr(a: mail_parser::Addr<'_>) -> Addr {
-    Addr {
-        name: a
-            .name
+    Addr::mailbox(
+        a.name
             .map(|n| n.trim().to_string())
             .filter(|n| !n.is_empty()),
-        address: a
-            .address
+        a.address
             .map(|n| n.trim().to_string())
             .filter(|n| !n.is_empty()),
-    }
+    )
 }
 
 fn ids_of(value: HeaderValue<'_>) -> Vec<String> {
@@ -1044,10 +1067,7 @@ mod tests {
     }
 
     fn addr(name: Option<&str>, address: &str) -> Addr {
-        Addr {
-            name: name.map(str::to_string),
-            address: Some(address.to_string()),
-        }
+        Addr::mailbox(name.map(str::to_string), Some(address.to_string()))
     }
 
     fn crlf(s: &str) -> Vec<u8> {
@@ -1091,7 +1111,14 @@ mod tests {
                 addr(Some("Carol"), "carol@example.net")
             ]
         );
-        assert!(e.cc.is_empty(), "an empty group flattens to nothing");
+        assert_eq!(
+            e.cc,
+            vec![
+                Addr::group_start("undisclosed-recipients".into()),
+                Addr::group_end()
+            ],
+            "an empty group is its two markers"
+        );
         assert_eq!(e.message_id.as_deref(), Some("abc.123@example.org"));
         assert_eq!(e.in_reply_to.as_deref(), Some("<parent@example.org>"));
         assert_eq!(m.references, vec!["root@example.org", "parent@example.org"]);
@@ -1292,6 +1319,72 @@ mod tests {
         assert!(m.has_attachment, "a forwarded message is an attachment");
         assert_eq!(m.preview, "Forwarding.");
         assert_eq!(m.envelope.subject.as_deref(), Some("Fwd: hello"));
+    }
+
+    #[test]
+    fn rfc2231_language_is_not_a_parameter() {
+        let raw = crlf(
+            "Content-Type: text/plain; charset=us-ascii; name*=UTF-8'en'%E2%82%AC.txt\n\
+             Content-Disposition: inline; filename*=iso-8859-1'de'%E4.txt; x-language=fr\n\
+             \n\
+             body\n",
+        );
+        let m = meta(&raw);
+        let names: Vec<&str> = m.body.params.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["charset", "name"], "{:?}", m.body.params);
+        let names: Vec<&str> = m
+            .body
+            .disposition_params
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert!(
+            !names.contains(&"filename-language") && names.contains(&"x-language"),
+            "{:?}",
+            m.body.disposition_params
+        );
+    }
+
+    #[test]
+    fn address_groups() {
+        let raw = crlf(
+            "From: a@example.org\n\
+             To: undisclosed-recipients:;, b@example.org\n\
+             Cc: x@example.org, Team: c1@example.org,\n Carol <c2@example.org>; y@example.org\n\
+             Bcc: =?UTF-8?Q?Gr=C3=BCppe?=: z@example.org;\n\
+             \n\
+             body\n",
+        );
+        let m = meta(&raw);
+        let e = &m.envelope;
+        assert_eq!(e.from, vec![addr(None, "a@example.org")]);
+        assert_eq!(
+            e.to,
+            vec![
+                Addr::group_start("undisclosed-recipients".into()),
+                Addr::group_end(),
+                addr(None, "b@example.org"),
+            ]
+        );
+        assert_eq!(
+            e.cc,
+            vec![
+                addr(None, "x@example.org"),
+                Addr::group_start("Team".into()),
+                addr(None, "c1@example.org"),
+                addr(Some("Carol"), "c2@example.org"),
+                Addr::group_end(),
+                addr(None, "y@example.org"),
+            ]
+        );
+        assert_eq!(
+            e.bcc,
+            vec![
+                Addr::group_start("Gr\u{fc}ppe".into()),
+                addr(None, "z@example.org"),
+                Addr::group_end(),
+            ]
+        );
     }
 
     #[test]

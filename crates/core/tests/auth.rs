@@ -44,6 +44,11 @@ fn limiter(free_account: u32, free_ip: u32, free_password: u32) -> LimiterSettin
 /// A core over a fresh SQLite store (as `postern serve` opens it) with example.com,
 /// alice (individual, password), team (group), shared (shared) and room (resource).
 async fn env(limiter: LimiterSettings, argon2: Argon2Settings) -> Env {
+    env_cache(limiter, argon2, CoreSettings::default().auth_cache_ttl).await
+}
+
+/// [`env`] with this verified-password cache TTL.
+async fn env_cache(limiter: LimiterSettings, argon2: Argon2Settings, ttl: Duration) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store =
         SqliteStore::open(&dir.path().join("meta.sqlite"), SqliteOptions::default()).unwrap();
@@ -51,6 +56,7 @@ async fn env(limiter: LimiterSettings, argon2: Argon2Settings) -> Env {
     let settings = CoreSettings {
         argon2,
         limiter,
+        auth_cache_ttl: ttl,
         ..Default::default()
     };
     let store: Arc<dyn Store> = Arc::new(store);
@@ -679,4 +685,124 @@ async fn app_passwords_are_per_protocol() {
         ]
     );
     assert_ledger_free_of(store, &[&secret, &any_secret, ALICE_PW]).await;
+}
+
+/// The verified-password cache (`auth_cache_ttl_secs`): a repeated good login skips
+/// Argon2id, a wrong password is checked every time and never cached, a new password
+/// makes the old one fail at once, a throttled client stays throttled even with the
+/// cached password, every attempt still has its ledger entry, and 0 turns it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_password_cache() {
+    let _serial = SERIAL.lock().await;
+    let env = env(limiter(3, 1000, 1000), FAST_ARGON2).await;
+    let core = &env.core;
+    let ip = || from("10.7.0.1");
+    let v0 = core.password_verifications();
+    let a = core
+        .authenticate(ALICE, ALICE_PW, "imap", ip())
+        .await
+        .unwrap();
+    assert_eq!(a.ctx().session.auth_method.as_deref(), Some("password"));
+    assert_eq!(core.password_verifications(), v0 + 1);
+    // Cached: no hash, same answer.
+    for _ in 0..3 {
+        let a = core
+            .authenticate(ALICE, ALICE_PW, "imap", ip())
+            .await
+            .unwrap();
+        assert_eq!(a.address(), ALICE);
+        assert_eq!(a.ctx().session.auth_method.as_deref(), Some("password"));
+    }
+    assert_eq!(core.password_verifications(), v0 + 1);
+    // Another account with the same password is not a hit (bob's hash differs).
+    expect_auth_failed(
+        core.authenticate("bob@example.com", ALICE_PW, "imap", ip())
+            .await,
+        "bob with alice's password",
+    );
+    assert_eq!(core.password_verifications(), v0 + 2);
+    // A wrong password is verified every time: failures are not cached.
+    for i in 0..2 {
+        expect_auth_failed(
+            core.authenticate(ALICE, "Wrong-Password", "imap", from("10.7.0.2"))
+                .await,
+            &format!("wrong {i}"),
+        );
+    }
+    assert_eq!(core.password_verifications(), v0 + 4);
+    // A new password: the old one fails at once (it is verified against the new hash),
+    // the new one is verified once, then cached.
+    core.account_passwd(&env.admin, ALICE, Some("Alice-New-Horse-3"))
+        .await
+        .unwrap();
+    expect_auth_failed(
+        core.authenticate(ALICE, ALICE_PW, "imap", from("10.7.0.3"))
+            .await,
+        "old password after a change",
+    );
+    assert_eq!(core.password_verifications(), v0 + 5);
+    for _ in 0..2 {
+        core.authenticate(ALICE, "Alice-New-Horse-3", "imap", ip())
+            .await
+            .unwrap();
+    }
+    assert_eq!(core.password_verifications(), v0 + 6);
+    // Throttled: past alice's 3 free failures the fourth starts a delay, during which
+    // even the cached password is refused unchecked.
+    for i in 0..3 {
+        expect_auth_failed(
+            core.authenticate(ALICE, &format!("Wrong-{i}"), "imap", from("10.7.0.4"))
+                .await,
+            "wrong again",
+        );
+    }
+    let c = env.core.clone();
+    let fourth = tokio::spawn(async move {
+        c.authenticate(ALICE, "Wrong-3", "imap", from("10.7.0.4"))
+            .await
+    });
+    wait_for_failures(&*env.store, 8).await;
+    let v = core.password_verifications();
+    expect_throttled(
+        core.authenticate(ALICE, "Alice-New-Horse-3", "imap", ip())
+            .await,
+        Duration::from_secs(2),
+        "cached password while throttled",
+    );
+    assert_eq!(core.password_verifications(), v);
+    expect_auth_failed(fourth.await.unwrap(), "fourth failure");
+    // Every attempt has its entry, as without the cache.
+    let recs = logins(&*env.store).await;
+    assert_eq!(
+        results(&recs),
+        [
+            "ok",
+            "ok",
+            "ok",
+            "ok",
+            "failed",
+            "failed",
+            "failed",
+            "failed",
+            "ok",
+            "ok",
+            "failed",
+            "failed",
+            "failed",
+            "failed",
+            "throttled"
+        ]
+    );
+    assert_ledger_free_of(&*env.store, &[ALICE_PW, "Alice-New-Horse-3"]).await;
+
+    // Disabled (0): every login pays the hash.
+    let off = env_cache(limiter(3, 1000, 1000), FAST_ARGON2, Duration::ZERO).await;
+    let v = off.core.password_verifications();
+    for _ in 0..3 {
+        off.core
+            .authenticate(ALICE, ALICE_PW, "imap", ip())
+            .await
+            .unwrap();
+    }
+    assert_eq!(off.core.password_verifications(), v + 3);
 }

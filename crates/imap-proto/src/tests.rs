@@ -679,10 +679,61 @@ fn quota_acl_id() {
             rights: Rights::new("cda").unwrap(),
         }
     );
+    assert_eq!(
+        body(r#"A004 SETACL INBOX/Drafts -Fred """#),
+        CommandBody::SetAcl {
+            mailbox: mbox("INBOX/Drafts"),
+            identifier: istr("-Fred"),
+            modify: RightsModify::Replace,
+            rights: Rights::new("").unwrap(),
+        }
+    );
+    assert_eq!(
+        body("A003 SETACL INBOX/Drafts Chris -w"),
+        CommandBody::SetAcl {
+            mailbox: mbox("INBOX/Drafts"),
+            identifier: istr("Chris"),
+            modify: RightsModify::Remove,
+            rights: Rights::new("w").unwrap(),
+        }
+    );
+    assert_eq!(
+        body("A003 DELETEACL INBOX/Drafts Smith"),
+        CommandBody::DeleteAcl {
+            mailbox: mbox("INBOX/Drafts"),
+            identifier: istr("Smith"),
+        }
+    );
+    assert_eq!(
+        body("a LISTRIGHTS \"Other Users/a@b.c/x\" {6+}\r\nanyone"),
+        CommandBody::ListRights {
+            mailbox: mbox("Other Users/a@b.c/x"),
+            identifier: istr("anyone"),
+        }
+    );
+    assert_eq!(
+        body("a MYRIGHTS inbox"),
+        CommandBody::MyRights {
+            mailbox: Mailbox::Inbox,
+        }
+    );
+    assert_eq!(
+        body("a GETACL Shared/team@example.com/INBOX"),
+        CommandBody::GetAcl {
+            mailbox: mbox("Shared/team@example.com/INBOX"),
+        }
+    );
     // RFC 4314 §3.1: "A035 BAD Uppercase rights are not allowed".
     bad("A035 SETACL INBOX/Drafts John lrQswicda");
     bad("a SETACL INBOX John");
+    bad("a SETACL INBOX John l r");
+    bad("a SETACL INBOX John l\u{e9}");
     bad("a GETACL");
+    bad("a GETACL INBOX extra");
+    bad("a DELETEACL INBOX");
+    bad("a LISTRIGHTS INBOX");
+    bad("a MYRIGHTS");
+    bad("a MYRIGHTS INBOX INBOX");
     bad("a SETQUOTA \"\" (STORAGE)");
     bad("a SETQUOTA \"\" STORAGE 1");
     bad("a ID (\"name\")");

@@ -183,7 +183,7 @@ pub(crate) async fn fetch(
         return Ok(());
     };
     let read_only = sel.read_only;
-    let mailbox = sel.mailbox.clone();
+    let mailbox = sel.access.clone();
     // The messages to answer for: (seq, uid, message id), after CHANGEDSINCE.
     let mut targets: Vec<(u32, u32, MessageId)> = Vec::with_capacity(seqs.len());
     for seq in &seqs {
@@ -248,7 +248,7 @@ pub(crate) async fn fetch(
                 .core
                 .store_flags(
                     &who,
-                    mailbox.id,
+                    &mailbox,
                     unseen.clone(),
                     FlagAction::Add,
                     Flags::SEEN,
@@ -588,31 +588,14 @@ async fn vanished_since(
     let Some(sel) = s.selected.as_ref() else {
         return Ok(Vec::new());
     };
-    let mailbox = sel.mailbox.id;
+    let access = sel.access.clone();
     let max = sel.max_uid().max(1);
-    let mut out = Vec::new();
-    let mut from = since;
-    loop {
-        let Ok(page) = s.shared.core.changes_of(&who, from, 10_000).await else {
-            break;
-        };
-        let Some(last) = page.last().map(|c| c.modseq) else {
-            break;
-        };
-        for c in &page {
-            if c.kind == postern_core::store::ChangeKind::MessageExpunged
-                && c.mailbox == Some(mailbox)
-            {
-                if let Some(u) = c.uid {
-                    out.push(u);
-                }
-            }
-        }
-        from = last;
-        if page.len() < 10_000 {
-            break;
-        }
-    }
+    let mut out = s
+        .shared
+        .core
+        .expunged_since(&who, &access, since)
+        .await
+        .unwrap_or_default();
     let Some(sel) = s.selected.as_ref() else {
         return Ok(Vec::new());
     };
@@ -644,7 +627,7 @@ async fn evaluate(
     let Some(sel) = s.selected.as_ref() else {
         return Ok(None);
     };
-    let mailbox = sel.mailbox.clone();
+    let mailbox = sel.access.clone();
     let uids = sel.uids();
     let ids: Vec<MessageId> = sel.entries.iter().map(|e| e.message).collect();
     if content_keys(keys) > MAX_CONTENT_KEYS {

@@ -11,7 +11,10 @@
 //! and short lines; LOGIN/AUTHENTICATE only under TLS unless loopback plaintext is
 //! allowed by a named setting (LOGINDISABLED otherwise); read-ahead discarded at
 //! STARTTLS; bad commands counted, the session ends past `max_bad_commands`; every read
-//! of message data goes through a ledger grant in `core`.
+//! of message data goes through a ledger grant in `core`. Every mailbox name is
+//! resolved by `core::access` (own names, `Other Users/…`, `Shared/…`), and the
+//! resulting `MailboxAccess` goes with every core call, which checks the RFC 4314
+//! rights itself: the session never decides who may do what.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 

@@ -30,7 +30,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use postern_core::store::{Addr, BodyPart, Envelope, Flags};
+use postern_core::store::{Addr, BodyPart, Envelope, Flags, GroupMark};
 
 /// Whether the client may receive UTF-8 in quoted strings (IMAP4rev2 enabled or UTF8=ACCEPT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +97,51 @@ pub fn astring(out: &mut Vec<u8>, s: &str, utf8: Utf8) {
     } else {
         quoted_or_literal(out, s.as_bytes(), utf8);
     }
+}
+
+/// `* ACL mailbox (SP identifier SP rights)*` CRLF (RFC 4314 §3.6): identifiers and
+/// rights as `astring`s (an empty rights string is `""`).
+pub fn acl_line(out: &mut Vec<u8>, mailbox_name: &str, entries: &[(String, String)], utf8: Utf8) {
+    out.extend_from_slice(b"* ACL ");
+    mailbox(out, mailbox_name, utf8);
+    for (id, rights) in entries {
+        out.push(b' ');
+        astring(out, id, utf8);
+        out.push(b' ');
+        astring(out, rights, utf8);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `* LISTRIGHTS mailbox identifier required *(SP optional)` CRLF (RFC 4314 §3.7).
+pub fn list_rights_line(
+    out: &mut Vec<u8>,
+    mailbox_name: &str,
+    identifier: &str,
+    required: &str,
+    optional: &[&str],
+    utf8: Utf8,
+) {
+    out.extend_from_slice(b"* LISTRIGHTS ");
+    mailbox(out, mailbox_name, utf8);
+    out.push(b' ');
+    astring(out, identifier, utf8);
+    out.push(b' ');
+    astring(out, required, utf8);
+    for o in optional {
+        out.push(b' ');
+        astring(out, o, utf8);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `* MYRIGHTS mailbox rights` CRLF (RFC 4314 §3.8).
+pub fn my_rights_line(out: &mut Vec<u8>, mailbox_name: &str, rights: &str, utf8: Utf8) {
+    out.extend_from_slice(b"* MYRIGHTS ");
+    mailbox(out, mailbox_name, utf8);
+    out.push(b' ');
+    astring(out, rights, utf8);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// RFC 9051 §9 `ATOM-CHAR`: any CHAR except atom-specials
@@ -239,8 +284,10 @@ pub fn flag_list(out: &mut Vec<u8>, flags: Flags, keywords: &[String], recent: b
 
 /// ENVELOPE (RFC 9051 §7.5.2): (date subject from sender reply-to to cc bcc in-reply-to message-id); sender and reply-to default to from when empty, as RFC 9051 requires; address = (name adl mailbox host) with NIL adl; an address with no @ or group syntax handled sensibly; NIL where absent.
 ///
-/// The store flattens groups, so no group markers are written. The host is never NIL
-/// (NIL host means a group marker, RFC 9051 §7.5.2): an address without `@` gets the
+/// Groups are written as RFC 9051 §7.5.2 says: a start marker `(NIL NIL "name" NIL)`,
+/// the members, an end marker `(NIL NIL NIL NIL)`; an empty group is the two markers.
+/// The host of an address is never NIL (NIL host means a group marker): an address
+/// without `@` gets the
 /// host `MISSING_DOMAIN`, one without an address at all `MISSING_MAILBOX` and
 /// `MISSING_DOMAIN`, as Dovecot writes them. The Message-ID, stored bare, gets its
 /// angle brackets back.
@@ -283,20 +330,30 @@ pub fn envelope(out: &mut Vec<u8>, env: &Envelope, utf8: Utf8) {
     out.push(b')');
 }
 
-/// `"(" 1*address ")" / nil`; addresses with neither name nor address are skipped.
-/// No space between addresses: the grammar has none (some servers write one and
-/// clients carry quirks for it, e.g. imap-codec's `quirk_spaces_between_addresses`).
+/// `"(" 1*address ")" / nil`; addresses with neither name nor address are skipped,
+/// group markers are written as markers. No space between addresses: the grammar has
+/// none (some servers write one and clients carry quirks for it, e.g. imap-codec's
+/// `quirk_spaces_between_addresses`).
 fn address_list(out: &mut Vec<u8>, addrs: &[Addr], utf8: Utf8) {
     let mut written = false;
     for addr in addrs {
-        if addr.name.is_none() && addr.address.is_none() {
+        if addr.group.is_none() && addr.name.is_none() && addr.address.is_none() {
             continue;
         }
         if !written {
             out.push(b'(');
         }
         written = true;
-        address(out, addr, utf8);
+        match addr.group {
+            // The group's display name is the mailbox field of the start marker.
+            Some(GroupMark::Start) => {
+                out.extend_from_slice(b"(NIL NIL ");
+                header_text(out, Some(addr.name.as_deref().unwrap_or_default()), utf8);
+                out.extend_from_slice(b" NIL)");
+            }
+            Some(GroupMark::End) => out.extend_from_slice(b"(NIL NIL NIL NIL)"),
+            None => address(out, addr, utf8),
+        }
     }
     out.extend_from_slice(if written { b")" } else { b"NIL" });
 }
@@ -652,6 +709,29 @@ mod tests {
     }
 
     #[test]
+    fn acl_responses() {
+        let acl = |e: &[(&str, &str)]| {
+            let e: Vec<(String, String)> = e
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            run(|o| acl_line(o, "Other Users/a@x.org/Sp ace", &e, OFF))
+        };
+        assert_eq!(
+            acl(&[("a@x.org", "lrswipkxtea"), ("b@x.org", "")]),
+            "* ACL \"Other Users/a@x.org/Sp ace\" a@x.org lrswipkxtea b@x.org \"\"\r\n"
+        );
+        assert_eq!(
+            run(|o| list_rights_line(o, "INBOX", "nil", "", &["l", "r"], OFF)),
+            "* LISTRIGHTS INBOX \"nil\" \"\" l r\r\n"
+        );
+        assert_eq!(
+            run(|o| my_rights_line(o, "INBOX", "lr", OFF)),
+            "* MYRIGHTS INBOX lr\r\n"
+        );
+    }
+
+    #[test]
     fn mailboxes() {
         let m = |s: &str, u| run(|o| mailbox(o, s, u));
         assert_eq!(m("INBOX", OFF), "INBOX");
@@ -742,9 +822,8 @@ mod tests {
             run(|o| envelope(o, &empty, OFF)),
             "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
         );
-        let addr = |name: Option<&str>, address: Option<&str>| Addr {
-            name: name.map(str::to_string),
-            address: address.map(str::to_string),
+        let addr = |name: Option<&str>, address: Option<&str>| {
+            Addr::mailbox(name.map(str::to_string), address.map(str::to_string))
         };
         let e = Envelope {
             subject: Some("x".into()),
@@ -768,6 +847,47 @@ mod tests {
              (NIL NIL \"\\\"a@b\\\"\" \"c\")) NIL \
              ((NIL NIL \"MISSING_MAILBOX\" \"h\")(NIL NIL \"l\" \"MISSING_DOMAIN\")) \
              NIL \"<already@bracketed>\")"
+        );
+        let m = MessageMeta {
+            envelope: e,
+            ..Default::default()
+        };
+        assert_decodes(&fetch_line(&m, OFF));
+    }
+
+    #[test]
+    fn envelope_groups() {
+        let plain = |a: &str| Addr::mailbox(None, Some(a.to_string()));
+        let e = Envelope {
+            from: vec![plain("a@example.org")],
+            to: vec![
+                Addr::group_start("undisclosed-recipients".into()),
+                Addr::group_end(),
+                plain("b@example.org"),
+            ],
+            cc: vec![
+                plain("x@example.org"),
+                Addr::group_start("Gr\u{fc}ppe".into()),
+                Addr::mailbox(Some("C".into()), Some("c@example.org".into())),
+                Addr::group_end(),
+            ],
+            ..Default::default()
+        };
+        let out = run(|o| envelope(o, &e, Utf8(true)));
+        assert_eq!(
+            out,
+            "(NIL NIL ((NIL NIL \"a\" \"example.org\")) ((NIL NIL \"a\" \"example.org\")) \
+             ((NIL NIL \"a\" \"example.org\")) \
+             ((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)\
+             (NIL NIL \"b\" \"example.org\")) \
+             ((NIL NIL \"x\" \"example.org\")(NIL NIL \"Gr\u{fc}ppe\" NIL)\
+             (\"C\" NIL \"c\" \"example.org\")(NIL NIL NIL NIL)) NIL NIL NIL)"
+        );
+        // Without UTF-8 the group name is an encoded word, like a display name.
+        let out = run(|o| envelope(o, &e, OFF));
+        assert!(
+            out.contains("(NIL NIL \"=?UTF-8?B?R3LDvHBwZQ==?=\" NIL)"),
+            "{out}"
         );
         let m = MessageMeta {
             envelope: e,
@@ -883,7 +1003,8 @@ mod tests {
                 "(NIL \"=?UTF-8?B?R3LDvMOfZSAicXVvdGVkIiBiYWNrXHNsYXNo?=\" \
                  (({name} NIL \"juergen\" \"example.de\")) \
                  (({name} NIL \"juergen\" \"example.de\")) \
-                 (({name} NIL \"juergen\" \"example.de\")) NIL NIL NIL NIL NIL)"
+                 (({name} NIL \"juergen\" \"example.de\")) \
+                 ((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) NIL NIL NIL NIL)"
             )
         );
         assert_eq!(
@@ -891,7 +1012,8 @@ mod tests {
             "(NIL \"Grüße \\\"quoted\\\" back\\\\slash\" \
              ((\"Jürgen Müller\" NIL \"juergen\" \"example.de\")) \
              ((\"Jürgen Müller\" NIL \"juergen\" \"example.de\")) \
-             ((\"Jürgen Müller\" NIL \"juergen\" \"example.de\")) NIL NIL NIL NIL NIL)"
+             ((\"Jürgen Müller\" NIL \"juergen\" \"example.de\")) \
+             ((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) NIL NIL NIL NIL)"
         );
         // The raw 8-bit Content-Description goes as a literal to a rev1 client, the RFC
         // 2231 file name as an encoded word.

@@ -189,7 +189,9 @@ fn contains(haystack: &str, needle_lower: &str) -> bool {
     needle_lower.is_empty() || haystack.to_lowercase().contains(needle_lower)
 }
 
-/// FROM/TO/CC/BCC: the name or the address of any address of the field.
+/// FROM/TO/CC/BCC: the name or the address of any address of the field, or the name
+/// of a group in it (the group name is in the field's text, which RFC 9051 §6.4.4
+/// matches against).
 fn addrs_match(addrs: &[Addr], needle_lower: &str) -> bool {
     addrs.iter().any(|a| {
         a.name.as_deref().is_some_and(|n| contains(n, needle_lower))

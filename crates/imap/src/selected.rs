@@ -6,11 +6,15 @@
 //! is not shown while answering a FETCH, STORE or SEARCH by sequence number (RFC 9051
 //! §7.5.1), so sequence numbers stay valid for the client.
 
-use postern_core::store::{Flags, Mailbox, MailboxEntry};
+use postern_core::access::MailboxAccess;
+use postern_core::store::{Flags, Mailbox, MailboxDelta, MailboxEntry};
 use postern_imap_proto::{SeqNum, SeqSet};
 use std::collections::HashMap;
 
 pub struct Selected {
+    /// The mailbox as the user reached it (owner, name in the user's view, rights at
+    /// SELECT); core re-checks the rights on every operation.
+    pub access: MailboxAccess,
     pub mailbox: Mailbox,
     pub read_only: bool,
     /// In sequence order (seq = index + 1); UIDs ascend.
@@ -47,8 +51,14 @@ pub struct Delta {
 }
 
 impl Selected {
-    pub fn new(mailbox: Mailbox, entries: Vec<MailboxEntry>, read_only: bool) -> Selected {
+    pub fn new(
+        access: MailboxAccess,
+        mailbox: Mailbox,
+        entries: Vec<MailboxEntry>,
+        read_only: bool,
+    ) -> Selected {
         let mut s = Selected {
+            access,
             mailbox,
             read_only,
             entries,
@@ -217,6 +227,72 @@ impl Selected {
         delta
     }
 
+    /// Takes in what changed since the view's snapshot (the store's delta after
+    /// `self.mailbox.highest_modseq`): expunges of UIDs in the view, flag changes of
+    /// messages in it, and new messages above its highest UID. Expunges are removed only
+    /// when `may_expunge`, otherwise they wait in `pending_expunge` (with earlier ones)
+    /// for a later call. The result is the view [`Selected::catch_up`] would give with a
+    /// full snapshot, without reading the unchanged messages.
+    pub fn apply_delta(&mut self, d: MailboxDelta, may_expunge: bool) -> Delta {
+        let mut delta = Delta::default();
+        self.mailbox = d.mailbox;
+        // Expunged after the snapshot and still shown: add to those already waiting.
+        // (A UID added and expunged since the snapshot was never shown: nothing to do.)
+        if !d.expunged.is_empty() {
+            let mut waiting: std::collections::HashSet<u32> =
+                self.pending_expunge.iter().copied().collect();
+            for uid in d.expunged {
+                if self.seq_of(uid).is_some() && waiting.insert(uid) {
+                    self.pending_expunge.push(uid);
+                }
+            }
+        }
+        if may_expunge && !self.pending_expunge.is_empty() {
+            let mut gone = std::mem::take(&mut self.pending_expunge);
+            gone.sort_unstable();
+            // Highest first, so each number is right at the moment it is sent.
+            for uid in gone.iter().rev() {
+                if let Some(seq) = self.seq_of(*uid) {
+                    delta.expunged_seqs.push(seq);
+                    self.recent.remove(uid);
+                }
+            }
+            let set: std::collections::HashSet<u32> = gone.iter().copied().collect();
+            self.entries.retain(|e| !set.contains(&e.uid));
+            delta.expunged_uids = gone;
+        }
+        // Flag changes of messages shown (numbers after the expunges above), then the
+        // new messages, which all lie above the highest UID shown.
+        let max = self.max_uid();
+        let before = self.entries.len();
+        let mut fresh_keywords = false;
+        for f in d.changed {
+            fresh_keywords |= !f.keywords.is_empty();
+            if f.uid > max {
+                self.recent.insert(f.uid);
+                self.entries.push(f);
+                continue;
+            }
+            let Ok(i) = self.entries.binary_search_by_key(&f.uid, |e| e.uid) else {
+                continue;
+            };
+            let e = &mut self.entries[i];
+            if f.modseq != e.modseq || f.flags != e.flags || f.keywords != e.keywords {
+                e.flags = f.flags;
+                e.keywords = f.keywords;
+                e.modseq = f.modseq;
+                delta.flag_changes.push(i as u32 + 1);
+            }
+        }
+        if self.entries.len() != before {
+            delta.exists = Some(self.exists());
+        }
+        if fresh_keywords {
+            self.learn_keywords();
+        }
+        delta
+    }
+
     /// After our own STORE: take in the new flags without announcing them.
     pub fn set_flags(&mut self, uid: u32, flags: Flags, keywords: Vec<String>, modseq: u64) {
         if let Ok(i) = self.entries.binary_search_by_key(&uid, |e| e.uid) {
@@ -224,8 +300,20 @@ impl Selected {
             e.flags = flags;
             e.keywords = keywords;
             e.modseq = modseq;
+            if !e.keywords.is_empty() {
+                let new: Vec<String> = e.keywords.clone();
+                self.learn(&new);
+            }
         }
-        self.learn_keywords();
+    }
+
+    /// Adds keywords not yet known (case-insensitively).
+    fn learn(&mut self, keywords: &[String]) {
+        for k in keywords {
+            if !self.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                self.keywords.push(k.clone());
+            }
+        }
     }
 
     pub fn first_unseen(&self) -> Option<u32> {
@@ -273,7 +361,14 @@ mod tests {
                 saved_ms: 0,
             })
             .collect();
-        Selected::new(mailbox, entries, false)
+        let access = postern_core::access::MailboxAccess {
+            owner: mailbox.account,
+            owner_address: "a@example.com".into(),
+            name: mailbox.name.clone(),
+            mailbox: mailbox.clone(),
+            rights: postern_core::access::Rights::ALL,
+        };
+        Selected::new(access, mailbox, entries, false)
     }
 
     fn n(v: u32) -> SeqNum {
@@ -331,6 +426,68 @@ mod tests {
         assert_eq!(s.resolve(&set(&[(100, 0)]), true), Ok(vec![4]));
         assert_eq!(s.resolve(&set(&[(11, 20)]), true), Ok(vec![]));
         assert_eq!(s.resolve(&set(&[(10, 10), (3, 3)]), true), Ok(vec![1, 4]));
+    }
+
+    fn entry(uid: u32, flags: Flags, modseq: u64) -> MailboxEntry {
+        MailboxEntry {
+            uid,
+            message: postern_core::store::MessageId(i64::from(uid)),
+            size: 1,
+            flags,
+            keywords: Vec::new(),
+            modseq,
+            saved_ms: 0,
+        }
+    }
+
+    /// The delta gives the same view and announcements as a full snapshot; expunges not
+    /// allowed yet wait and are announced (with later ones) when allowed.
+    #[test]
+    fn delta_matches_full_snapshot() {
+        let mut full = view(&[1, 2, 3, 4, 5]);
+        let mut inc = view(&[1, 2, 3, 4, 5]);
+        let mut mb = full.mailbox.clone();
+        mb.highest_modseq = 9;
+        // Now: 2 flagged (modseq 7), 3 expunged, 6 added (8), 7 added and expunged (9).
+        let fresh = vec![
+            entry(1, Flags::default(), 1),
+            entry(2, Flags::FLAGGED, 7),
+            entry(4, Flags::default(), 1),
+            entry(5, Flags::default(), 1),
+            entry(6, Flags::SEEN, 8),
+        ];
+        let d = MailboxDelta {
+            mailbox: mb.clone(),
+            changed: vec![entry(2, Flags::FLAGGED, 7), entry(6, Flags::SEEN, 8)],
+            expunged: vec![3, 7],
+        };
+        let a = full.catch_up(mb.clone(), fresh.clone(), false);
+        let b = inc.apply_delta(d, false);
+        assert_eq!(full.entries, inc.entries);
+        assert_eq!(full.pending_expunge, inc.pending_expunge);
+        assert_eq!(inc.pending_expunge, vec![3]);
+        assert_eq!(a.flag_changes, b.flag_changes);
+        assert_eq!(a.exists, b.exists);
+        assert_eq!(b.exists, Some(6));
+        // Later: 5 expunged too; now expunges may be announced, highest first.
+        let mut mb2 = mb.clone();
+        mb2.highest_modseq = 10;
+        let fresh2: Vec<MailboxEntry> = fresh.into_iter().filter(|e| e.uid != 5).collect();
+        let a = full.catch_up(mb2.clone(), fresh2, true);
+        let b = inc.apply_delta(
+            MailboxDelta {
+                mailbox: mb2,
+                changed: vec![],
+                expunged: vec![5],
+            },
+            true,
+        );
+        assert_eq!(full.entries, inc.entries);
+        assert_eq!(a.expunged_seqs, b.expunged_seqs);
+        assert_eq!(b.expunged_seqs, vec![5, 3]);
+        assert_eq!(b.expunged_uids, vec![3, 5]);
+        assert!(inc.pending_expunge.is_empty());
+        assert_eq!(inc.mailbox.highest_modseq, 10);
     }
 
     /// Thousands of overlapping `1:*` resolve to each message once, in one pass.

@@ -6,10 +6,9 @@ use crate::Shared;
 use crate::conn::{Conn, ConnError, FLUSH_AT};
 use crate::response::{self as resp, Utf8};
 use crate::selected::{Delta, Selected, SetError};
+use postern_core::access::{AclChange, MailboxAccess, Rights};
 use postern_core::mailbox::NewMessage;
-use postern_core::store::{
-    ChangeKind, FlagAction, Flags, Mailbox as StoreMailbox, SessionInfo, SpecialUse,
-};
+use postern_core::store::{FlagAction, Flags, SessionInfo, SpecialUse};
 use postern_core::{Authenticated, CoreError};
 use postern_imap_proto::{
     AuthResponse, Command, CommandBody, Flag, ListCommand, ListReturn, ListSelect, Mailbox,
@@ -172,6 +171,8 @@ impl Session {
             "PREVIEW",
             "UTF8=ACCEPT",
             "WITHIN",
+            "ACL",
+            "RIGHTS=texk",
         ]);
         if !self.conn.compressed() {
             c.push("COMPRESS=DEFLATE");
@@ -659,7 +660,10 @@ impl Session {
                 self.tagged(&tag, "OK", "ENABLE completed");
             }
             CommandBody::Namespace => {
-                self.send(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+                // RFC 2342: personal, other users' and shared namespaces (core::access).
+                self.send(
+                    b"* NAMESPACE ((\"\" \"/\")) ((\"Other Users/\" \"/\")) ((\"Shared/\" \"/\"))\r\n",
+                );
                 self.tagged(&tag, "OK", "NAMESPACE completed");
             }
             CommandBody::Compress { algorithm } => {
@@ -717,7 +721,7 @@ impl Session {
                 let selected_this = self
                     .selected
                     .as_ref()
-                    .is_some_and(|s| s.mailbox.name == name);
+                    .is_some_and(|s| s.access.name == name);
                 match self.shared.core.delete_mailbox(&who, &name).await {
                     Ok(()) => {
                         if selected_this {
@@ -760,11 +764,12 @@ impl Session {
                     return Ok(Flow::Continue);
                 };
                 let who = self.who()?.clone();
-                match self.shared.core.mailbox_named(&who, &name).await {
-                    Ok(mb) => {
-                        self.status_line(&mb, &items).await?;
-                        self.tagged(&tag, "OK", "STATUS completed");
-                    }
+                let r = match self.shared.core.resolve_mailbox(&who, &name).await {
+                    Ok(access) => self.status_line(&access, &items).await?,
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(()) => self.tagged(&tag, "OK", "STATUS completed"),
                     Err(e) => self.no_for(&tag, &e),
                 }
             }
@@ -777,14 +782,18 @@ impl Session {
                     return Ok(Flow::Continue);
                 };
                 let who = self.who()?.clone();
-                if let Err(e) = self.shared.core.mailbox_named(&who, &name).await {
-                    self.no_for(&tag, &e);
-                    return Ok(Flow::Continue);
-                }
+                let own = match self.shared.core.resolve_mailbox(&who, &name).await {
+                    Ok(a) => a.is_own(&who),
+                    Err(e) => {
+                        self.no_for(&tag, &e);
+                        return Ok(Flow::Continue);
+                    }
+                };
                 // An account without a limit has no quota root: the QUOTAROOT response
                 // lists none, and no QUOTA response follows (RFC 9208 §4.3.2; a QUOTA
                 // response needs at least one resource, so `()` is not an option).
-                let quota = self.quota().await?;
+                // Another account's mailbox: its owner's quota is not ours to report.
+                let quota = if own { self.quota().await? } else { None };
                 let mut line = b"* QUOTAROOT ".to_vec();
                 resp::mailbox(&mut line, &name, self.utf8());
                 if quota.is_some() {
@@ -814,13 +823,39 @@ impl Session {
             CommandBody::SetQuota { .. } => {
                 self.tagged(&tag, "NO", "[NOPERM] Quotas are set by the administrator");
             }
-            CommandBody::SetAcl { .. }
-            | CommandBody::DeleteAcl { .. }
-            | CommandBody::GetAcl { .. }
-            | CommandBody::ListRights { .. }
-            | CommandBody::MyRights { .. } => {
-                self.tagged(&tag, "BAD", "ACL is not supported yet");
+            CommandBody::SetAcl {
+                mailbox,
+                identifier,
+                modify,
+                rights,
+            } => {
+                let Ok(r) = Rights::parse(rights.as_str()) else {
+                    // RFC 4314 §3.1: an unknown right is a BAD.
+                    self.tagged(&tag, "BAD", "Unknown right (the rights are lrswipkxtea0)");
+                    return Ok(Flow::Continue);
+                };
+                let change = match modify {
+                    postern_imap_proto::RightsModify::Replace if r.is_empty() => AclChange::Delete,
+                    postern_imap_proto::RightsModify::Replace => AclChange::Replace(r),
+                    postern_imap_proto::RightsModify::Add => AclChange::Add(r),
+                    postern_imap_proto::RightsModify::Remove => AclChange::Remove(r),
+                };
+                self.set_acl(&tag, &mailbox, &identifier, change, "SETACL")
+                    .await?;
             }
+            CommandBody::DeleteAcl {
+                mailbox,
+                identifier,
+            } => {
+                self.set_acl(&tag, &mailbox, &identifier, AclChange::Delete, "DELETEACL")
+                    .await?;
+            }
+            CommandBody::GetAcl { mailbox } => self.get_acl(&tag, &mailbox).await?,
+            CommandBody::ListRights {
+                mailbox,
+                identifier,
+            } => self.list_rights(&tag, &mailbox, &identifier).await?,
+            CommandBody::MyRights { mailbox } => self.my_rights(&tag, &mailbox).await?,
             other => {
                 if self.selected.is_none() {
                     self.tagged(&tag, "BAD", "No mailbox selected");
@@ -840,6 +875,140 @@ impl Session {
                 None
             }
         }
+    }
+
+    /// SETACL / DELETEACL (RFC 4314 §3.1, §3.2): core checks `a` and records the change.
+    async fn set_acl(
+        &mut self,
+        tag: &Tag,
+        m: &Mailbox,
+        identifier: &postern_imap_proto::IString,
+        change: AclChange,
+        verb: &str,
+    ) -> Result<(), ConnError> {
+        let Some(name) = self.name_or_bad(tag, m) else {
+            return Ok(());
+        };
+        let who = self.who()?.clone();
+        let id = String::from_utf8_lossy(identifier.as_bytes()).into_owned();
+        let r = match self.shared.core.resolve_mailbox(&who, &name).await {
+            Ok(access) => {
+                self.shared
+                    .core
+                    .set_mailbox_acl(&who, &access, &id, change)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => self.tagged(tag, "OK", &format!("{verb} completed")),
+            Err(e) => self.no_for(tag, &e),
+        }
+        Ok(())
+    }
+
+    /// GETACL (RFC 4314 §3.3): needs `a`.
+    async fn get_acl(&mut self, tag: &Tag, m: &Mailbox) -> Result<(), ConnError> {
+        let Some(name) = self.name_or_bad(tag, m) else {
+            return Ok(());
+        };
+        let who = self.who()?.clone();
+        let r = match self.shared.core.resolve_mailbox(&who, &name).await {
+            Ok(access) => self
+                .shared
+                .core
+                .mailbox_acl(&who, &access)
+                .await
+                .map(|acl| (access, acl)),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok((access, acl)) => {
+                let entries: Vec<(String, String)> =
+                    acl.into_iter().map(|(a, r)| (a, r.to_wire())).collect();
+                let mut line = Vec::new();
+                resp::acl_line(&mut line, &access.name, &entries, self.utf8());
+                self.send(&line);
+                self.tagged(tag, "OK", "GETACL completed");
+            }
+            Err(e) => self.no_for(tag, &e),
+        }
+        Ok(())
+    }
+
+    /// LISTRIGHTS (RFC 4314 §3.4): needs `a`. The owner always holds every right; anyone
+    /// else may be given each right on its own.
+    async fn list_rights(
+        &mut self,
+        tag: &Tag,
+        m: &Mailbox,
+        identifier: &postern_imap_proto::IString,
+    ) -> Result<(), ConnError> {
+        let Some(name) = self.name_or_bad(tag, m) else {
+            return Ok(());
+        };
+        let who = self.who()?.clone();
+        let id = String::from_utf8_lossy(identifier.as_bytes()).into_owned();
+        let r = match self.shared.core.resolve_mailbox(&who, &name).await {
+            Ok(access) => self
+                .shared
+                .core
+                .mailbox_acl(&who, &access)
+                .await
+                .map(|_| access),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(access) => {
+                let all = Rights::ALL.to_string();
+                let mut line = Vec::new();
+                if id.eq_ignore_ascii_case(&access.owner_address) {
+                    resp::list_rights_line(&mut line, &access.name, &id, &all, &[], self.utf8());
+                } else if id.eq_ignore_ascii_case("anyone") || id.starts_with('-') {
+                    // Not grantable here (COMPATIBILITY.md): nothing required, nothing
+                    // optional.
+                    resp::list_rights_line(&mut line, &access.name, &id, "", &[], self.utf8());
+                } else {
+                    let letters: Vec<String> = all.chars().map(|c| c.to_string()).collect();
+                    let optional: Vec<&str> = letters.iter().map(String::as_str).collect();
+                    resp::list_rights_line(
+                        &mut line,
+                        &access.name,
+                        &id,
+                        "",
+                        &optional,
+                        self.utf8(),
+                    );
+                }
+                self.send(&line);
+                self.tagged(tag, "OK", "LISTRIGHTS completed");
+            }
+            Err(e) => self.no_for(tag, &e),
+        }
+        Ok(())
+    }
+
+    /// MYRIGHTS (RFC 4314 §3.5): any right will do; none is "no such mailbox".
+    async fn my_rights(&mut self, tag: &Tag, m: &Mailbox) -> Result<(), ConnError> {
+        let Some(name) = self.name_or_bad(tag, m) else {
+            return Ok(());
+        };
+        let who = self.who()?.clone();
+        match self.shared.core.resolve_mailbox(&who, &name).await {
+            Ok(access) => {
+                let mut line = Vec::new();
+                resp::my_rights_line(
+                    &mut line,
+                    &access.name,
+                    &access.rights.to_wire(),
+                    self.utf8(),
+                );
+                self.send(&line);
+                self.tagged(tag, "OK", "MYRIGHTS completed");
+            }
+            Err(e) => self.no_for(tag, &e),
+        }
+        Ok(())
     }
 
     async fn subscribe(&mut self, tag: &Tag, m: &Mailbox, on: bool) -> Result<(), ConnError> {
@@ -883,18 +1052,16 @@ impl Session {
         }
     }
 
+    /// One STATUS response; the error (no `r`: RFC 4314 §4) is the caller's to report.
     async fn status_line(
         &mut self,
-        mb: &StoreMailbox,
+        access: &MailboxAccess,
         items: &[StatusItem],
-    ) -> Result<(), ConnError> {
+    ) -> Result<Result<(), CoreError>, ConnError> {
         let who = self.who()?.clone();
-        let (mb, entries) = match self.shared.core.open_mailbox(&who, mb.id).await {
+        let (mb, entries) = match self.shared.core.open_mailbox(&who, access).await {
             Ok(x) => x,
-            Err(e) => {
-                warn!(session = self.info.id, error = %e, "status read failed");
-                return Ok(());
-            }
+            Err(e) => return Ok(Err(e)),
         };
         let mut parts = Vec::new();
         for it in items {
@@ -936,10 +1103,10 @@ impl Session {
             parts.push(v);
         }
         let mut line = b"* STATUS ".to_vec();
-        resp::mailbox(&mut line, &mb.name, self.utf8());
+        resp::mailbox(&mut line, &access.name, self.utf8());
         line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
         self.send(&line);
-        Ok(())
+        Ok(Ok(()))
     }
 
     async fn list(&mut self, tag: &Tag, l: ListCommand, lsub: bool) -> Result<(), ConnError> {
@@ -1010,13 +1177,50 @@ impl Session {
             ListReturn::Status(s) => Some(s.clone()),
             _ => None,
         });
-        let mailboxes = match self.shared.core.mailboxes_of(&who).await {
+        // Every mailbox the user may look up (`l`): their own and other accounts' that
+        // granted it (core::access), plus each level above a shown name that is not a
+        // mailbox they may see (`Other Users`, `Other Users/<address>`, a parent without
+        // `l`) as \Noselect — as if it did not exist but for its children (RFC 4314 §4).
+        let visible = match self.shared.core.visible_mailboxes(&who).await {
             Ok(m) => m,
             Err(e) => {
                 self.no_for(tag, &e);
                 return Ok(());
             }
         };
+        let mut mailboxes: Vec<ListEntry> = Vec::with_capacity(visible.len());
+        let mut known: std::collections::HashSet<String> =
+            visible.iter().map(|a| a.name.clone()).collect();
+        for a in visible {
+            let own = a.is_own(&who);
+            if !own {
+                let mut prefix = String::new();
+                let levels: Vec<&str> = a.name.split('/').collect();
+                for l in &levels[..levels.len().saturating_sub(1)] {
+                    if !prefix.is_empty() {
+                        prefix.push('/');
+                    }
+                    prefix.push_str(l);
+                    if known.insert(prefix.clone()) {
+                        mailboxes.push(ListEntry {
+                            name: prefix.clone(),
+                            subscribed: false,
+                            special_use: None,
+                            access: None,
+                        });
+                    }
+                }
+            }
+            mailboxes.push(ListEntry {
+                name: a.name.clone(),
+                // Other accounts' mailboxes are always subscribed (core::mailbox
+                // set_subscribed) and carry no special use in our view.
+                subscribed: !own || a.mailbox.subscribed,
+                special_use: if own { a.mailbox.special_use } else { None },
+                access: Some(a),
+            });
+        }
+        mailboxes.sort_by(|a, b| a.name.cmp(&b.name));
         let full: Vec<String> = patterns
             .iter()
             .map(|p| {
@@ -1059,7 +1263,7 @@ impl Session {
                 .iter()
                 .any(|n| n.starts_with(&format!("{}/", mb.name)));
             let mut attrs: Vec<&str> = Vec::new();
-            if lsub_parent {
+            if lsub_parent || (mb.access.is_none() && !lsub) {
                 attrs.push("\\Noselect");
             }
             if !lsub {
@@ -1085,8 +1289,10 @@ impl Session {
             line.extend_from_slice(b"\r\n");
             self.send(&line);
             shown += 1;
-            if let Some(items) = &status_items {
-                self.status_line(mb, items).await?;
+            // LIST-STATUS: none for a \Noselect level or a mailbox without `r`
+            // (RFC 5819 §2).
+            if let (Some(items), Some(a)) = (&status_items, &mb.access) {
+                let _ = self.status_line(a, items).await?;
             }
         }
         let _ = shown;
@@ -1104,7 +1310,7 @@ impl Session {
             return Ok(());
         };
         let who = self.who()?.clone();
-        let mb = match self.shared.core.mailbox_named(&who, &name).await {
+        let mb = match self.shared.core.resolve_mailbox(&who, &name).await {
             Ok(m) => m,
             Err(CoreError::NotFound(_)) => {
                 self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");
@@ -1136,7 +1342,7 @@ impl Session {
                 received_ms,
             });
         }
-        match self.shared.core.append_messages(&who, mb.id, batch).await {
+        match self.shared.core.append_messages(&who, &mb, batch).await {
             Ok(a) => {
                 let mut code = format!("[APPENDUID {} ", a.uid_validity).into_bytes();
                 resp::sequence_set(&mut code, &a.uids);
@@ -1178,12 +1384,14 @@ impl Session {
                 return Err(ConnError::Closed);
             };
             let account = self.auth.as_ref().map(|a| a.principal().id);
+            // A selected mailbox of another account changes in that account.
+            let owner = self.selected.as_ref().map(|s| s.access.owner);
             let shutdown = &mut self.shutdown;
             let conn = &mut self.conn;
             let woke = tokio::select! {
                 r = conn.fill(deadline, shutdown) => { r?; false }
                 n = notices.recv() => match n {
-                    Ok(n) => Some(n.account) == account,
+                    Ok(n) => Some(n.account) == account || Some(n.account) == owner,
                     Err(broadcast::error::RecvError::Lagged(_)) => true,
                     Err(broadcast::error::RecvError::Closed) => return Err(ConnError::Closed),
                 },
@@ -1206,11 +1414,12 @@ impl Session {
         let Some(account) = self.auth.as_ref().map(|a| a.principal().id) else {
             return;
         };
+        let owner = self.selected.as_ref().map(|s| s.access.owner);
         if let Some(rx) = self.notices.as_mut() {
             loop {
                 match rx.try_recv() {
                     Ok(n) => {
-                        if n.account == account {
+                        if n.account == account || Some(n.account) == owner {
                             self.dirty = true;
                         }
                     }
@@ -1231,19 +1440,50 @@ impl Session {
             return;
         };
         let pending = !sel.pending_expunge.is_empty();
-        if !self.dirty && !(pending && may_expunge) {
+        // Another account's mailbox: its owner may change the ACL without a change
+        // notice, so every command asks core again (a delta since the view's own modseq:
+        // an index lookup when nothing changed), and a withdrawn right ends the session.
+        let delegated = self
+            .auth
+            .as_ref()
+            .is_some_and(|who| !sel.access.is_own(who));
+        if !self.dirty && !(pending && may_expunge) && !delegated {
             return;
         }
-        let id = sel.mailbox.id;
+        let since = sel.mailbox.highest_modseq;
+        let validity = sel.mailbox.uid_validity;
+        let access = sel.access.clone();
         let Some(who) = self.auth.clone() else { return };
-        let fresh = self.shared.core.open_mailbox(&who, id).await;
+        // Only what changed since the view's snapshot (its highest modseq); the whole
+        // mailbox is re-read only if its UIDVALIDITY changed.
+        let fresh = self.shared.core.mailbox_delta(&who, &access, since).await;
         self.dirty = false;
-        let (mb, entries) = match fresh {
+        let d = match fresh {
+            Ok(d) if d.mailbox.uid_validity == validity => {
+                let Some(sel) = self.selected.as_mut() else {
+                    return;
+                };
+                let delta = sel.apply_delta(d, may_expunge);
+                self.announce(delta);
+                return;
+            }
+            Ok(_) => self.shared.core.open_mailbox(&who, &access).await,
+            Err(e) => Err(e),
+        };
+        let (mb, entries) = match d {
             Ok(x) => x,
             Err(CoreError::NotFound(_)) => {
                 // Deleted or renamed away under us.
                 self.selected = None;
                 self.send(b"* BYE [UNAVAILABLE] The selected mailbox was deleted\r\n");
+                self.closing = true;
+                return;
+            }
+            Err(CoreError::Forbidden(_)) => {
+                // The owner took back the read right: the view must not keep serving
+                // what the session may no longer read.
+                self.selected = None;
+                self.send(b"* BYE [NOPERM] Access to the selected mailbox was withdrawn\r\n");
                 self.closing = true;
                 return;
             }
@@ -1319,7 +1559,7 @@ impl Session {
             return Ok(());
         }
         let who = self.who()?.clone();
-        let mb = match self.shared.core.mailbox_named(&who, &name).await {
+        let access = match self.shared.core.resolve_mailbox(&who, &name).await {
             Ok(m) => m,
             Err(e) => {
                 self.no_for(tag, &e);
@@ -1332,14 +1572,19 @@ impl Session {
             while rx.try_recv().is_ok() {}
         }
         self.dirty = false;
-        let (mb, entries) = match self.shared.core.open_mailbox(&who, mb.id).await {
+        // Needs `r` (core checks); without any right that changes the mailbox it is
+        // read-only (RFC 4314 §4).
+        let (mb, entries) = match self.shared.core.open_mailbox(&who, &access).await {
             Ok(x) => x,
             Err(e) => {
                 self.no_for(tag, &e);
                 return Ok(());
             }
         };
-        let sel = Selected::new(mb, entries, read_only);
+        let examine = read_only;
+        let read_only = read_only || !access.rights.intersects(Rights::WRITABLE);
+        let rights = access.rights;
+        let sel = Selected::new(access, mb, entries, read_only);
         let rev1 = !self.enabled.imap4rev2;
         let mut out = Vec::with_capacity(512);
         let sys = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
@@ -1355,9 +1600,33 @@ impl Session {
         }
         if read_only {
             out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-        } else {
+        } else if rights.all_flags() {
             out.extend_from_slice(
                 format!("* OK [PERMANENTFLAGS ({sys}{sp}{kw} \\*)] Flags permitted\r\n").as_bytes(),
+            );
+        } else {
+            // Only the flags these rights may change (`s`, `t`, `w`: RFC 4314 §4).
+            let mut p: Vec<&str> = Vec::new();
+            if rights.contains(Rights::WRITE) {
+                p.extend(["\\Answered", "\\Flagged"]);
+            }
+            if rights.contains(Rights::DELETE_MESSAGE) {
+                p.push("\\Deleted");
+            }
+            if rights.contains(Rights::SEEN) {
+                p.push("\\Seen");
+            }
+            if rights.contains(Rights::WRITE) {
+                p.push("\\Draft");
+                p.extend(sel.keywords.iter().map(String::as_str));
+                p.push("\\*");
+            }
+            out.extend_from_slice(
+                format!(
+                    "* OK [PERMANENTFLAGS ({})] Flags permitted\r\n",
+                    p.join(" ")
+                )
+                .as_bytes(),
             );
         }
         out.extend_from_slice(
@@ -1384,7 +1653,7 @@ impl Session {
         out.extend_from_slice(format!("* OK [MAILBOXID (M{})] Ok\r\n", sel.mailbox.id).as_bytes());
         if !rev1 {
             out.extend_from_slice(b"* LIST () \"/\" ");
-            resp::mailbox(&mut out, &sel.mailbox.name, self.utf8());
+            resp::mailbox(&mut out, &sel.access.name, self.utf8());
             out.extend_from_slice(b"\r\n");
         }
         self.send(&out);
@@ -1398,7 +1667,7 @@ impl Session {
         } else {
             "[READ-WRITE]"
         };
-        let verb = if read_only { "EXAMINE" } else { "SELECT" };
+        let verb = if examine { "EXAMINE" } else { "SELECT" };
         self.tagged(tag, "OK", &format!("{code} {verb} completed"));
         Ok(())
     }
@@ -1415,30 +1684,14 @@ impl Session {
             return Ok(());
         }
         let since = q.mod_seq.get();
-        let mailbox = sel.mailbox.id;
+        let access = sel.access.clone();
         let who = self.who()?.clone();
-        let mut vanished = Vec::new();
-        let mut from = since;
-        loop {
-            let page = match self.shared.core.changes_of(&who, from, 10_000).await {
-                Ok(p) => p,
-                Err(_) => break,
-            };
-            let Some(last) = page.last().map(|c| c.modseq) else {
-                break;
-            };
-            for c in &page {
-                if c.kind == ChangeKind::MessageExpunged && c.mailbox == Some(mailbox) {
-                    if let Some(u) = c.uid {
-                        vanished.push(u);
-                    }
-                }
-            }
-            from = last;
-            if page.len() < 10_000 {
-                break;
-            }
-        }
+        let mut vanished = self
+            .shared
+            .core
+            .expunged_since(&who, &access, since)
+            .await
+            .unwrap_or_default();
         let Some(sel) = self.selected.as_ref() else {
             return Ok(());
         };
@@ -1474,18 +1727,20 @@ impl Session {
                     if close && !sel.read_only {
                         let who = self.who()?.clone();
                         if let Ok((_, entries)) =
-                            self.shared.core.open_mailbox(&who, sel.mailbox.id).await
+                            self.shared.core.open_mailbox(&who, &sel.access).await
                         {
                             let del: Vec<u32> = entries
                                 .iter()
                                 .filter(|e| e.flags.contains(Flags::DELETED))
                                 .map(|e| e.uid)
                                 .collect();
-                            if let Err(e) =
-                                self.shared.core.expunge(&who, sel.mailbox.id, del).await
-                            {
-                                self.no_for(&tag, &e);
-                                return Ok(Flow::Continue);
+                            // Without `e` CLOSE only closes (RFC 4314 §4).
+                            match self.shared.core.expunge(&who, &sel.access, del).await {
+                                Ok(_) | Err(CoreError::Forbidden(_)) => {}
+                                Err(e) => {
+                                    self.no_for(&tag, &e);
+                                    return Ok(Flow::Continue);
+                                }
                             }
                         }
                     }
@@ -1558,6 +1813,7 @@ impl Session {
             return Ok(());
         }
         let id = sel.mailbox.id;
+        let access = sel.access.clone();
         let limit: Option<std::collections::HashSet<u32>> = match &uids {
             Some(set) => {
                 let Some(seqs) = self.resolve_or_bad(tag, set, true) else {
@@ -1575,20 +1831,23 @@ impl Session {
             None => None,
         };
         let who = self.who()?.clone();
-        let (_, entries) = match self.shared.core.open_mailbox(&who, id).await {
-            Ok(x) => x,
-            Err(e) => {
-                self.no_for(tag, &e);
-                return Ok(());
-            }
+        // The view brought up to date (only what changed since its snapshot) gives the
+        // current \Deleted flags. Expunges found now wait, so that they are announced
+        // with ours below, highest first.
+        self.dirty = true;
+        self.catch_up(false).await;
+        let Some(sel) = self.selected.as_ref().filter(|s| s.mailbox.id == id) else {
+            self.tagged(tag, "NO", "The selected mailbox is gone");
+            return Ok(());
         };
-        let del: Vec<u32> = entries
+        let del: Vec<u32> = sel
+            .entries
             .iter()
             .filter(|e| e.flags.contains(Flags::DELETED))
             .filter(|e| limit.as_ref().is_none_or(|l| l.contains(&e.uid)))
             .map(|e| e.uid)
             .collect();
-        if let Err(e) = self.shared.core.expunge(&who, id, del).await {
+        if let Err(e) = self.shared.core.expunge(&who, &access, del).await {
             self.no_for(tag, &e);
             return Ok(());
         }
@@ -1632,7 +1891,7 @@ impl Session {
         let Some(sel) = self.selected.as_ref() else {
             return Ok(());
         };
-        let id = sel.mailbox.id;
+        let access = sel.access.clone();
         let uids: Vec<u32> = seqs
             .iter()
             .filter_map(|s| sel.entry(*s).map(|e| e.uid))
@@ -1646,7 +1905,7 @@ impl Session {
         let (changed, skipped) = match self
             .shared
             .core
-            .store_flags(&who, id, uids.clone(), act, f, kw, unchanged_since)
+            .store_flags(&who, &access, uids.clone(), act, f, kw, unchanged_since)
             .await
         {
             Ok(x) => x,
@@ -1659,7 +1918,12 @@ impl Session {
         // (unless .SILENT), and announce everything else from the same snapshot. Notices
         // are drained first: any that arrive later stay queued for the next catch-up.
         self.drain_notices();
-        let (fresh_mb, fresh) = match self.shared.core.open_mailbox(&who, id).await {
+        let since = self
+            .selected
+            .as_ref()
+            .map(|s| s.mailbox.highest_modseq)
+            .unwrap_or(0);
+        let fresh = match self.shared.core.mailbox_delta(&who, &access, since).await {
             Ok(x) => x,
             Err(e) => {
                 self.no_for(tag, &e);
@@ -1672,7 +1936,11 @@ impl Session {
             changed.iter().map(|(u, _)| *u).collect();
         let mut out = Vec::new();
         if let Some(sel) = self.selected.as_mut() {
-            for e in fresh.iter().filter(|e| changed_uids.contains(&e.uid)) {
+            for e in fresh
+                .changed
+                .iter()
+                .filter(|e| changed_uids.contains(&e.uid))
+            {
                 sel.set_flags(e.uid, e.flags, e.keywords.clone(), e.modseq);
             }
             // Without .SILENT every named message gets its flags; with it, only the
@@ -1710,7 +1978,7 @@ impl Session {
         self.send(&out);
         self.dirty = false;
         if let Some(sel) = self.selected.as_mut() {
-            let delta = sel.catch_up(fresh_mb, fresh, by_uid);
+            let delta = sel.apply_delta(fresh, by_uid);
             self.announce(delta);
         }
         if skipped.is_empty() {
@@ -1754,13 +2022,13 @@ impl Session {
             self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
             return Ok(());
         }
-        let from = sel.mailbox.id;
+        let from = sel.access.clone();
         let uids: Vec<u32> = seqs
             .iter()
             .filter_map(|s| sel.entry(*s).map(|e| e.uid))
             .collect();
         let who = self.who()?.clone();
-        let dst = match self.shared.core.mailbox_named(&who, &name).await {
+        let dst = match self.shared.core.resolve_mailbox(&who, &name).await {
             Ok(m) => m,
             Err(CoreError::NotFound(_)) => {
                 self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");
@@ -1774,7 +2042,7 @@ impl Session {
         match self
             .shared
             .core
-            .copy_messages(&who, from, &uids, dst.id, remove)
+            .copy_messages(&who, &from, &uids, &dst, remove)
             .await
         {
             Ok(c) => {
@@ -1804,6 +2072,15 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// One name LIST may show: a mailbox the user may see, or (`access` None) a level
+/// above one that is not itself such a mailbox (\Noselect).
+struct ListEntry {
+    name: String,
+    subscribed: bool,
+    special_use: Option<SpecialUse>,
+    access: Option<MailboxAccess>,
 }
 
 /// Flags from the wire → stored flags and keywords. `\Recent` is ignored (it cannot be

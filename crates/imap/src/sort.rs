@@ -57,15 +57,21 @@ fn key_of(key: SortKey, it: &Item) -> Key {
         // RFC 5256 §3: the Date header in UTC, else INTERNALDATE.
         SortKey::Date => Key::Number(meta.sent_ms.unwrap_or(it.record.received_ms)),
         SortKey::Size => Key::Size(it.entry.size),
-        SortKey::From => Key::Text(casemap(addr_mailbox(env.from.first()))),
-        SortKey::To => Key::Text(casemap(addr_mailbox(env.to.first()))),
-        SortKey::Cc => Key::Text(casemap(addr_mailbox(env.cc.first()))),
-        SortKey::DisplayFrom => Key::Text(casemap(display(env.from.first()))),
-        SortKey::DisplayTo => Key::Text(casemap(display(env.to.first()))),
+        SortKey::From => Key::Text(casemap(addr_mailbox(first_mailbox(&env.from)))),
+        SortKey::To => Key::Text(casemap(addr_mailbox(first_mailbox(&env.to)))),
+        SortKey::Cc => Key::Text(casemap(addr_mailbox(first_mailbox(&env.cc)))),
+        SortKey::DisplayFrom => Key::Text(casemap(display(first_mailbox(&env.from)))),
+        SortKey::DisplayTo => Key::Text(casemap(display(first_mailbox(&env.to)))),
         SortKey::Subject => Key::Text(casemap(&base_subject(
             env.subject.as_deref().unwrap_or_default(),
         ))),
     }
+}
+
+/// The first address of a list that is not a group marker: RFC 5256's "first address"
+/// of `To: Team: a@x;` is a@x, and of `To: undisclosed-recipients:;` there is none.
+fn first_mailbox(list: &[Addr]) -> Option<&Addr> {
+    list.iter().find(|a| !a.is_group_marker())
 }
 
 /// RFC 5256 §3 FROM/TO/CC: the addr-mailbox (local part) of the first address; a
@@ -293,6 +299,22 @@ mod tests {
         for (subject, base) in cases {
             assert_eq!(base_subject(subject), base, "{subject:?}");
         }
+    }
+
+    #[test]
+    fn group_markers_are_not_addresses() {
+        let to = vec![
+            Addr::group_start("undisclosed-recipients".into()),
+            Addr::group_end(),
+            Addr::group_start("Team".into()),
+            Addr::mailbox(Some("Zed".into()), Some("zed@example.org".into())),
+            Addr::group_end(),
+        ];
+        assert_eq!(addr_mailbox(first_mailbox(&to)), "zed");
+        assert_eq!(display(first_mailbox(&to)), "Zed");
+        let empty = vec![Addr::group_start("nobody".into()), Addr::group_end()];
+        assert_eq!(addr_mailbox(first_mailbox(&empty)), "");
+        assert_eq!(display(first_mailbox(&empty)), "");
     }
 
     #[test]

@@ -16,6 +16,39 @@ pub enum DomainCmd {
     List,
     /// Remove an empty domain.
     Remove { name: String },
+    /// Generate DKIM signing keys for a domain (Ed25519 and RSA-2048 unless one is
+    /// named) and print the DNS TXT records to publish. Submitted mail From the domain is
+    /// signed with every key it has.
+    Dkim {
+        name: String,
+        /// ed25519, rsa or both.
+        #[arg(long, default_value = "both")]
+        algorithm: String,
+        /// Selector of the new key (default: postern-<algorithm>-<YYYYMM>).
+        #[arg(long)]
+        selector: Option<String>,
+        /// Print the records of the keys the domain has; generate nothing.
+        #[arg(long)]
+        show: bool,
+        /// Remove the key with this selector.
+        #[arg(long, conflicts_with_all = ["show", "selector"])]
+        remove: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCmd {
+    /// Queued messages, oldest first, with each recipient's state.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One queued message in full.
+    Show { id: String },
+    /// Try the message's waiting recipients now.
+    Retry { id: String },
+    /// Remove a message from the queue without sending it (no bounce).
+    Delete { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -120,6 +153,16 @@ pub enum MailboxCmd {
         #[arg(long)]
         mailbox: Option<String>,
     },
+    /// Show the ACL (RFC 4314) of ADDRESS's MAILBOX; with GRANTEE and RIGHTS, set
+    /// GRANTEE's rights (letters of lrswipkxtea, and 0 = send as the owner; "" removes the entry). This is how a
+    /// shared mailbox (`account add --kind shared`), which nobody logs in to, gets its
+    /// users. Recorded in the ledger.
+    Acl {
+        address: String,
+        mailbox: String,
+        grantee: Option<String>,
+        rights: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -173,6 +216,7 @@ pub enum Action {
     Mailbox(MailboxCmd),
     Audit(AuditCmd),
     Store(StoreCmd),
+    Queue(QueueCmd),
 }
 
 /// `10G`, `500M`, `64K`, plain bytes, or `none`.
@@ -335,6 +379,14 @@ async fn execute(core: &Core, admin: &AdminSession, action: Action) -> Result<Ex
             core.domain_remove(admin, &name).await.map_err(err)?;
             out!("removed domain {name}");
         }
+        Action::Domain(DomainCmd::Dkim {
+            name,
+            algorithm,
+            selector,
+            show,
+            remove,
+        }) => return dkim(core, admin, &name, &algorithm, selector, show, remove).await,
+        Action::Queue(cmd) => return queue(core, admin, cmd).await,
         Action::Account(cmd) => return account(core, admin, cmd).await,
         Action::Alias(AliasCmd::Add { alias, target }) => {
             let a = core.alias_add(admin, &alias, &target).await.map_err(err)?;
@@ -375,6 +427,38 @@ async fn execute(core: &Core, admin: &AdminSession, action: Action) -> Result<Ex
         }
         Action::Mailbox(MailboxCmd::Import { address, mailbox }) => {
             return import(core, admin, &address, mailbox.as_deref()).await;
+        }
+        Action::Mailbox(MailboxCmd::Acl {
+            address,
+            mailbox,
+            grantee,
+            rights,
+        }) => {
+            use postern_core::access::{AclChange, Rights};
+            match (grantee, rights) {
+                (Some(g), Some(r)) => {
+                    let r = Rights::parse(&r).map_err(err)?;
+                    let change = if r.is_empty() {
+                        AclChange::Delete
+                    } else {
+                        AclChange::Replace(r)
+                    };
+                    core.admin_set_mailbox_acl(admin, &address, &mailbox, &g, change)
+                        .await
+                        .map_err(err)?;
+                    out!("acl {address} {mailbox}: {g} {r}");
+                }
+                (None, None) => {
+                    for (who, r) in core
+                        .admin_mailbox_acl(admin, &address, &mailbox)
+                        .await
+                        .map_err(err)?
+                    {
+                        out!("{who} {r}");
+                    }
+                }
+                _ => return Err("give both GRANTEE and RIGHTS, or neither".into()),
+            }
         }
         Action::Audit(AuditCmd::Verify { anchor }) => {
             let anchor = anchor
@@ -791,4 +875,146 @@ mod tests {
         );
         assert_eq!(m[1], b"Subject: 2\r\n\r\nx\r\n".to_vec());
     }
+}
+
+fn dkim_key(
+    domain: &str,
+    r: &postern_core::store::DkimKeyRecord,
+) -> Option<postern_outbound::dkim::DkimKey> {
+    Some(postern_outbound::dkim::DkimKey {
+        domain: domain.to_ascii_lowercase(),
+        selector: r.selector.clone(),
+        algorithm: postern_outbound::dkim::Algorithm::parse(&r.algorithm)?,
+        private_der: r.private_der.clone(),
+    })
+}
+
+async fn dkim(
+    core: &Core,
+    admin: &AdminSession,
+    domain: &str,
+    algorithm: &str,
+    selector: Option<String>,
+    show: bool,
+    remove: Option<String>,
+) -> Result<ExitCode, String> {
+    use postern_outbound::dkim::{self, Algorithm};
+    if let Some(sel) = remove {
+        core.dkim_key_remove(admin, domain, &sel)
+            .await
+            .map_err(err)?;
+        out!(
+            "removed DKIM key {sel} of {domain}; remove its DNS record once mail signed with it is delivered"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !show {
+        let algorithms = match algorithm {
+            "both" => vec![Algorithm::Ed25519, Algorithm::Rsa],
+            other => vec![
+                Algorithm::parse(other)
+                    .ok_or_else(|| format!("--algorithm {other:?}: use ed25519, rsa or both"))?,
+            ],
+        };
+        if selector.is_some() && algorithms.len() > 1 {
+            return Err("--selector names one key: give --algorithm ed25519 or rsa too".into());
+        }
+        for alg in algorithms {
+            let der = tokio::task::spawn_blocking(move || dkim::generate(alg))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            let sel = selector
+                .clone()
+                .unwrap_or_else(|| dkim::selector_for(alg, time::OffsetDateTime::now_utc()));
+            core.dkim_key_add(admin, domain, &sel, alg.as_str(), der)
+                .await
+                .map_err(err)?;
+            out!("added {} DKIM key {sel} for {domain}", alg.as_str());
+        }
+        out!("publish in DNS:");
+    }
+    let keys = core.dkim_key_list(admin, domain).await.map_err(err)?;
+    if keys.is_empty() {
+        out!("{domain} has no DKIM keys");
+    }
+    for r in &keys {
+        let Some(k) = dkim_key(domain, r) else {
+            out!("; {}: unknown algorithm {:?}", r.selector, r.algorithm);
+            continue;
+        };
+        out!("{}", k.zone_line().map_err(|e| e.to_string())?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn queue_id(s: &str) -> Result<postern_core::store::QueueId, String> {
+    postern_core::store::QueueId::parse(s).ok_or_else(|| format!("{s:?} is not a queue id"))
+}
+
+fn print_queued(q: &postern_core::outbound::QueueSummary) {
+    let m = &q.message;
+    out!(
+        "{} {} from <{}> size {}{}",
+        m.id,
+        format_ms(m.created_ms),
+        m.sender,
+        m.blob.size,
+        if m.requiretls { " REQUIRETLS" } else { "" }
+    );
+    for r in &q.recipients {
+        out!(
+            "  {} <{}> attempts {}{}{}",
+            r.state.as_str(),
+            r.address,
+            r.attempts,
+            if r.state == postern_core::store::RecipientState::Queued {
+                format!(" next {}", format_ms(r.next_attempt_ms))
+            } else {
+                String::new()
+            },
+            r.last_error
+                .as_deref()
+                .map(|e| format!(" last: {} {e}", r.last_status.as_deref().unwrap_or("")))
+                .unwrap_or_default()
+        );
+    }
+}
+
+async fn queue(core: &Core, admin: &AdminSession, cmd: QueueCmd) -> Result<ExitCode, String> {
+    match cmd {
+        QueueCmd::List { limit } => {
+            let list = core.queue_list(admin, limit).await.map_err(err)?;
+            if list.is_empty() {
+                out!("the queue is empty");
+            }
+            for q in &list {
+                print_queued(q);
+            }
+        }
+        QueueCmd::Show { id } => {
+            let q = core.queue_show(admin, queue_id(&id)?).await.map_err(err)?;
+            print_queued(&q);
+            let m = &q.message;
+            out!(
+                "  envid {} ret {} smtputf8 {} 8bit {} expires {}",
+                m.envid.as_deref().unwrap_or("-"),
+                m.ret.as_deref().unwrap_or("-"),
+                m.smtputf8,
+                m.eight_bit,
+                format_ms(m.expires_ms)
+            );
+        }
+        QueueCmd::Retry { id } => {
+            let n = core.queue_retry(admin, queue_id(&id)?).await.map_err(err)?;
+            out!("{n} recipient(s) of {id} will be tried now");
+        }
+        QueueCmd::Delete { id } => {
+            core.queue_delete(admin, queue_id(&id)?)
+                .await
+                .map_err(err)?;
+            out!("deleted {id} from the queue");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

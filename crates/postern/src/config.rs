@@ -68,6 +68,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// SMTP policy choices (limits are in `[limits]`).
     pub smtp: SmtpConfig,
+    /// Sending mail to other domains: the queue runner.
+    pub outbound: OutboundConfig,
 }
 
 impl Default for Config {
@@ -84,6 +86,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             dns: DnsConfig::default(),
             smtp: SmtpConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 }
@@ -366,6 +369,12 @@ pub struct AuthConfig {
     /// Argon2id lanes. Default 1 (OWASP): the server parallelises across logins instead.
     /// At most 2^24 - 1 (RFC 9106 §3.1).
     pub argon2_parallelism: u32,
+    /// Seconds a successful password check is remembered, so that a client logging in
+    /// again with the same password skips the Argon2id hash (like Dovecot's
+    /// `auth_cache_ttl`). Default 300. Only a keyed hash of (account, stored hash,
+    /// password) is kept in memory, never the password; a changed password misses at
+    /// once; failures are never remembered. 0 turns the cache off (SECURITY.md).
+    pub auth_cache_ttl_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -380,6 +389,7 @@ impl Default for AuthConfig {
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
+            auth_cache_ttl_secs: 300,
         }
     }
 }
@@ -471,6 +481,10 @@ pub struct DnsConfig {
     /// lookups, and a sender's slow DNS must not hold the SMTP session near its own
     /// timeouts; a lookup that times out gives `temperror`, not a refusal.
     pub timeout_secs: u64,
+    /// Believe the AD ("authentic data") bit from resolvers that are not on loopback,
+    /// for DANE (outbound TLS). Default false: an AD bit crossing a network can be forged
+    /// by anyone on the path (RFC 6840 §5.7); a loopback validating resolver's is used.
+    pub trust_ad: bool,
 }
 
 impl Default for DnsConfig {
@@ -478,6 +492,7 @@ impl Default for DnsConfig {
         DnsConfig {
             nameservers: Vec::new(),
             timeout_secs: 5,
+            trust_ad: false,
         }
     }
 }
@@ -521,6 +536,113 @@ impl Default for SmtpConfig {
             max_session_secs: 3600,
         }
     }
+}
+
+/// The outbound queue and its delivery to other domains' mail servers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Run the queue runner on this node. Default true; with several nodes on one
+    /// database any number may run it (claims are leased per recipient).
+    pub enabled: bool,
+    /// The TCP port of the destination MX hosts. Default 25 (RFC 5321 §4.5.4.2); tests
+    /// point it at their own peers.
+    pub port: u16,
+    /// Send everything through this relay (`"host:port"`) instead of MX routing. Default
+    /// none.
+    pub smarthost: Option<String>,
+    /// TLS to the smarthost: `opportunistic`, `required` (unauthenticated), `verify`
+    /// (certificate valid for the smarthost's name under `ca_file` or the system roots)
+    /// or `none`. Default `verify`: mail and credentials go to one known relay.
+    pub smarthost_tls: SmarthostTls,
+    /// PEM CA bundle for `verify`. Default: the system's (/etc/ssl/certs/ca-certificates.crt).
+    pub ca_file: Option<PathBuf>,
+    /// Use DANE (RFC 7672) where the destination's DNSSEC-signed zone publishes TLSA
+    /// records; the resolvers in `[dns]` must validate (their AD bit is trusted).
+    /// Default true.
+    pub dane: bool,
+    /// Honour MTA-STS (RFC 8461) policies: a destination in `enforce` mode gets mail only
+    /// through the MX hosts its policy names, over TLS verified under `ca_file` or the
+    /// system roots. Default true.
+    pub mta_sts: bool,
+    /// The HTTPS port MTA-STS policies are fetched from. Default 443 (RFC 8461 §3.3);
+    /// tests point it elsewhere.
+    pub mta_sts_port: u16,
+    /// Try IPv6 addresses of a host before IPv4 ones. Default false.
+    pub prefer_ipv6: bool,
+    /// Deliver to mail hosts at loopback, private (RFC 1918, ULA), link-local or other
+    /// non-public addresses. Default false: a domain whose MX points there would make the
+    /// server a way into its own network (SSRF) or loop back to itself; internal relays
+    /// and tests turn it on.
+    pub allow_private_destinations: bool,
+    /// Seconds to wait for a TCP connection to a mail host. Default 30.
+    pub connect_timeout_secs: u64,
+    /// Seconds to wait for each reply to a command. Default 300 (RFC 5321 §4.5.3.2).
+    pub command_timeout_secs: u64,
+    /// Seconds to wait for the reply after the message data. Default 600 (RFC 5321
+    /// §4.5.3.2.6).
+    pub data_timeout_secs: u64,
+    /// How long a message may stay queued before its undelivered recipients fail with a
+    /// bounce (status 4.4.7). Default 432000 (5 days, RFC 5321 §4.5.4.1).
+    pub max_queue_lifetime_secs: u64,
+    /// After how long a still-undelivered recipient gets a delay notice (RFC 3464
+    /// `delayed`); 0 turns them off. Default 14400 (4 hours).
+    pub delay_notice_secs: u64,
+    /// First retry after this many seconds, doubling with each attempt. Default 300.
+    pub retry_base_secs: u64,
+    /// Longest wait between attempts. Default 3600.
+    pub retry_max_secs: u64,
+    /// Messages this node delivers at once. Default 16.
+    pub concurrency: usize,
+    /// Connections this node opens at once to one destination domain (or the
+    /// smarthost). Default 4: receiving servers treat many parallel sessions from one
+    /// sender as abuse.
+    pub connections_per_destination: usize,
+    /// Seconds a node holds claimed recipients; after that another node may take them.
+    /// At least connect + 4 command + data timeouts (one delivery's worst case). Default
+    /// 3600.
+    pub lease_secs: u64,
+    /// Seconds between looks at the queue when nothing wakes the runner. Default 10.
+    pub poll_secs: u64,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            enabled: true,
+            port: 25,
+            smarthost: None,
+            smarthost_tls: SmarthostTls::Verify,
+            ca_file: None,
+            dane: true,
+            mta_sts: true,
+            mta_sts_port: 443,
+            prefer_ipv6: false,
+            allow_private_destinations: false,
+            connect_timeout_secs: 30,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+            max_queue_lifetime_secs: 432_000,
+            delay_notice_secs: 14_400,
+            retry_base_secs: 300,
+            retry_max_secs: 3600,
+            concurrency: 16,
+            connections_per_destination: 4,
+            lease_secs: 3600,
+            poll_secs: 10,
+        }
+    }
+}
+
+/// `outbound.smarthost_tls`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmarthostTls {
+    #[default]
+    Verify,
+    Required,
+    Opportunistic,
+    None,
 }
 
 /// `smtp.dmarc_reject`.
@@ -814,6 +936,73 @@ impl Config {
                 Some(_) => {}
             }
         }
+        self.check_outbound()
+    }
+
+    fn check_outbound(&self) -> Result<(), Problem> {
+        let o = &self.outbound;
+        at_least("outbound.port", o.port.into(), 1, "")?;
+        at_least("outbound.mta_sts_port", o.mta_sts_port.into(), 1, "")?;
+        if let Some(sh) = &o.smarthost {
+            let ok = sh
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                return Err(Problem::at(
+                    "outbound.smarthost",
+                    format!("{sh:?} is not \"host:port\""),
+                ));
+            }
+        }
+        secs(
+            "outbound.connect_timeout_secs",
+            o.connect_timeout_secs,
+            1,
+            "",
+        )?;
+        secs(
+            "outbound.command_timeout_secs",
+            o.command_timeout_secs,
+            1,
+            "",
+        )?;
+        secs("outbound.data_timeout_secs", o.data_timeout_secs, 1, "")?;
+        secs(
+            "outbound.max_queue_lifetime_secs",
+            o.max_queue_lifetime_secs,
+            1,
+            "",
+        )?;
+        within(
+            "outbound.delay_notice_secs",
+            o.delay_notice_secs,
+            0,
+            MAX_SECS,
+        )?;
+        secs("outbound.retry_base_secs", o.retry_base_secs, 1, "")?;
+        secs(
+            "outbound.retry_max_secs",
+            o.retry_max_secs,
+            o.retry_base_secs,
+            "at least retry_base_secs",
+        )?;
+        at_least("outbound.concurrency", o.concurrency as u64, 1, "")?;
+        at_least(
+            "outbound.connections_per_destination",
+            o.connections_per_destination as u64,
+            1,
+            "",
+        )?;
+        secs("outbound.poll_secs", o.poll_secs, 1, "")?;
+        // A lease shorter than one delivery could let another node take recipients that
+        // are still being sent.
+        let longest = o.connect_timeout_secs + 4 * o.command_timeout_secs + o.data_timeout_secs;
+        secs(
+            "outbound.lease_secs",
+            o.lease_secs,
+            longest,
+            "at least connect + 4 command + data timeouts",
+        )?;
         Ok(())
     }
 
@@ -1324,6 +1513,7 @@ mod tests {
             ("store", fields_of::<StoreConfig>()),
             ("dns", fields_of::<DnsConfig>()),
             ("smtp", fields_of::<SmtpConfig>()),
+            ("outbound", fields_of::<OutboundConfig>()),
         ]
     }
 
@@ -1530,11 +1720,65 @@ mod tests {
             if !["limits", "auth", "store", "smtp"].contains(&section) {
                 continue;
             }
-            for field in fields {
+            // Zero turns the verified-password cache off.
+            for field in fields.iter().filter(|f| **f != "auth_cache_ttl_secs") {
                 let src = format!("# zero\n[{section}]\n{field} = 0\n");
                 assert_err(&src, Some(&format!("{section}.{field}")), 3);
             }
         }
+    }
+
+    #[test]
+    fn outbound_settings_are_checked() {
+        for field in [
+            "port",
+            "mta_sts_port",
+            "connect_timeout_secs",
+            "command_timeout_secs",
+            "data_timeout_secs",
+            "max_queue_lifetime_secs",
+            "retry_base_secs",
+            "retry_max_secs",
+            "concurrency",
+            "connections_per_destination",
+            "lease_secs",
+            "poll_secs",
+        ] {
+            let src = format!("# zero\n[outbound]\n{field} = 0\n");
+            assert_err(&src, Some(&format!("outbound.{field}")), 3);
+        }
+        // Zero turns delay notices off.
+        let c = Config::from_toml_str("[outbound]\ndelay_notice_secs = 0\n", "t").unwrap();
+        assert_eq!(c.outbound.delay_notice_secs, 0);
+        // The lease must outlast one delivery.
+        let e = assert_err(
+            "[outbound]\nlease_secs = 100\n",
+            Some("outbound.lease_secs"),
+            2,
+        );
+        assert!(e.message.contains("minimum is 1830"), "{e}");
+        let c = Config::from_toml_str(
+            "[outbound]\nconnect_timeout_secs = 5\ncommand_timeout_secs = 5\ndata_timeout_secs = 5\nlease_secs = 30\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.outbound.lease_secs, 30);
+        assert_err(
+            "[outbound]\nretry_base_secs = 600\nretry_max_secs = 60\n",
+            Some("outbound.retry_max_secs"),
+            3,
+        );
+        assert_err(
+            "[outbound]\nsmarthost = \"relay.example.net\"\n",
+            Some("outbound.smarthost"),
+            2,
+        );
+        let c = Config::from_toml_str(
+            "[outbound]\nsmarthost = \"relay.example.net:587\"\nsmarthost_tls = \"required\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.outbound.smarthost_tls, SmarthostTls::Required);
     }
 
     #[test]

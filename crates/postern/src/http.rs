@@ -1,5 +1,5 @@
-//! HTTP on the `admin` listener (admin API, metrics) and on `http`/`https` (health only
-//! until the web issues land).
+//! HTTP on the `admin` listener (admin API, metrics) and on `http`/`https` (health,
+//! CalDAV/CardDAV under `/dav/` with the RFC 6764 `/.well-known/` redirects).
 //!
 //! **Security (DESIGN invariant 2):** every route is declared in one table with its
 //! access level ([`admin_routes`], [`web_routes`]); the router is built from the table,
@@ -13,10 +13,10 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodRouter, any, delete, get, post, put};
 use axum::{Extension, Json, Router};
 use postern_core::store::{PrincipalKind, SessionInfo};
-use postern_core::{AdminSession, Core, CoreError, ErrorClass};
+use postern_core::{AdminSession, Authenticated, Core, CoreError, ErrorClass};
 use postern_net::{BoxStream, ConnInfo, Handler, Shutdown};
 use serde::Deserialize;
 use serde_json::json;
@@ -31,6 +31,9 @@ pub enum Access {
     Public,
     /// A request with the admin token.
     Admin,
+    /// An account's HTTP Basic credentials (protocol `dav`), over TLS or, when
+    /// `auth.allow_plaintext_on_loopback`, from loopback.
+    User,
 }
 
 /// One row of a route table.
@@ -79,11 +82,17 @@ impl Metrics {
 struct AppState {
     core: Arc<Core>,
     metrics: Metrics,
+    /// `auth.allow_plaintext_on_loopback`: Basic credentials without TLS from loopback.
+    plaintext_on_loopback: bool,
 }
 
 /// The peer of the connection a request came on.
 #[derive(Clone, Copy)]
 struct Peer(SocketAddr);
+
+/// Whether the connection a request came on is TLS.
+#[derive(Clone, Copy)]
+struct Tls(bool);
 
 // ---- errors ----
 
@@ -245,7 +254,19 @@ pub fn admin_routes() -> Vec<Route> {
 
 /// Routes of the user-facing `http`/`https` listeners.
 pub fn web_routes() -> Vec<Route> {
-    vec![route(Method::GET, "/healthz", Access::Public, get(health))]
+    use Access::*;
+    // DAV verbs are extension methods: one row per path, the handler dispatches on the
+    // method (postern_dav::handle answers 405 with Allow for others).
+    let propfind = Method::from_bytes(b"PROPFIND").unwrap_or(Method::OPTIONS);
+    vec![
+        route(Method::GET, "/healthz", Public, get(health)),
+        // RFC 6764 §5: a redirect to the context path; reveals nothing, needs no login.
+        route(Method::GET, "/.well-known/caldav", Public, any(well_known)),
+        route(Method::GET, "/.well-known/carddav", Public, any(well_known)),
+        route(propfind.clone(), "/dav", User, any(dav)),
+        route(propfind.clone(), "/dav/", User, any(dav)),
+        route(propfind, "/dav/{*path}", User, any(dav)),
+    ]
 }
 
 fn build(routes: Vec<Route>, state: AppState, body_limit: usize) -> Router {
@@ -256,6 +277,11 @@ fn build(routes: Vec<Route>, state: AppState, body_limit: usize) -> Router {
             Access::Admin => r
                 .handler
                 .route_layer(middleware::from_fn_with_state(state.clone(), require_admin)),
+            // `any` routes have no per-method routes for `route_layer`: the layer wraps
+            // the whole method router (every method goes through `require_user`).
+            Access::User => r
+                .handler
+                .layer(middleware::from_fn_with_state(state.clone(), require_user)),
         };
         router = router.route(r.path, handler);
     }
@@ -308,7 +334,149 @@ async fn require_admin(State(st): State<AppState>, mut req: Request, next: Next)
     }
 }
 
+/// The only place an `Authenticated` comes from on HTTP: `Authorization: Basic`,
+/// checked by `Core::authenticate` (protocol `dav`: app passwords limited to other
+/// protocols do not open it; the shared rate limiter and the ledger see every attempt).
+/// Without TLS, credentials are refused before they are looked at (invariant 7), unless
+/// the peer is loopback and `auth.allow_plaintext_on_loopback` is set, as for IMAP.
+async fn require_user(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<Peer>().map(|p| p.0);
+    let tls = req.extensions().get::<Tls>().is_some_and(|t| t.0);
+    let challenge = || {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"Postern\", charset=\"UTF-8\"",
+            )],
+            "authentication required\n",
+        )
+            .into_response()
+    };
+    let loopback = peer.is_some_and(|p| p.ip().to_canonical().is_loopback());
+    let allowed = tls || (st.plaintext_on_loopback && loopback);
+    if !allowed {
+        return (
+            StatusCode::FORBIDDEN,
+            "authentication requires TLS: use https\n",
+        )
+            .into_response();
+    }
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.get(..6)
+                .filter(|p| p.eq_ignore_ascii_case("basic "))
+                .map(|_| v[6..].trim())
+        })
+        .and_then(|b| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(b).ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok());
+    let Some(basic) = basic else {
+        return challenge();
+    };
+    let Some((user, pass)) = basic.split_once(':') else {
+        return challenge();
+    };
+    let session = SessionInfo {
+        protocol: "dav".into(),
+        remote: peer.map(|p| p.to_string()),
+        client_id: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().filter(|c| !c.is_control()).take(200).collect()),
+        auth_method: Some("basic".into()),
+        session_id: None,
+    };
+    match st.core.authenticate(user, pass, "dav", session).await {
+        Ok(who) => {
+            req.extensions_mut().insert(who);
+            next.run(req).await
+        }
+        Err(CoreError::Throttled(wait)) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
+            "too many failed attempts\n",
+        )
+            .into_response(),
+        Err(e) if e.class() == ErrorClass::Internal => {
+            (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable\n").into_response()
+        }
+        Err(_) => challenge(),
+    }
+}
+
 // ---- handlers ----
+
+/// RFC 6764 §5 redirect; clients probe with GET or PROPFIND (and OPTIONS). Other
+/// methods get 405 like on any route.
+async fn well_known(method: Method) -> Response {
+    match method.as_str() {
+        "GET" | "HEAD" | "PROPFIND" | "OPTIONS" => {
+            (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, "/dav/")]).into_response()
+        }
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD, PROPFIND, OPTIONS")],
+        )
+            .into_response(),
+    }
+}
+
+/// Every request under `/dav`: the body is read up to `postern_dav::MAX_BODY` (413
+/// beyond), then `postern_dav::handle` answers.
+async fn dav(
+    State(st): State<AppState>,
+    Extension(who): Extension<Authenticated>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    if parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > postern_dav::MAX_BODY as u64)
+    {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+    }
+    let body = match axum::body::to_bytes(body, postern_dav::MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+        }
+    };
+    let h = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let r = postern_dav::handle(
+        &st.core,
+        &who,
+        postern_dav::DavRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            depth: h("depth"),
+            if_match: h("if-match"),
+            if_none_match: h("if-none-match"),
+            destination: h("destination"),
+            overwrite: h("overwrite"),
+            body: &body,
+        },
+    )
+    .await;
+    let mut resp = Response::new(axum::body::Body::from(r.body));
+    *resp.status_mut() =
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in r.headers {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
 
 async fn health() -> &'static str {
     "ok\n"
@@ -664,7 +832,11 @@ impl Handler for HttpHandler {
         info: ConnInfo,
         mut shutdown: Shutdown,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
-        let router = self.router.clone().layer(Extension(Peer(info.remote)));
+        let router = self
+            .router
+            .clone()
+            .layer(Extension(Peer(info.remote)))
+            .layer(Extension(Tls(info.tls)));
         let header_timeout = self.header_timeout;
         let max_buf = self.max_buf;
         Box::pin(async move {
@@ -708,7 +880,11 @@ fn handler(routes: Vec<Route>, state: AppState, cfg: &Config, body_cap: usize) -
 pub fn admin_handler(core: Arc<Core>, cfg: &Config, metrics: Metrics) -> Arc<dyn Handler> {
     handler(
         admin_routes(),
-        AppState { core, metrics },
+        AppState {
+            core,
+            metrics,
+            plaintext_on_loopback: false,
+        },
         cfg,
         ADMIN_BODY_MAX,
     )
@@ -719,6 +895,7 @@ pub fn web_handler(core: Arc<Core>, cfg: &Config) -> Arc<dyn Handler> {
     let state = AppState {
         core,
         metrics: Metrics(None),
+        plaintext_on_loopback: cfg.auth.allow_plaintext_on_loopback,
     };
     handler(web_routes(), state, cfg, usize::MAX)
 }
@@ -746,6 +923,7 @@ mod tests {
         AppState {
             core,
             metrics: Metrics(None),
+            plaintext_on_loopback: false,
         }
     }
 
@@ -756,6 +934,7 @@ mod tests {
                 "{name}" => "example.com",
                 "{address}" | "{group}" | "{member}" | "{alias}" => "someone@example.com",
                 "{id}" => "0123456789abcdef",
+                "{*path}" => "calendars/someone@example.com/calendar/",
                 s if s.starts_with('{') => panic!("no dummy value for {s} in {path}"),
                 s => s,
             })
@@ -822,7 +1001,16 @@ mod tests {
                 .filter(|r| r.access == Access::Public)
                 .map(|r| format!("{} {}", r.method, r.path))
                 .collect();
-            assert_eq!(public, ["GET /healthz"], "{name}");
+            let expected: &[&str] = match name {
+                // RFC 6764 redirects to /dav/: no data, no login.
+                "web" => &[
+                    "GET /healthz",
+                    "GET /.well-known/caldav",
+                    "GET /.well-known/carddav",
+                ],
+                _ => &["GET /healthz"],
+            };
+            assert_eq!(public, expected, "{name}");
         }
     }
 
@@ -864,8 +1052,23 @@ mod tests {
                         );
                     }
                     Access::Public => {
-                        assert_eq!(anonymous, StatusCode::OK, "{what} without a token");
-                        assert_eq!(wrong, StatusCode::OK, "{what} with a wrong token");
+                        assert!(
+                            anonymous.is_success() || anonymous.is_redirection(),
+                            "{what} without a token"
+                        );
+                        assert_eq!(wrong, anonymous, "{what} with a wrong token");
+                    }
+                    // Without a connection (no Tls extension) credentials are refused
+                    // before they are read; the admin token opens nothing.
+                    Access::User => {
+                        assert_eq!(anonymous, StatusCode::FORBIDDEN, "{what} anonymous");
+                        assert_eq!(wrong, StatusCode::FORBIDDEN, "{what} with a wrong token");
+                        assert_eq!(
+                            with_token,
+                            StatusCode::FORBIDDEN,
+                            "{what} with the admin token"
+                        );
+                        continue;
                     }
                 }
                 // The table's method is the one the handler serves…

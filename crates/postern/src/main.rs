@@ -63,6 +63,9 @@ enum Command {
     /// The store.
     #[command(subcommand)]
     Store(cli::StoreCmd),
+    /// The outbound queue.
+    #[command(subcommand)]
+    Queue(cli::QueueCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
                 Command::Mailbox(c) => cli::run(cfg, cli::Action::Mailbox(c)),
                 Command::Audit(c) => cli::run(cfg, cli::Action::Audit(c)),
                 Command::Store(c) => cli::run(cfg, cli::Action::Store(c)),
+                Command::Queue(c) => cli::run(cfg, cli::Action::Queue(c)),
                 Command::Config(_) => Ok(ExitCode::SUCCESS),
             };
             match result {

@@ -40,6 +40,8 @@ fn core_settings(cfg: &Config) -> CoreSettings {
             parts: l.mime_parts,
             header_count: l.mime_header_count,
         },
+        auth_cache_ttl: Duration::from_secs(a.auth_cache_ttl_secs),
+        queue_lifetime: Duration::from_secs(cfg.outbound.max_queue_lifetime_secs),
     }
 }
 
@@ -209,6 +211,115 @@ pub fn imap_settings(cfg: &Config) -> postern_imap::ImapSettings {
 }
 
 /// The SMTP limits and policy from the configuration (`[limits]`, `[auth]`, `[smtp]`).
+/// The queue runner's settings from `[outbound]` and `[dns]`.
+pub fn runner_settings(cfg: &Config) -> Result<postern_outbound::runner::RunnerSettings, String> {
+    use postern_outbound::runner::{RunnerSettings, Smarthost};
+    use postern_outbound::tls::TlsPolicy;
+    let o = &cfg.outbound;
+    let secs = Duration::from_secs;
+    // Trust anchors for verified TLS (smarthost `verify`, MTA-STS `enforce`).
+    let ca_path = o
+        .ca_file
+        .clone()
+        .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into());
+    let (roots, roots_note) = match std::fs::read(&ca_path) {
+        Ok(pem) => {
+            let (roots, _bad) = postern_outbound::tls::roots_from_pem(&pem);
+            let note = roots
+                .is_empty()
+                .then(|| format!("{}: no certificate in it", ca_path.display()));
+            (Arc::new(roots), note)
+        }
+        Err(e) if o.ca_file.is_some() => {
+            return Err(format!("outbound.ca_file {}: {e}", ca_path.display()));
+        }
+        Err(e) => (
+            Arc::new(postern_outbound::tls::roots_from_pem(b"").0),
+            Some(format!("{}: {e}", ca_path.display())),
+        ),
+    };
+    if let Some(note) = &roots_note {
+        tracing::warn!(%note, "no trust anchors: MTA-STS enforce destinations will be deferred");
+    }
+    let dns = postern_outbound::dns::DnsClient::new(
+        cfg.dns.nameservers.clone(),
+        secs(cfg.dns.timeout_secs),
+    )
+    .trusting_remote_ad(cfg.dns.trust_ad);
+    if dns.servers().is_empty() {
+        tracing::warn!(
+            "no DNS resolver (empty [dns] nameservers and /etc/resolv.conf): outbound mail waits"
+        );
+    }
+    let mta_sts = o.mta_sts.then(|| {
+        Arc::new(postern_outbound::mtasts::MtaSts::new(
+            dns.clone(),
+            roots.clone(),
+            o.mta_sts_port,
+            secs(o.connect_timeout_secs.max(10)),
+        ))
+    });
+    let smarthost = match &o.smarthost {
+        None => None,
+        Some(sh) => {
+            let (host, port) = sh
+                .rsplit_once(':')
+                .and_then(|(h, p)| {
+                    Some((h.trim_matches(|c| c == '[' || c == ']'), p.parse().ok()?))
+                })
+                .ok_or_else(|| format!("outbound.smarthost {sh:?} is not host:port"))?;
+            let tls = match o.smarthost_tls {
+                crate::config::SmarthostTls::Verify => {
+                    if roots.is_empty() {
+                        return Err(format!(
+                            "outbound.smarthost_tls = \"verify\" needs trust anchors: {}",
+                            roots_note.clone().unwrap_or_default()
+                        ));
+                    }
+                    TlsPolicy::Pkix {
+                        roots: roots.clone(),
+                    }
+                }
+                crate::config::SmarthostTls::Required => TlsPolicy::Required,
+                crate::config::SmarthostTls::Opportunistic => TlsPolicy::Opportunistic,
+                crate::config::SmarthostTls::None => TlsPolicy::Plain,
+            };
+            Some(Smarthost {
+                host: host.to_string(),
+                port,
+                tls,
+            })
+        }
+    };
+    Ok(RunnerSettings {
+        node: format!("{}-{:08x}", cfg.hostname, rand::random::<u32>()),
+        hostname: cfg.hostname.clone(),
+        port: o.port,
+        smarthost,
+        client: postern_outbound::client::ClientSettings {
+            helo_name: cfg.hostname.clone(),
+            connect_timeout: secs(o.connect_timeout_secs),
+            command_timeout: secs(o.command_timeout_secs),
+            data_timeout: secs(o.data_timeout_secs),
+        },
+        dns,
+        dane: o.dane,
+        allow_private: o.allow_private_destinations,
+        mta_sts,
+        roots,
+        prefer_ipv6: o.prefer_ipv6,
+        delay_notice: secs(o.delay_notice_secs),
+        retry_base: secs(o.retry_base_secs),
+        retry_max: secs(o.retry_max_secs),
+        concurrency: o.concurrency,
+        per_destination: Arc::new(postern_outbound::runner::DestinationLimits::new(
+            o.connections_per_destination,
+        )),
+        lease: secs(o.lease_secs),
+        poll: secs(o.poll_secs),
+    })
+}
+
 pub fn smtp_settings(cfg: &Config) -> (postern_smtp::SmtpLimits, postern_smtp::SmtpPolicy) {
     use crate::config::{DmarcQuarantine, DmarcReject};
     use postern_smtp::{DmarcQuarantineAction, DmarcRejectAction};
@@ -357,6 +468,15 @@ pub fn run(cfg: Config) -> Result<ExitCode, String> {
         let (smtp_limits, smtp_policy) = smtp_settings(&cfg);
         let smtp = Arc::new(postern_smtp::SmtpHandler::new(core.clone(), &cfg.hostname, smtp_limits, smtp_policy, verifier));
         let imap = Arc::new(postern_imap::ImapHandler::new(core.clone(), imap_settings(&cfg)));
+        let runner = if cfg.outbound.enabled {
+            let settings = runner_settings(&cfg)?;
+            let mut stop = server.shutdown_signal();
+            Some(tokio::spawn(postern_outbound::runner::run(core.clone(), settings, async move {
+                stop.triggered().await
+            })))
+        } else {
+            None
+        };
         for l in report.bound {
             let kind = l.spec.kind;
             let addr = l.local_addr;
@@ -380,6 +500,10 @@ pub fn run(cfg: Config) -> Result<ExitCode, String> {
         let cut = server.shutdown(Duration::from_secs(cfg.server.shutdown_grace_secs)).await;
         if cut > 0 {
             tracing::warn!(cut, "sessions still open after the grace period were closed");
+        }
+        if let Some(r) = runner {
+            // Deliveries in flight are cut; their leases expire and they are tried again.
+            r.abort();
         }
         println!("stopped");
         Ok::<_, String>(ExitCode::SUCCESS)

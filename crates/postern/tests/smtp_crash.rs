@@ -208,6 +208,41 @@ fn sender(addr: SocketAddr, session: usize, round: usize, stop: Arc<AtomicBool>,
 
 #[test]
 fn sigkill_during_smtp_delivery_loses_nothing_acknowledged() {
+    crash_run(None);
+}
+
+/// The same on the PostgreSQL backend (issue 7: the crash suite on both backends). Needs
+/// PostgreSQL on 127.0.0.1:5432 (POSTERN_TEST_PG_URL overrides); fails without it.
+#[test]
+fn sigkill_during_smtp_delivery_loses_nothing_acknowledged_on_postgres() {
+    let url = std::env::var("POSTERN_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let schema = format!(
+        "postern_crash_{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            & 0xffff_ffff_ffff
+    );
+    struct DropSchema(String, String);
+    impl Drop for DropSchema {
+        fn drop(&mut self) {
+            let _ = Command::new("psql")
+                .args([
+                    &self.0,
+                    "-qc",
+                    &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.1),
+                ])
+                .output();
+        }
+    }
+    let _cleanup = DropSchema(url.clone(), schema.clone());
+    crash_run(Some((url, schema)));
+}
+
+/// `pg`: (url, schema) to run on PostgreSQL; `None` for the embedded store.
+fn crash_run(pg: Option<(String, String)>) {
     let dir = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     // Started as root, the server drops to `nobody`, which must reach data/.
@@ -223,8 +258,14 @@ fn sigkill_during_smtp_delivery_loses_nothing_acknowledged() {
              [server]\nrun_as = \"nobody\"\nshutdown_grace_secs = 1\n\
              [auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\
              [log]\nlevel = \"warn\"\n\
-             [dns]\nnameservers = [\"{dns}\"]\ntimeout_secs = 2\n",
-            data.display()
+             [dns]\nnameservers = [\"{dns}\"]\ntimeout_secs = 2\n{}",
+            data.display(),
+            match &pg {
+                Some((url, schema)) => format!(
+                    "[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\npool_size = 8\n"
+                ),
+                None => String::new(),
+            }
         ),
     )
     .unwrap();
@@ -289,8 +330,21 @@ fn sigkill_during_smtp_delivery_loses_nothing_acknowledged() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let store = SqliteStore::open(&data.join("meta.sqlite"), SqliteOptions::default()).unwrap();
-        let blobs = FsBlobStore::open(&data.join("blobs")).unwrap();
+        let (store, blobs): (Box<dyn Store>, Box<dyn BlobStore>) = match &pg {
+            None => (
+                Box::new(
+                    SqliteStore::open(&data.join("meta.sqlite"), SqliteOptions::default()).unwrap(),
+                ),
+                Box::new(FsBlobStore::open(&data.join("blobs")).unwrap()),
+            ),
+            Some((url, schema)) => {
+                let s = postern_store_pg::PgStore::connect(url, schema, Default::default())
+                    .await
+                    .unwrap();
+                let b = s.blob_store();
+                (Box::new(s), Box::new(b))
+            }
+        };
         let domain = store.domain_by_name("example.com").await.unwrap().unwrap();
         // Every message in an account's INBOX, with its blob name.
         let inbox_of = async |local: &str| {

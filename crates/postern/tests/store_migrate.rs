@@ -37,12 +37,19 @@ impl Drop for Schema {
     }
 }
 
-const AUTH: &str = "[auth]\nallow_plaintext_on_loopback = true\n";
+/// Plaintext login on loopback; no queue runner (the queued message must stay queued and
+/// nothing may leave loopback).
+const AUTH: &str = "[auth]\nallow_plaintext_on_loopback = true\n[outbound]\nenabled = false\n";
 const ALICE: (&str, &str) = ("alice@example.com", "alice-password");
 const BOB: (&str, &str) = ("bob@example.com", "bob-password");
 
 /// One SMTP transaction, checking every reply's code.
 fn smtp_send(addr: SocketAddr, from: &str, to: &str, body: &str) {
+    smtp_send_as(addr, None, from, to, body)
+}
+
+/// The same, after AUTH PLAIN with `login` (submission).
+fn smtp_send_as(addr: SocketAddr, login: Option<&str>, from: &str, to: &str, body: &str) {
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
@@ -56,12 +63,15 @@ fn smtp_send(addr: SocketAddr, from: &str, to: &str, body: &str) {
         }
     };
     expect("220", &mut r);
-    for (cmd, code) in [
-        ("EHLO client.example".to_string(), "250"),
+    let mut cmds = vec![("EHLO client.example".to_string(), "250")];
+    if let Some(plain) = login {
+        cmds.push((format!("AUTH PLAIN {plain}"), "235"));
+    }
+    for (cmd, code) in cmds.into_iter().chain([
         (format!("MAIL FROM:<{from}>"), "250"),
         (format!("RCPT TO:<{to}>"), "250"),
         ("DATA".to_string(), "354"),
-    ] {
+    ]) {
         write!(w, "{cmd}\r\n").unwrap();
         expect(code, &mut r);
     }
@@ -198,6 +208,27 @@ fn embedded_installation_migrates_without_loss() {
         "to the group",
     );
 
+    // DKIM keys for the domain, and a message to another domain waiting in the queue
+    // (DKIM-signed at submission; the runner is off).
+    s.cli_ok(&["domain", "dkim", "example.com"], "");
+    let dkim_before = s.cli_ok(&["domain", "dkim", "example.com", "--show"], "");
+    assert_eq!(dkim_before.lines().count(), 2, "{dkim_before}");
+    use base64::Engine as _;
+    let plain =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{}\0{}", ALICE.0, ALICE.1));
+    smtp_send_as(
+        s.addr("submission"),
+        Some(&plain),
+        ALICE.0,
+        "friend@elsewhere.example",
+        "queued before the move",
+    );
+    let queue_before = s.cli_ok(&["queue", "list"], "");
+    assert!(
+        queue_before.contains("<friend@elsewhere.example>"),
+        "{queue_before}"
+    );
+
     // Flags, keywords, a move, an expunge: UIDs with gaps, modseqs above the appends.
     let mut c = Client::connect(s.addr("imap"));
     c.login(ALICE.0, ALICE.1);
@@ -217,6 +248,83 @@ fn embedded_installation_migrates_without_loss() {
     c.cmd("SELECT INBOX").ok();
     c.cmd("STORE 1:3 +FLAGS (\\Answered $Work)").ok();
     c.cmd("LOGOUT").ok();
+
+    // CalDAV/CardDAV: an event (replaced once), a removed one (a tombstone) and a card.
+    let dav_auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ALICE.0, ALICE.1))
+    );
+    let ev = |uid: &str, summary: &str| {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20300101T000000Z\r\n\
+             DTSTART:20300101T090000Z\r\nDTEND:20300101T100000Z\r\nSUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+    };
+    let cal = "/dav/calendars/alice@example.com/calendar/";
+    for (name, body) in [
+        ("e1.ics", ev("e1", "first")),
+        ("e1.ics", ev("e1", "second")),
+        ("gone.ics", ev("gone", "removed")),
+    ] {
+        let r = http(
+            s.addr("http"),
+            "PUT",
+            &format!("{cal}{name}"),
+            &[("Authorization", &dav_auth)],
+            body.as_bytes(),
+        );
+        assert!(r.status == 201 || r.status == 204, "{}", r.text());
+    }
+    let r = http(
+        s.addr("http"),
+        "DELETE",
+        &format!("{cal}gone.ics"),
+        &[("Authorization", &dav_auth)],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    let card = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:c1\r\nFN:Carol\r\nEND:VCARD\r\n";
+    let r = http(
+        s.addr("http"),
+        "PUT",
+        "/dav/addressbooks/alice@example.com/contacts/c1.vcf",
+        &[("Authorization", &dav_auth)],
+        card.as_bytes(),
+    );
+    assert_eq!(r.status, 201);
+    let dav_state = |srv: &Server| {
+        let sync = br#"<d:sync-collection xmlns:d="DAV:"><d:sync-token/><d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"#;
+        let a = http(
+            srv.addr("http"),
+            "REPORT",
+            cal,
+            &[("Authorization", &dav_auth)],
+            sync,
+        )
+        .text();
+        let b = http(
+            srv.addr("http"),
+            "GET",
+            &format!("{cal}e1.ics"),
+            &[("Authorization", &dav_auth)],
+            b"",
+        )
+        .text();
+        let c = http(
+            srv.addr("http"),
+            "PROPFIND",
+            "/dav/addressbooks/alice@example.com/",
+            &[("Authorization", &dav_auth), ("Depth", "1")],
+            b"",
+        )
+        .text();
+        format!("{a}\n{b}\n{c}")
+    };
+    let dav_before = dav_state(s);
+    assert!(
+        dav_before.contains("SUMMARY:second") && dav_before.contains("e1.ics"),
+        "{dav_before}"
+    );
 
     let alice_before = imap_state(s, ALICE);
     let bob_before = imap_state(s, BOB);
@@ -256,7 +364,7 @@ fn embedded_installation_migrates_without_loss() {
         "",
     );
     let tables = out.lines().filter(|l| l.starts_with("table ")).count();
-    assert_eq!(tables, 12, "{out}");
+    assert_eq!(tables, 17, "{out}");
     assert!(
         out.lines()
             .filter(|l| l.starts_with("table "))
@@ -301,6 +409,12 @@ fn embedded_installation_migrates_without_loss() {
     assert_eq!(directory(&pg), dir_before);
     assert_eq!(imap_state(&pg, ALICE), alice_before);
     assert_eq!(imap_state(&pg, BOB), bob_before);
+    assert_eq!(dav_state(&pg), dav_before);
+    assert_eq!(
+        pg.cli_ok(&["domain", "dkim", "example.com", "--show"], ""),
+        dkim_before
+    );
+    assert_eq!(pg.cli_ok(&["queue", "list"], ""), queue_before);
     // The app password still logs in (credential hashes copied as they were).
     let mut c = Client::connect(pg.addr("imap"));
     c.login(ALICE.0, &app_secret);

@@ -94,7 +94,8 @@ impl SmtpHandler {
             policy.probe_ip_threshold,
             policy.probe_window,
             policy.probe_block,
-        );
+        )
+        .with_shared(core.shared_counters());
         SmtpHandler {
             shared: Arc::new(Shared {
                 core,

@@ -1,8 +1,11 @@
 //! RCPT probing across connections (THREATS: account enumeration, "RCPT probing
 //! rate-limited"): unknown recipients are counted per remote address in one
 //! process-wide map; past a threshold within a window, that address's RCPTs are refused
-//! with a temporary error for a while. Counting happens in memory only: writing each
-//! refused RCPT to the ledger would let a flood of probes become a flood of writes.
+//! with a temporary error for a while. Counting never goes to the ledger: writing each
+//! refused RCPT there would let a flood of probes become a flood of writes. With several
+//! nodes on one database the counters are also kept in the store's shared (unlogged)
+//! counters, so probing through N nodes does not buy N times the budget; the node's own
+//! map still decides when those cannot be reached.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -38,6 +41,14 @@ pub struct ProbeGuard {
     window: Duration,
     block: Duration,
     map: Mutex<HashMap<Key, Entry>>,
+    shared: Option<std::sync::Arc<dyn postern_core::store::SharedLimiter>>,
+}
+
+fn shared_key(ip: IpAddr) -> String {
+    match key(ip) {
+        Key::V4(v) => format!("probe:{}", std::net::Ipv4Addr::from(v)),
+        Key::V6(v) => format!("probe:{v:016x}::/64"),
+    }
 }
 
 impl ProbeGuard {
@@ -47,6 +58,51 @@ impl ProbeGuard {
             window,
             block,
             map: Mutex::new(HashMap::new()),
+            shared: None,
+        }
+    }
+
+    /// Counts in `shared` too (several nodes on one store).
+    pub fn with_shared(
+        mut self,
+        shared: Option<std::sync::Arc<dyn postern_core::store::SharedLimiter>>,
+    ) -> ProbeGuard {
+        self.shared = shared;
+        self
+    }
+
+    /// True while `ip` is blocked, here or (shared) by any node.
+    pub async fn blocked_anywhere(&self, ip: IpAddr) -> bool {
+        if self.blocked(ip) {
+            return true;
+        }
+        let Some(shared) = &self.shared else {
+            return false;
+        };
+        let now = postern_core::store::now_ms();
+        matches!(
+            shared.blocked_until(&[shared_key(ip)], now).await,
+            Ok(Some(_))
+        )
+    }
+
+    /// Counts one unknown recipient from `ip` here and in the shared counters.
+    pub async fn unknown_anywhere(&self, ip: IpAddr) {
+        self.unknown(ip);
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let k = shared_key(ip);
+        let now = postern_core::store::now_ms();
+        let window = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        if let Ok(counts) = shared
+            .count_failure(std::slice::from_ref(&k), now, window)
+            .await
+            && counts.first().is_some_and(|c| *c >= self.threshold)
+        {
+            let until =
+                now.saturating_add(i64::try_from(self.block.as_millis()).unwrap_or(i64::MAX));
+            let _ = shared.block(&k, until).await;
         }
     }
 

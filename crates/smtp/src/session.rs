@@ -20,6 +20,7 @@ use base64::Engine;
 use postern_core::address::{Address, parse_address};
 use postern_core::delivery::QuotaCheck;
 use postern_core::directory::Resolution;
+use postern_core::outbound::{EnvelopeOptions, OutboundRecipient};
 use postern_core::store::{Actor, Principal, Role, SessionInfo};
 use postern_core::{Authenticated, CoreError, Ctx};
 use postern_net::{BoxStream, ConnInfo, ListenerKind, Shutdown};
@@ -47,6 +48,11 @@ struct Rcpt {
     principals: Vec<Principal>,
     /// Members of a group left out because their mailbox is full.
     quota_skipped: Vec<String>,
+    /// Submission to another domain: the address goes to the outbound queue.
+    external: bool,
+    /// RFC 3461 NOTIFY and ORCPT (submission only).
+    notify: Option<String>,
+    orcpt: Option<String>,
 }
 
 /// A mail transaction (RFC 5321 §3.3), from MAIL to the end of the message.
@@ -56,6 +62,10 @@ struct Tx {
     declared_size: Option<u64>,
     smtputf8: bool,
     body: Option<String>,
+    /// RFC 3461 ENVID and RET, RFC 8689 REQUIRETLS (submission only).
+    envid: Option<String>,
+    ret: Option<String>,
+    requiretls: bool,
     rcpts: Vec<Rcpt>,
     /// BDAT chunks so far (RFC 3030); `Some` once the first chunk arrived.
     bdat: Option<Vec<u8>>,
@@ -307,9 +317,17 @@ impl Session {
             "ENHANCEDSTATUSCODES".to_string(),
             // RFC 3030.
             "CHUNKING".to_string(),
-            // DSN (RFC 3461) is not offered until the outbound queue (issue 5) can send
-            // the notices it promises.
         ];
+        if self.submission() {
+            // RFC 3461, for mail our users send: the queue sends the notices. Not on the
+            // MX, where a success notice for local delivery would be ours to send to
+            // strangers on request.
+            lines.push("DSN".to_string());
+            if self.tls {
+                // RFC 8689 §4.1: offered over TLS only.
+                lines.push("REQUIRETLS".to_string());
+            }
+        }
         if !self.tls && self.acceptor.is_some() {
             // RFC 3207.
             lines.push("STARTTLS".to_string());
@@ -548,6 +566,9 @@ impl Session {
             declared_size: None,
             smtputf8: false,
             body: None,
+            envid: None,
+            ret: None,
+            requiretls: false,
             rcpts: Vec::new(),
             bdat: None,
             bdat_held: data::Held::default(),
@@ -584,6 +605,26 @@ impl Session {
                 ("SMTPUTF8", None) => tx.smtputf8 = true,
                 // RFC 4954 §5: accepted from an authenticated client, not acted upon.
                 ("AUTH", Some(_)) if self.submission() => {}
+                // RFC 3461 §4.3.
+                ("RET", Some(v)) if self.submission() => {
+                    if !(v.eq_ignore_ascii_case("FULL") || v.eq_ignore_ascii_case("HDRS")) {
+                        return self.reply(501, "5.5.4", "Syntax: RET=FULL or RET=HDRS");
+                    }
+                    tx.ret = Some(v.to_ascii_uppercase());
+                }
+                // RFC 3461 §4.4: xtext, at most 100 characters.
+                ("ENVID", Some(v)) if self.submission() => {
+                    if v.len() > 100 || !is_xtext(v) {
+                        return self.reply(
+                            501,
+                            "5.5.4",
+                            "Syntax: ENVID=<xtext of at most 100 characters>",
+                        );
+                    }
+                    tx.envid = Some(v.to_string());
+                }
+                // RFC 8689 §4.1: only over TLS.
+                ("REQUIRETLS", None) if self.submission() && self.tls => tx.requiretls = true,
                 _ => return self.reply(555, "5.5.4", &format!("Unsupported MAIL parameter {key}")),
             }
         }
@@ -634,10 +675,11 @@ impl Session {
     /// `errors_before_disconnect`: a list with stale addresses must still reach the valid
     /// ones; `max_unknown_recipients` and the probe guard are the defence against
     /// probing.
-    fn unknown_rcpt(&mut self) -> Flow {
+    async fn unknown_rcpt(&mut self) -> Flow {
         self.unknown_rcpts += 1;
         metrics::counter!("postern_smtp_rcpt_unknown_total").increment(1);
-        self.shared.probes.unknown(self.remote.ip());
+        let shared = self.shared.clone();
+        shared.probes.unknown_anywhere(self.remote.ip()).await;
         self.conn
             .send(line(550, "5.1.1", "No such user here").as_bytes());
         if self.unknown_rcpts >= self.shared.policy.max_unknown_recipients {
@@ -660,7 +702,8 @@ impl Session {
             // RFC 5321 §4.5.3.1.10.
             return self.reply(452, "4.5.3", "Too many recipients");
         }
-        if self.shared.probes.blocked(self.remote.ip()) {
+        let shared = self.shared.clone();
+        if shared.probes.blocked_anywhere(self.remote.ip()).await {
             metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "probe_block")
                 .increment(1);
             return self.reply(
@@ -669,10 +712,38 @@ impl Session {
                 "Too many unknown recipients from your address; try again later",
             );
         }
-        // No RCPT parameter is offered: NOTIFY and ORCPT (RFC 3461) wait for DSN
-        // support (issue 5).
-        if let Some((key, _)) = params.first() {
-            return self.reply(555, "5.5.4", &format!("Unsupported RCPT parameter {key}"));
+        // RFC 3461 NOTIFY and ORCPT, on submission only (where DSN is offered).
+        let mut notify = None;
+        let mut orcpt = None;
+        for (key, value) in &params {
+            match (key.as_str(), value.as_deref()) {
+                ("NOTIFY", Some(v)) if self.submission() && notify.is_none() => {
+                    let Some(n) = parse_notify(v) else {
+                        return self.reply(
+                            501,
+                            "5.5.4",
+                            "Syntax: NOTIFY=NEVER or NOTIFY=SUCCESS,FAILURE,DELAY",
+                        );
+                    };
+                    notify = Some(n);
+                }
+                ("ORCPT", Some(v)) if self.submission() && orcpt.is_none() => {
+                    // `addr-type ";" xtext`, at most 500 characters (RFC 3461 §4.2).
+                    let ok = v.len() <= 500
+                        && v.split_once(';').is_some_and(|(t, x)| {
+                            !t.is_empty()
+                                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                                && is_xtext(x)
+                        });
+                    if !ok {
+                        return self.reply(501, "5.5.4", "Syntax: ORCPT=<addr-type>;<xtext>");
+                    }
+                    orcpt = Some(v.to_string());
+                }
+                _ => {
+                    return self.reply(555, "5.5.4", &format!("Unsupported RCPT parameter {key}"));
+                }
+            }
         }
         let a: Address = match &path {
             Path::Null => return self.reply(501, "5.5.4", "Syntax: RCPT TO:<address>"),
@@ -718,11 +789,18 @@ impl Session {
         };
         let (local, external) = match resolution {
             Resolution::NotOurs if self.submission() => {
-                // Issue 5 (outbound queue) is not built: mail to other domains cannot be
-                // sent on yet. A temporary refusal keeps it in the client's outbox.
-                metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "no_outbound")
-                    .increment(1);
-                return self.reply(451, "4.4.0", &format!("Delivery to other domains is not available yet; <{a}> not accepted, try later"));
+                // An authenticated user's mail to another domain: the outbound queue.
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.rcpts.push(Rcpt {
+                        address: a.to_string(),
+                        principals: Vec::new(),
+                        quota_skipped: Vec::new(),
+                        external: true,
+                        notify,
+                        orcpt,
+                    });
+                }
+                return self.reply(250, "2.1.5", "Recipient OK (to be relayed)");
             }
             Resolution::NotOurs => {
                 metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "relay")
@@ -734,14 +812,14 @@ impl Session {
             Resolution::Unknown if a.local().eq_ignore_ascii_case("postmaster") => {
                 match self.shared.core.postmaster_fallback(a.domain()).await {
                     Ok(Some(p)) => (vec![p], Vec::new()),
-                    Ok(None) => return self.unknown_rcpt(),
+                    Ok(None) => return self.unknown_rcpt().await,
                     Err(e) => {
                         let r = reply::for_error(&e);
                         return self.send(&r);
                     }
                 }
             }
-            Resolution::Unknown => return self.unknown_rcpt(),
+            Resolution::Unknown => return self.unknown_rcpt().await,
             Resolution::Deliver { local, external } => (local, external),
         };
         if !external.is_empty() {
@@ -793,11 +871,46 @@ impl Session {
             address: a.to_string(),
             principals,
             quota_skipped,
+            external: false,
+            notify,
+            orcpt,
         };
         if let Some(tx) = self.tx.as_mut() {
             tx.rcpts.push(rcpt);
         }
         self.reply(250, "2.1.5", "Recipient OK")
+    }
+
+    /// Sends the `delivered` DSN (RFC 3461 NOTIFY=SUCCESS) for recipients of ours to the
+    /// sender. A failure is logged: the message itself is delivered.
+    fn success_notice(&self, tx: &Tx, header: Vec<u8>, to: Vec<String>) -> Vec<u8> {
+        use postern_outbound::dsn::{self, Action, DsnInput, DsnRecipient, Ret};
+        let now = time::OffsetDateTime::now_utc();
+        let recipients: Vec<DsnRecipient> = tx
+            .rcpts
+            .iter()
+            .filter(|r| to.contains(&r.address))
+            .map(|r| DsnRecipient {
+                final_recipient: r.address.clone(),
+                original_recipient: r.orcpt.clone(),
+                action: Action::Delivered,
+                status: "2.0.0".into(),
+                remote_mta: None,
+                diagnostic: None,
+                last_attempt: Some(now),
+                will_retry_until: None,
+            })
+            .collect();
+        dsn::build(&DsnInput {
+            reporting_mta: &self.shared.hostname,
+            return_to: &tx.from,
+            envid: tx.envid.as_deref(),
+            arrival: now,
+            now,
+            recipients: &recipients,
+            original: &header,
+            ret: Ret::Headers,
+        })
     }
 
     /// RFC 5321 §4.1.1.4.
@@ -971,6 +1084,7 @@ impl Session {
             details["body"] = json!(b);
         }
         let size = msg.len();
+        let mut success_notice: Option<(Vec<u8>, Vec<String>)> = None;
         let result = if self.submission() {
             let Some(auth) = self.auth.clone() else {
                 return self.reply(530, "5.7.0", "Authentication required");
@@ -982,9 +1096,66 @@ impl Session {
             let mut full = trace_fields.into_bytes();
             full.extend_from_slice(&body);
             drop(body);
+            let external: Vec<OutboundRecipient> = tx
+                .rcpts
+                .iter()
+                .filter(|r| r.external)
+                .map(|r| OutboundRecipient {
+                    address: r.address.clone(),
+                    orcpt: r.orcpt.clone(),
+                    notify: r.notify.clone(),
+                })
+                .collect();
+            let envelope = EnvelopeOptions {
+                smtputf8: tx.smtputf8,
+                envid: tx.envid.clone(),
+                ret: tx.ret.clone(),
+                requiretls: tx.requiretls,
+                ..EnvelopeOptions::default()
+            };
+            // DKIM-sign with the author's domain keys (DMARC alignment), as the message
+            // will be stored and sent.
+            let signed = match dkim_sign(&shared.core, &full).await {
+                Ok(Some(headers)) => {
+                    details["dkim_signed"] = json!(true);
+                    let mut out = headers.into_bytes();
+                    out.extend_from_slice(&full);
+                    out
+                }
+                Ok(None) => full,
+                Err(e) => {
+                    warn!(session = self.id, error = %e, "DKIM signing failed");
+                    return self.reply(451, "4.3.0", "Signing failed; try again later");
+                }
+            };
+            // RFC 3461 NOTIFY=SUCCESS for recipients delivered here: a `delivered` notice
+            // once the delivery is durable (with the header only).
+            let success: Vec<String> = tx
+                .rcpts
+                .iter()
+                .filter(|r| !r.external)
+                .filter(|r| {
+                    r.notify
+                        .as_deref()
+                        .is_some_and(|n| n.split(',').any(|v| v == "SUCCESS"))
+                })
+                .map(|r| r.address.clone())
+                .collect();
+            if !success.is_empty() && !tx.from.is_empty() {
+                let header = postern_outbound::dsn::header_of(&signed).to_vec();
+                success_notice = Some((header, success));
+            }
             shared
                 .core
-                .submit(&auth, &tx.from, &principals, full, details)
+                .submit(
+                    &auth,
+                    &tx.from,
+                    &principals,
+                    &external,
+                    &envelope,
+                    signed,
+                    details,
+                )
                 .await
         } else {
             // RFC 7489 §6.6.1: DMARC needs exactly one author domain. A message with no
@@ -1066,6 +1237,17 @@ impl Session {
                 }
                 info!(session = self.id, id = %mid, from = %tx.from, recipients = d.stored.len(), size, "delivered");
                 self.junk = 0;
+                if let Some((header, success)) = success_notice {
+                    let report = self.success_notice(&tx, header, success);
+                    let shared = self.shared.clone();
+                    if let Err(e) = shared
+                        .core
+                        .return_to_sender("submission", &tx.from, report, &format!("smtp:{mid}"))
+                        .await
+                    {
+                        warn!(session = self.id, error = %e, "could not send the success notice");
+                    }
+                }
                 self.reply(250, "2.0.0", &format!("Message accepted, id {mid}"))
             }
             // The message fits no recipient's remaining quota: nothing was stored (no
@@ -1105,4 +1287,81 @@ async fn postmaster(shared: &Shared) -> Option<Address> {
             _ => return None,
         }
     }
+}
+
+/// The DKIM-Signature fields for a submitted message: signed with every key of the domain
+/// of its (single) From address, when that domain has keys. `Ok(None)`: nothing to sign
+/// with. Signing runs off the async threads (RSA takes a few milliseconds).
+async fn dkim_sign(core: &postern_core::Core, raw: &[u8]) -> Result<Option<String>, String> {
+    use postern_outbound::dkim::{Algorithm, DkimKey, sign_all};
+    let Ok(from) = postern_core::delivery::single_from(raw) else {
+        return Ok(None);
+    };
+    let Some((_, domain)) = from.rsplit_once('@') else {
+        return Ok(None);
+    };
+    let domain = domain.to_ascii_lowercase();
+    let records = core
+        .dkim_keys_of(&domain)
+        .await
+        .map_err(|e| e.to_string())?;
+    let keys: Vec<DkimKey> = records
+        .into_iter()
+        .filter_map(|k| {
+            Some(DkimKey {
+                domain: domain.clone(),
+                selector: k.selector,
+                algorithm: Algorithm::parse(&k.algorithm)?,
+                private_der: k.private_der,
+            })
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let raw = raw.to_vec();
+    tokio::task::spawn_blocking(move || sign_all(&keys, &raw))
+        .await
+        .map_err(|e| e.to_string())?
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// xtext (RFC 3461 §4): printable ASCII except `+` and `=`, which appear only as `+HH`.
+fn is_xtext(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => {
+                let hex = |c: u8| c.is_ascii_digit() || (b'A'..=b'F').contains(&c);
+                if !(i + 2 < b.len() && hex(b[i + 1]) && hex(b[i + 2])) {
+                    return false;
+                }
+                i += 3;
+            }
+            b'!'..=b'~' if b[i] != b'=' => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// RFC 3461 §4.1: `NEVER`, or one or more of `SUCCESS`, `FAILURE`, `DELAY`.
+fn parse_notify(v: &str) -> Option<String> {
+    let parts: Vec<String> = v
+        .split(',')
+        .map(|p| p.trim().to_ascii_uppercase())
+        .collect();
+    let never = parts.iter().any(|p| p == "NEVER");
+    let known = parts
+        .iter()
+        .all(|p| matches!(p.as_str(), "NEVER" | "SUCCESS" | "FAILURE" | "DELAY"));
+    let mut unique = parts.clone();
+    unique.sort();
+    unique.dedup();
+    if !known || (never && parts.len() > 1) || unique.len() != parts.len() {
+        return None;
+    }
+    Some(parts.join(","))
 }

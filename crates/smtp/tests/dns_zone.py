@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Authoritative test DNS server for crates/smtp/tests/verify.rs.
+"""Authoritative test DNS server for crates/smtp/tests/verify.rs and
+crates/postern/tests/outbound.rs.
 
 Usage: dns_zone.py ZONE.json
 
@@ -14,8 +15,12 @@ ZONE.json:
         {"name": "example.test", "type": "TXT", "value": "v=spf1 -all"},
         {"name": "example.test", "type": "A", "value": "192.0.2.1"},
         {"name": "example.test", "type": "AAAA", "value": "2001:db8::1"},
-        {"name": "example.test", "type": "MX", "value": "10 mx.example.test"}
+        {"name": "example.test", "type": "MX", "value": "10 mx.example.test"},
+        {"name": "nomail.test", "type": "MX", "value": "0 ."},
+        {"name": "_25._tcp.mx.example.test", "type": "TLSA", "value": "3 1 1 <hex>"}
       ],
+      "ad": false,                # true: every answer carries the AD bit (RFC 4035
+                                  # §3.2.3), as a validating resolver's would
       "ttl": 1,
       "silent": false,            # true: read every query, answer none (UDP and TCP)
       "silent_names": [],         # names whose queries are read and never answered
@@ -27,6 +32,10 @@ A name with no record of the asked type but with another type gets NOERROR and a
 empty answer (NODATA); an unknown name gets NXDOMAIN (RFC 8020: nothing below it either).
 TXT values longer than 255 octets are split into several character-strings
 (RFC 7208 §3.3, RFC 6376 §3.6.2.2).
+
+ZONE.json is read again whenever its modification time changes, so a test can publish
+records (DKIM keys it generated, a new TLSA record) while the server runs: write the new
+file next to it and rename it over the old one.
 
 Needs the PyPI package dnslib (`pip install dnslib`).
 """
@@ -40,7 +49,7 @@ import threading
 import time
 
 try:
-    from dnslib import AAAA, MX, QTYPE, RCODE, RR, TXT, A, DNSRecord
+    from dnslib import AAAA, MX, QTYPE, RCODE, RR, TLSA, TXT, A, DNSRecord
 except ImportError:
     sys.stderr.write(
         "dns_zone.py: the Python package 'dnslib' is missing; install it with "
@@ -69,7 +78,29 @@ def load_zone(path):
         "silent_names": {norm(n) for n in zone.get("silent_names", [])},
         "tcp_only_names": {norm(n) for n in zone.get("tcp_only_names", [])},
         "delay_names": {norm(n): float(d) for n, d in zone.get("delay_names", {}).items()},
+        "ad": bool(zone.get("ad", False)),
     }
+
+
+class Zone:
+    """The zone of a file, read again when the file's modification time changes."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.mtime = os.stat(path).st_mtime_ns
+        self.zone = load_zone(path)
+
+    def current(self):
+        with self.lock:
+            try:
+                mtime = os.stat(self.path).st_mtime_ns
+                if mtime != self.mtime:
+                    self.zone = load_zone(self.path)
+                    self.mtime = mtime
+            except (OSError, ValueError) as e:  # a half-written file: keep the old zone
+                sys.stderr.write("dns_zone.py: keeping the old zone: %s\n" % e)
+            return self.zone
 
 
 def rdata(rtype, value):
@@ -84,10 +115,14 @@ def rdata(rtype, value):
     if rtype == "MX":
         pref, host = value.split(None, 1)
         return MX(host, int(pref))
+    if rtype == "TLSA":
+        usage, selector, matching, data = value.split(None, 3)
+        return TLSA(int(usage), int(selector), int(matching), bytes.fromhex(data.replace(" ", "")))
     raise ValueError("unsupported record type " + rtype)
 
 
 def delay_of(zone, wire):
+    zone = zone.current()
     try:
         return zone["delay_names"].get(norm(DNSRecord.parse(wire).q.qname), 0.0)
     except Exception:  # noqa: BLE001
@@ -96,6 +131,7 @@ def delay_of(zone, wire):
 
 def answer(zone, wire, over_udp):
     """Returns the reply bytes for one query, or None to stay silent."""
+    zone = zone.current()
     try:
         request = DNSRecord.parse(wire)
     except Exception:  # noqa: BLE001 - garbage in, no answer out
@@ -107,6 +143,8 @@ def answer(zone, wire, over_udp):
         return None
     qtype = QTYPE[request.q.qtype]
     reply = request.reply()  # copies id, question, RD; sets QR and AA
+    if zone["ad"]:
+        reply.header.ad = 1
     if qname not in zone["names"]:
         reply.header.rcode = RCODE.NXDOMAIN
     else:
@@ -204,7 +242,7 @@ def main():
     if len(sys.argv) != 2:
         sys.stderr.write("usage: dns_zone.py ZONE.json\n")
         sys.exit(2)
-    zone = load_zone(sys.argv[1])
+    zone = Zone(sys.argv[1])
     udp, tcp, port = bind_pair()
     threading.Thread(target=serve_udp, args=(zone, udp), daemon=True).start()
     threading.Thread(target=serve_tcp, args=(zone, tcp), daemon=True).start()

@@ -38,8 +38,8 @@ impl From<tokio_postgres::Error> for WriteError {
     }
 }
 
-type WResult<T> = std::result::Result<T, WriteError>;
-type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+pub(crate) type WResult<T> = std::result::Result<T, WriteError>;
+pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// Replaces a constraint violation with the rule's own error, as the SQLite backend's
 /// `map_err(|e| match db_err(e) { Conflict(_) => …, other => other })` does. Any other
@@ -68,6 +68,11 @@ fn account_of(op: &Op) -> Option<PrincipalId> {
         Op::CreateMailbox(m) => Some(m.account),
         Op::SetQuota { principal, .. } | Op::SetPassword { principal, .. } => Some(*principal),
         Op::RemovePrincipal(id) => Some(*id),
+        Op::CreateDavCollection(c) => Some(c.account),
+        Op::UpdateDavCollection { account, .. }
+        | Op::DeleteDavCollection { account, .. }
+        | Op::DeleteDavResource { account, .. } => Some(*account),
+        Op::PutDavResource { resource, .. } => Some(resource.account),
         _ => None,
     }
 }
@@ -98,17 +103,17 @@ impl<'t, 'c> Batch<'t, 'c> {
         }
     }
 
-    async fn exec(&self, sql: &str, p: Params<'_>) -> WResult<u64> {
+    pub(crate) async fn exec(&self, sql: &str, p: Params<'_>) -> WResult<u64> {
         let st = self.tx.prepare_cached(sql).await?;
         Ok(self.tx.execute(&st, p).await?)
     }
 
-    async fn opt(&self, sql: &str, p: Params<'_>) -> WResult<Option<Row>> {
+    pub(crate) async fn opt(&self, sql: &str, p: Params<'_>) -> WResult<Option<Row>> {
         let st = self.tx.prepare_cached(sql).await?;
         Ok(self.tx.query_opt(&st, p).await?)
     }
 
-    async fn rows(&self, sql: &str, p: Params<'_>) -> WResult<Vec<Row>> {
+    pub(crate) async fn rows(&self, sql: &str, p: Params<'_>) -> WResult<Vec<Row>> {
         let st = self.tx.prepare_cached(sql).await?;
         Ok(self.tx.query(&st, p).await?)
     }
@@ -256,14 +261,15 @@ impl<'t, 'c> Batch<'t, 'c> {
     /// Removes mailbox entries (the given UIDs in the given order, or every entry in
     /// UID order): usage, one journal entry each, and each message record no mailbox
     /// holds any more. Returns the UIDs that were there.
+    /// `only_deleted`: skip those without `\Deleted` now (see `Op::Expunge`).
     async fn expunge(
         &mut self,
         account: PrincipalId,
         mailbox: MailboxId,
         uids: Option<&[u32]>,
+        only_deleted: bool,
     ) -> WResult<Vec<u32>> {
-        const SELECT: &str = "SELECT mm.uid, mm.message_id, m.size FROM mailbox_messages mm
-             JOIN messages m ON m.id = mm.message_id WHERE mm.mailbox_id = $1";
+        const SELECT: &str = "SELECT mm.uid, mm.message_id, mm.size, mm.flags FROM mailbox_messages mm WHERE mm.mailbox_id = $1";
         let found = match uids {
             Some(uids) => {
                 let wanted: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
@@ -282,6 +288,10 @@ impl<'t, 'c> Batch<'t, 'c> {
         let mut order = Vec::with_capacity(found.len());
         for r in &found {
             let uid = col::<i64>(r, 0)? as u32;
+            let flags: i64 = col::<i64>(r, 3)?;
+            if only_deleted && flags & i64::from(Flags::DELETED.0) == 0 {
+                continue;
+            }
             present.insert(uid, (col(r, 1)?, col(r, 2)?));
             order.push(uid);
         }
@@ -377,6 +387,8 @@ impl<'t, 'c> Batch<'t, 'c> {
                     )
                     .into());
                 }
+                self.exec("DELETE FROM dkim_keys WHERE domain_id = $1", &[&id.0])
+                    .await?;
                 let n = self
                     .exec("DELETE FROM domains WHERE id = $1", &[&id.0])
                     .await?;
@@ -449,6 +461,13 @@ impl<'t, 'c> Batch<'t, 'c> {
                     .await?;
                 self.exec("DELETE FROM mailboxes WHERE account_id = $1", &[&id.0])
                     .await?;
+                self.exec("DELETE FROM dav_resources WHERE account_id = $1", &[&id.0])
+                    .await?;
+                self.exec(
+                    "DELETE FROM dav_collections WHERE account_id = $1",
+                    &[&id.0],
+                )
+                .await?;
                 self.exec("DELETE FROM journal WHERE account_id = $1", &[&id.0])
                     .await?;
                 self.exec("DELETE FROM principals WHERE id = $1", &[&id.0])
@@ -712,7 +731,7 @@ impl<'t, 'c> Batch<'t, 'c> {
                     &[&mailbox.0],
                 )
                 .await?;
-                self.expunge(*account, *mailbox, None).await?;
+                self.expunge(*account, *mailbox, None, false).await?;
                 self.exec("DELETE FROM mailboxes WHERE id = $1", &[&mailbox.0])
                     .await?;
                 let modseq = self.take_modseqs(*account, 1).await?;
@@ -793,8 +812,8 @@ impl<'t, 'c> Batch<'t, 'c> {
                     .ok_or_else(|| not_found(format!("principal {account}")))?;
                 let modseq = u64_of(col(&row, 0)?);
                 self.exec(
-                    "INSERT INTO mailbox_messages (mailbox_id, uid, message_id, flags, keywords, modseq, saved_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO mailbox_messages (mailbox_id, uid, message_id, flags, keywords, modseq, saved_ms, size)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     &[
                         &mailbox.0,
                         &i64::from(uid),
@@ -803,6 +822,7 @@ impl<'t, 'c> Batch<'t, 'c> {
                         &to_json(keywords)?,
                         &i64_of(modseq),
                         &now_ms(),
+                        &i64_of(size),
                     ],
                 )
                 .await?;
@@ -829,6 +849,7 @@ impl<'t, 'c> Batch<'t, 'c> {
                 flags,
                 keywords,
                 unchanged_since,
+                scope,
             } => {
                 self.mailbox_of(*account, *mailbox).await?;
                 self.store_flags(
@@ -838,6 +859,7 @@ impl<'t, 'c> Batch<'t, 'c> {
                     *action,
                     *flags,
                     keywords,
+                    *scope,
                     *unchanged_since,
                 )
                 .await
@@ -846,10 +868,13 @@ impl<'t, 'c> Batch<'t, 'c> {
                 account,
                 mailbox,
                 uids,
+                only_deleted,
             } => {
                 self.mailbox_of(*account, *mailbox).await?;
                 let uids = postern_store::ops::unique_uids(uids);
-                let uids = self.expunge(*account, *mailbox, Some(&uids)).await?;
+                let uids = self
+                    .expunge(*account, *mailbox, Some(&uids), *only_deleted)
+                    .await?;
                 Ok(OpResult::Expunged { uids })
             }
             Op::AppendLedger(record) => {
@@ -891,6 +916,18 @@ impl<'t, 'c> Batch<'t, 'c> {
                 self.ledger_head = Some((seq, hash.clone()));
                 Ok(OpResult::LedgerAppended { seq, hash })
             }
+            Op::Enqueue { .. }
+            | Op::ClaimQueued { .. }
+            | Op::UpdateQueued { .. }
+            | Op::RetryQueued { .. }
+            | Op::RemoveQueued(_)
+            | Op::AddDkimKey(_)
+            | Op::RemoveDkimKey { .. } => self.apply_queue(op).await,
+            Op::CreateDavCollection(_)
+            | Op::UpdateDavCollection { .. }
+            | Op::DeleteDavCollection { .. }
+            | Op::PutDavResource { .. }
+            | Op::DeleteDavResource { .. } => self.apply_dav(op).await,
         }
     }
 
@@ -905,6 +942,7 @@ impl<'t, 'c> Batch<'t, 'c> {
         action: FlagAction,
         flags: Flags,
         keywords: &[String],
+        scope: Option<postern_store::ops::FlagScope>,
         unchanged_since: Option<u64>,
     ) -> WResult<OpResult> {
         let wanted: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
@@ -951,8 +989,9 @@ impl<'t, 'c> Batch<'t, 'c> {
                 skipped.push(uid);
                 continue;
             }
-            let (new_flags, new_kw) =
-                postern_store::ops::apply_flag_action(old_flags, &old_kw, action, flags, keywords);
+            let (new_flags, new_kw) = postern_store::ops::apply_flag_action(
+                old_flags, &old_kw, action, flags, keywords, scope,
+            );
             if new_flags == old_flags && new_kw == old_kw {
                 continue;
             }

@@ -46,10 +46,13 @@
 
 mod apply;
 mod blob;
+mod dav;
 mod error;
 mod listen;
 pub mod migrate;
+mod queue;
 mod rows;
+mod throttle;
 
 pub use blob::{CHUNK_SIZE, PgBlobStore};
 
@@ -67,12 +70,14 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// First key of the advisory lock that serialises migrations (second: the schema).
 const MIGRATION_LOCK: i32 = 0x7057_7231;
 
 const SCHEMA_SQL: &str = include_str!("schema.sql");
+const QUEUE_SQL: &str = include_str!("queue.sql");
+const DAV_SQL: &str = include_str!("dav.sql");
 
 /// Settings of the PostgreSQL backend.
 #[derive(Debug, Clone)]
@@ -130,6 +135,7 @@ pub fn valid_schema_name(schema: &str) -> bool {
 /// Metadata, journal and ledger in PostgreSQL.
 pub struct PgStore {
     pool: Pool,
+    limiter: Arc<throttle::PgLimiter>,
     schema: String,
     channel: String,
     opts: PgOptions,
@@ -214,6 +220,8 @@ pub(crate) async fn prepare_schema(
     match version {
         None => {
             tx.batch_execute(SCHEMA_SQL).await.map_err(pg_err)?;
+            tx.batch_execute(QUEUE_SQL).await.map_err(pg_err)?;
+            tx.batch_execute(DAV_SQL).await.map_err(pg_err)?;
             tx.execute(
                 "INSERT INTO ledger_head (id, seq, hash) VALUES (1, 0, $1)",
                 &[&ledger::GENESIS],
@@ -227,18 +235,45 @@ pub(crate) async fn prepare_schema(
             .await
             .map_err(pg_err)?;
         }
-        Some(1) => {
-            // 1 → 2: mailbox ACLs (RFC 4314).
-            tx.batch_execute(
-                "CREATE TABLE mailbox_acl (
-                    mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id),
-                    account_id BIGINT NOT NULL REFERENCES principals(id),
-                    grantee_id BIGINT NOT NULL REFERENCES principals(id),
-                    rights TEXT COLLATE \"C\" NOT NULL,
-                    PRIMARY KEY (mailbox_id, grantee_id)
-                );
-                CREATE INDEX mailbox_acl_grantee ON mailbox_acl(grantee_id);
-                UPDATE schema_version SET version = 2 WHERE id = 1;",
+        Some(v) if v < SCHEMA_VERSION => {
+            if v < 2 {
+                // 1 → 2: mailbox ACLs (RFC 4314).
+                tx.batch_execute(
+                    "CREATE TABLE mailbox_acl (
+                        mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id),
+                        account_id BIGINT NOT NULL REFERENCES principals(id),
+                        grantee_id BIGINT NOT NULL REFERENCES principals(id),
+                        rights TEXT COLLATE \"C\" NOT NULL,
+                        PRIMARY KEY (mailbox_id, grantee_id)
+                    );
+                    CREATE INDEX mailbox_acl_grantee ON mailbox_acl(grantee_id);",
+                )
+                .await
+                .map_err(pg_err)?;
+            }
+            if v < 3 {
+                // 2 → 3: each mailbox entry carries its message's size, and entries are
+                // indexed by modseq (listing and catching up read mailbox_messages only).
+                tx.batch_execute(
+                    "ALTER TABLE mailbox_messages ADD COLUMN size BIGINT NOT NULL DEFAULT 0;
+                     UPDATE mailbox_messages mm SET size = m.size FROM messages m
+                      WHERE m.id = mm.message_id;
+                     CREATE INDEX mailbox_messages_modseq ON mailbox_messages(mailbox_id, modseq);",
+                )
+                .await
+                .map_err(pg_err)?;
+            }
+            if v < 4 {
+                // 3 → 4: the outbound queue and DKIM keys.
+                tx.batch_execute(QUEUE_SQL).await.map_err(pg_err)?;
+            }
+            if v < 5 {
+                // 4 → 5: CalDAV/CardDAV collections and resources.
+                tx.batch_execute(DAV_SQL).await.map_err(pg_err)?;
+            }
+            tx.execute(
+                "UPDATE schema_version SET version = $1 WHERE id = 1",
+                &[&SCHEMA_VERSION],
             )
             .await
             .map_err(pg_err)?;
@@ -250,6 +285,8 @@ pub(crate) async fn prepare_schema(
         }
         Some(_) => {}
     }
+    // Unversioned: throttling counters and node secrets (crates/store-pg/src/throttle.rs).
+    tx.batch_execute(throttle::SQL).await.map_err(pg_err)?;
     Ok(())
 }
 
@@ -340,6 +377,7 @@ impl PgStore {
             }
         }
         Ok(PgStore {
+            limiter: Arc::new(throttle::PgLimiter::new(pool.clone())),
             pool,
             schema: schema.to_string(),
             channel,
@@ -414,6 +452,29 @@ fn has_nul(s: &str) -> bool {
     s.contains('\0')
 }
 
+/// Mailbox entries from rows of (uid, message_id, size, flags, keywords, modseq,
+/// saved_ms). Keywords are JSON; the common empty list skips the decoder.
+fn entry_rows(rows: &[Row]) -> Result<Vec<MailboxEntry>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let keywords: &str = col(r, 4)?;
+        out.push(MailboxEntry {
+            uid: col::<i64>(r, 0)? as u32,
+            message: MessageId(col(r, 1)?),
+            size: u64_of(col(r, 2)?),
+            flags: Flags(col::<i64>(r, 3)? as u32),
+            keywords: if keywords == "[]" {
+                Vec::new()
+            } else {
+                rows::decode_json(keywords, "keywords")?
+            },
+            modseq: u64_of(col(r, 5)?),
+            saved_ms: col(r, 6)?,
+        });
+    }
+    Ok(out)
+}
+
 fn credential_row(r: &Row) -> Result<Credential> {
     let kind: String = col(r, 2)?;
     let protocols: String = col(r, 4)?;
@@ -443,6 +504,10 @@ fn ledger_row(r: &Row) -> Result<RawLedgerEntry> {
 
 #[async_trait]
 impl Store for PgStore {
+    fn shared_limiter(&self) -> Option<Arc<dyn SharedLimiter>> {
+        Some(self.limiter.clone())
+    }
+
     async fn write(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
         if ops.is_empty() {
             return Ok(Vec::new());
@@ -676,9 +741,8 @@ impl Store for PgStore {
             .map_err(pg_err)?;
         let st_entries = tx
             .prepare_cached(
-                "SELECT mm.uid, mm.message_id, m.size, mm.flags, mm.keywords, mm.modseq, mm.saved_ms
-                 FROM mailbox_messages mm JOIN messages m ON m.id = mm.message_id
-                 WHERE mm.mailbox_id = $1 ORDER BY mm.uid",
+                "SELECT uid, message_id, size, flags, keywords, modseq, saved_ms
+                 FROM mailbox_messages WHERE mailbox_id = $1 ORDER BY uid",
             )
             .await
             .map_err(pg_err)?;
@@ -690,20 +754,80 @@ impl Store for PgStore {
         let mb = rows::mailbox(&mb)?;
         let entries = tx.query(&st_entries, &[&mailbox.0]).await.map_err(pg_err)?;
         tx.commit().await.map_err(pg_err)?;
-        let mut out = Vec::with_capacity(entries.len());
-        for r in &entries {
-            let keywords: String = col(r, 4)?;
-            out.push(MailboxEntry {
-                uid: col::<i64>(r, 0)? as u32,
-                message: MessageId(col(r, 1)?),
-                size: u64_of(col(r, 2)?),
-                flags: Flags(col::<i64>(r, 3)? as u32),
-                keywords: rows::decode_json(&keywords, "keywords")?,
-                modseq: u64_of(col(r, 5)?),
-                saved_ms: col(r, 6)?,
+        Ok((mb, entry_rows(&entries)?))
+    }
+
+    async fn mailbox_delta(
+        &self,
+        account: PrincipalId,
+        mailbox: MailboxId,
+        since: u64,
+    ) -> Result<postern_store::MailboxDelta> {
+        let mut client = self.client().await?;
+        // Three statements, one snapshot.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg_err)?;
+        let st_mb = tx
+            .prepare_cached(concat!(
+                "SELECT ",
+                mailbox_cols!(),
+                " FROM mailboxes WHERE id = $1 AND account_id = $2"
+            ))
+            .await
+            .map_err(pg_err)?;
+        let mb = tx
+            .query_opt(&st_mb, &[&mailbox.0, &account.0])
+            .await
+            .map_err(pg_err)?
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+        let mb = rows::mailbox(&mb)?;
+        if mb.highest_modseq <= since {
+            tx.commit().await.map_err(pg_err)?;
+            return Ok(postern_store::MailboxDelta {
+                mailbox: mb,
+                changed: Vec::new(),
+                expunged: Vec::new(),
             });
         }
-        Ok((mb, out))
+        let since = rows::i64_of(since);
+        let st_changed = tx
+            .prepare_cached(
+                "SELECT uid, message_id, size, flags, keywords, modseq, saved_ms
+                 FROM mailbox_messages WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid",
+            )
+            .await
+            .map_err(pg_err)?;
+        let st_gone = tx
+            .prepare_cached(
+                "SELECT DISTINCT uid FROM journal WHERE account_id = $1 AND modseq > $2
+                 AND kind = 'message_expunged' AND mailbox_id = $3 AND uid IS NOT NULL
+                 ORDER BY uid",
+            )
+            .await
+            .map_err(pg_err)?;
+        let changed = tx
+            .query(&st_changed, &[&mailbox.0, &since])
+            .await
+            .map_err(pg_err)?;
+        let gone = tx
+            .query(&st_gone, &[&account.0, &since, &mailbox.0])
+            .await
+            .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)?;
+        let mut expunged = Vec::with_capacity(gone.len());
+        for r in &gone {
+            expunged.push(col::<i64>(r, 0)? as u32);
+        }
+        Ok(postern_store::MailboxDelta {
+            mailbox: mb,
+            changed: entry_rows(&changed)?,
+            expunged,
+        })
     }
 
     async fn message(&self, account: PrincipalId, id: MessageId) -> Result<Option<MessageRecord>> {
@@ -912,9 +1036,91 @@ impl Store for PgStore {
         .collect()
     }
 
+    async fn queued(&self, id: QueueId) -> Result<Option<(QueuedMessage, Vec<QueuedRecipient>)>> {
+        let mut client = self.client().await?;
+        queue::queued(&mut client, id).await
+    }
+
+    async fn queue(&self, limit: usize) -> Result<Vec<(QueuedMessage, Vec<QueuedRecipient>)>> {
+        let mut client = self.client().await?;
+        queue::queue(&mut client, limit).await
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats> {
+        let client = self.client().await?;
+        queue::stats(&client).await
+    }
+
+    async fn dkim_keys(&self, domain: DomainId) -> Result<Vec<DkimKeyRecord>> {
+        let client = self.client().await?;
+        queue::dkim_keys(&client, domain).await
+    }
+
+    async fn dav_collections(&self, account: PrincipalId) -> Result<Vec<DavCollection>> {
+        self.query(&dav::collections_sql(), &[&account.0])
+            .await?
+            .iter()
+            .map(dav::collection_row)
+            .collect()
+    }
+
+    async fn dav_resources(
+        &self,
+        account: PrincipalId,
+        collection: DavCollectionId,
+        filter: DavFilter,
+    ) -> Result<Vec<DavResource>> {
+        let rows = self
+            .query(
+                &dav::resources_sql(filter.with_data),
+                &[
+                    &collection.0,
+                    &account.0,
+                    &filter.component,
+                    &filter.start_ms,
+                    &filter.end_ms,
+                ],
+            )
+            .await?;
+        dav::resources(&rows, filter.with_data)
+    }
+
+    async fn dav_resources_named(
+        &self,
+        account: PrincipalId,
+        collection: DavCollectionId,
+        names: Vec<String>,
+    ) -> Result<Vec<DavResource>> {
+        let rows = self
+            .query(
+                &dav::resources_named_sql(),
+                &[&collection.0, &account.0, &names],
+            )
+            .await?;
+        dav::resources(&rows, true)
+    }
+
+    async fn dav_changes(
+        &self,
+        account: PrincipalId,
+        collection: DavCollectionId,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<DavChange>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                dav::CHANGES_SQL,
+                &[&collection.0, &account.0, &rows::i64_of(since), &limit],
+            )
+            .await?;
+        dav::changes(&rows)
+    }
+
     async fn referenced_blobs(&self) -> Result<Vec<BlobRef>> {
         self.query(
-            "SELECT DISTINCT blob_hash, size FROM messages ORDER BY blob_hash",
+            "SELECT blob_hash, size FROM messages
+             UNION SELECT blob_hash, size FROM queue_messages ORDER BY blob_hash",
             &[],
         )
         .await?

@@ -66,9 +66,9 @@ use tokio_postgres::types::ToSql;
 pub const SQLITE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// The embedded schema version this migration reads (`PRAGMA user_version`).
-const SQLITE_SCHEMA_VERSION: i64 = 2;
+const SQLITE_SCHEMA_VERSION: i64 = 5;
 
-/// Rows read from SQLite and inserted with one statement: 500 × at most 12 columns is
+/// Rows read from SQLite and inserted with one statement: 500 × at most 15 columns is
 /// far below PostgreSQL's 65535 bind parameters, and big enough that round trips do
 /// not dominate.
 const ROWS_PER_BATCH: usize = 500;
@@ -77,7 +77,13 @@ const ROWS_PER_BATCH: usize = 500;
 const BLOB_BATCH_BYTES: usize = 8 << 20;
 
 /// Tables only the PostgreSQL schema has; everything else must be in [`TABLES`].
-const PG_ONLY_TABLES: [&str; 3] = ["schema_version", "blobs", "blob_chunks"];
+const PG_ONLY_TABLES: [&str; 5] = [
+    "schema_version",
+    "blobs",
+    "blob_chunks",
+    "login_throttle",
+    "node_secrets",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ty {
@@ -89,6 +95,8 @@ enum Ty {
     Text,
     /// SQLite INTEGER 0/1 → BOOLEAN.
     Bool,
+    /// BLOB → BYTEA.
+    Bytes,
 }
 
 /// One column of a copied table.
@@ -235,6 +243,7 @@ pub const TABLES: &[Table] = &[
             c("keywords", Text),
             c("modseq", I64),
             c("saved_ms", I64),
+            c("size", I64),
         ],
         derived: &[],
     },
@@ -288,6 +297,98 @@ pub const TABLES: &[Table] = &[
             c("account_id", I64),
             c("grantee_id", I64),
             c("rights", Text),
+        ],
+        derived: &[],
+    },
+    Table {
+        name: "queue_messages",
+        pk: &["id"],
+        cols: &[
+            c("id", I64),
+            c("blob_hash", Text),
+            c("size", I64),
+            c("sender", Text),
+            n("account_id", I64),
+            n("envid", Text),
+            n("ret", Text),
+            c("requiretls", Bool),
+            c("smtputf8", Bool),
+            c("eight_bit", Bool),
+            c("created_ms", I64),
+            c("expires_ms", I64),
+        ],
+        derived: &[],
+    },
+    Table {
+        name: "queue_recipients",
+        pk: &["message_id", "idx"],
+        cols: &[
+            c("message_id", I64),
+            c("idx", I32),
+            c("address", Text),
+            c("domain", Text),
+            n("orcpt", Text),
+            n("notify", Text),
+            c("state", Text),
+            c("attempts", I32),
+            c("next_attempt_ms", I64),
+            n("last_status", Text),
+            n("last_error", Text),
+            n("remote_host", Text),
+            c("delay_notified", Bool),
+            n("lease_owner", Text),
+            c("lease_until_ms", I64),
+        ],
+        derived: &[],
+    },
+    Table {
+        name: "dkim_keys",
+        pk: &["domain_id", "selector"],
+        cols: &[
+            c("domain_id", I64),
+            c("selector", Text),
+            c("algorithm", Text),
+            c("private_der", Bytes),
+            c("created_ms", I64),
+        ],
+        derived: &[],
+    },
+    Table {
+        name: "dav_collections",
+        pk: &["id"],
+        cols: &[
+            c("id", I64),
+            c("account_id", I64),
+            c("kind", Text),
+            c("name", Text),
+            c("display_name", Text),
+            n("color", Text),
+            n("sort_order", I64),
+            n("description", Text),
+            c("components", Text),
+            c("modseq", I64),
+            c("created_ms", I64),
+        ],
+        derived: &[],
+    },
+    Table {
+        name: "dav_resources",
+        pk: &["id"],
+        cols: &[
+            c("id", I64),
+            c("collection_id", I64),
+            c("account_id", I64),
+            c("name", Text),
+            c("etag", Text),
+            c("data", Text),
+            c("size", I64),
+            c("component", Text),
+            c("uid", Text),
+            n("start_ms", I64),
+            n("end_ms", I64),
+            c("modseq", I64),
+            c("modified_ms", I64),
+            c("deleted", Bool),
         ],
         derived: &[],
     },
@@ -345,6 +446,7 @@ enum Val {
     Int(i64),
     Text(String),
     Bool(bool),
+    Bytes(Vec<u8>),
 }
 
 impl Val {
@@ -354,11 +456,13 @@ impl Val {
             (Val::Null, I32) => Box::new(None::<i32>),
             (Val::Null, Text) => Box::new(None::<String>),
             (Val::Null, Bool) => Box::new(None::<bool>),
+            (Val::Null, Bytes) => Box::new(None::<Vec<u8>>),
             // Range checked when read (see `convert`).
             (Val::Int(v), I32) => Box::new(v as i32),
             (Val::Int(v), _) => Box::new(v),
             (Val::Text(s), _) => Box::new(s),
             (Val::Bool(b), _) => Box::new(b),
+            (Val::Bytes(b), _) => Box::new(b),
         }
     }
 }
@@ -394,6 +498,11 @@ impl RowDigest {
                     self.h.update(s.as_bytes());
                 }
                 Val::Bool(b) => self.h.update(if *b { b"B1" } else { b"B0" }),
+                Val::Bytes(b) => {
+                    self.h.update(b"Y");
+                    self.h.update((b.len() as u64).to_be_bytes());
+                    self.h.update(b);
+                }
             }
         }
     }
@@ -423,6 +532,7 @@ fn convert(t: &Table, col: &Col, v: ValueRef<'_>, key: &dyn Fn() -> String) -> R
             .map_err(|_| bad("integer out of range for INT")),
         // As the embedded backend reads it (rusqlite's bool: non-zero is true).
         (ValueRef::Integer(i), Bool) => Ok(Val::Bool(i != 0)),
+        (ValueRef::Blob(b), Bytes) => Ok(Val::Bytes(b.to_vec())),
         (ValueRef::Text(b), Text) => {
             let s = std::str::from_utf8(b).map_err(|_| bad("text is not UTF-8"))?;
             if !s.contains('\0') {
@@ -785,6 +895,10 @@ async fn target_digest(tx: &tokio_postgres::Transaction<'_>, t: &Table) -> Resul
                     .map_err(dec)?
                     .map(Val::Text),
                 Bool => r.try_get::<_, Option<bool>>(i).map_err(dec)?.map(Val::Bool),
+                Bytes => r
+                    .try_get::<_, Option<Vec<u8>>>(i)
+                    .map_err(dec)?
+                    .map(Val::Bytes),
             };
             vals.push(v.unwrap_or(Val::Null));
         }

@@ -1,4 +1,4 @@
--- Postern PostgreSQL store, schema version 1. Runs with search_path set to the
+-- Postern PostgreSQL store, schema version 3. Runs with search_path set to the
 -- deployment's schema. Mirrors crates/store/src/sqlite/schema.sql; differences:
 --  * every TEXT column is COLLATE "C", so uniqueness and ORDER BY compare bytes as
 --    SQLite's BINARY collation does, whatever the database's locale;
@@ -78,9 +78,12 @@ CREATE TABLE mailbox_messages (
     keywords TEXT COLLATE "C" NOT NULL,
     modseq BIGINT NOT NULL,
     saved_ms BIGINT NOT NULL,
+    -- A copy of messages.size, so that listing a mailbox never reads `messages` (schema 3).
+    size BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (mailbox_id, uid)
 );
 CREATE INDEX mailbox_messages_message ON mailbox_messages(message_id);
+CREATE INDEX mailbox_messages_modseq ON mailbox_messages(mailbox_id, modseq);
 CREATE TABLE journal (
     account_id BIGINT NOT NULL,
     modseq BIGINT NOT NULL,

@@ -894,6 +894,7 @@ async fn same_as_sqlite() {
         flags: f,
         keywords: kw.iter().map(|s| s.to_string()).collect(),
         unchanged_since: since,
+        scope: None,
     };
     let mut rec = ledger_record(0);
     rec.time_ms = 5;
@@ -1055,11 +1056,13 @@ async fn same_as_sqlite() {
             account: a,
             mailbox: inbox_id,
             uids: vec![5, 1, 1, 77, 2],
+            only_deleted: false,
         }],
         vec![Op::Expunge {
             account: a,
             mailbox: MailboxId(8),
             uids: vec![1],
+            only_deleted: false,
         }],
         vec![
             append(&msgs[4], archive_id, &[]),
@@ -1114,8 +1117,41 @@ async fn journal_follows_acknowledgements() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mailbox_delta_rules() {
+    let (_g, p, s, b) = fresh().await;
+    c::mailbox_delta_rules(s, b).await;
+    assert!(p.backend_check().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acl_rules() {
     let (_g, p, s, _) = fresh().await;
     c::acl_rules(s).await;
     assert!(p.backend_check().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queue_rules() {
+    let (_g, p, s, b) = fresh().await;
+    c::queue_rules(s, b).await;
+    assert!(p.backend_check().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dav_rules() {
+    let (_g, p, s, b) = fresh().await;
+    c::dav_rules(s, b).await;
+    assert!(p.backend_check().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expunge_only_deleted() {
+    let (_g, _p, s, b) = fresh().await;
+    c::expunge_only_deleted(s, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scoped_store_keeps_other_flags() {
+    let (_g, _p, s, b) = fresh().await;
+    c::scoped_store_keeps_other_flags(s, b).await;
 }

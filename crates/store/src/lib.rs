@@ -26,6 +26,7 @@ pub mod error;
 pub mod ledger;
 pub mod model;
 pub mod ops;
+pub mod queue;
 pub mod sqlite;
 pub mod verify;
 
@@ -33,6 +34,7 @@ pub use blob::{BlobStore, FsBlobStore};
 pub use error::{Result, StoreError};
 pub use model::*;
 pub use ops::{FlagAction, Op, OpResult};
+pub use queue::*;
 
 use async_trait::async_trait;
 
@@ -63,9 +65,53 @@ pub struct RawLedgerEntry {
     pub hash: String,
 }
 
+/// What [`Store::mailbox_delta`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxDelta {
+    pub mailbox: Mailbox,
+    /// Entries added or whose flags changed after `since`, in UID order.
+    pub changed: Vec<MailboxEntry>,
+    /// UIDs expunged after `since`, ascending (some may have been added after it too).
+    pub expunged: Vec<u32>,
+}
+
+/// Login-throttling counters kept where every node sees them (several nodes on one
+/// database). Keys are opaque strings (`account:…`, `ip:…`, `password:<keyed hash>`).
+/// Errors are strings: the limiter falls back to its own memory when these fail.
+#[async_trait]
+pub trait SharedLimiter: Send + Sync {
+    /// A 32-byte secret shared by the nodes, for keyed hashes of passwords (the same
+    /// password must give the same key on every node). Made once, kept.
+    async fn secret(&self) -> std::result::Result<[u8; 32], String>;
+    /// The latest `blocked_until_ms` among `keys`, when it is after `now_ms`.
+    async fn blocked_until(
+        &self,
+        keys: &[String],
+        now_ms: i64,
+    ) -> std::result::Result<Option<i64>, String>;
+    /// Counts one failure on each key (restarting a key's count when its last failure
+    /// is `window_ms` old); returns each key's failure count, in order.
+    async fn count_failure(
+        &self,
+        keys: &[String],
+        now_ms: i64,
+        window_ms: i64,
+    ) -> std::result::Result<Vec<u32>, String>;
+    /// Sets `blocked_until_ms` of a key (never earlier than it is).
+    async fn block(&self, key: &str, until_ms: i64) -> std::result::Result<(), String>;
+    /// Forgets a key.
+    async fn clear(&self, key: &str) -> std::result::Result<(), String>;
+}
+
 /// Metadata, journal and ledger. Every read is one consistent snapshot.
 #[async_trait]
 pub trait Store: Send + Sync {
+    /// Throttling counters shared by every node on this store; `None` for a store that
+    /// only one node uses (the embedded one): the limiter's memory is then the truth.
+    fn shared_limiter(&self) -> Option<std::sync::Arc<dyn SharedLimiter>> {
+        None
+    }
+
     /// Applies the batch atomically and durably; one result per op, in order.
     async fn write(&self, ops: Vec<Op>) -> Result<Vec<OpResult>>;
     /// Notices sent after each commit that changed an account's journal.
@@ -98,6 +144,18 @@ pub trait Store: Send + Sync {
         account: PrincipalId,
         mailbox: MailboxId,
     ) -> Result<(Mailbox, Vec<MailboxEntry>)>;
+    /// What changed in one mailbox after `since` (a modseq of the account), from one
+    /// snapshot: the mailbox, its entries whose modseq is above `since` (added or flags
+    /// changed) in UID order, and the UIDs expunged from it after `since`, ascending.
+    /// With `since` at the mailbox's `highest_modseq` nothing has changed. Complete only
+    /// because the journal is never pruned: a future pruning must give callers a floor
+    /// below which they read the mailbox whole.
+    async fn mailbox_delta(
+        &self,
+        account: PrincipalId,
+        mailbox: MailboxId,
+        since: u64,
+    ) -> Result<MailboxDelta>;
     async fn message(&self, account: PrincipalId, id: MessageId) -> Result<Option<MessageRecord>>;
     /// The account's messages with these ids, from one snapshot, in no particular order;
     /// ids that are not the account's are left out.
@@ -125,7 +183,43 @@ pub trait Store: Send + Sync {
     async fn ledger(&self, query: &LedgerQuery) -> Result<Vec<LedgerEntry>>;
     async fn ledger_raw(&self, from_seq: u64, limit: usize) -> Result<Vec<RawLedgerEntry>>;
 
-    /// Every (blob, size) that a message record refers to.
+    /// A queued message with its recipients in envelope order.
+    async fn queued(&self, id: QueueId) -> Result<Option<(QueuedMessage, Vec<QueuedRecipient>)>>;
+    /// Queued messages, oldest first, at most `limit`, each with its recipients.
+    async fn queue(&self, limit: usize) -> Result<Vec<(QueuedMessage, Vec<QueuedRecipient>)>>;
+    async fn queue_stats(&self) -> Result<QueueStats>;
+    /// The domain's DKIM keys, oldest first.
+    async fn dkim_keys(&self, domain: DomainId) -> Result<Vec<DkimKeyRecord>>;
+
+    /// The account's DAV collections, by name.
+    async fn dav_collections(&self, account: PrincipalId) -> Result<Vec<DavCollection>>;
+    /// The live resources of one of the account's collections that pass `filter`, by
+    /// name (an unknown collection has none).
+    async fn dav_resources(
+        &self,
+        account: PrincipalId,
+        collection: DavCollectionId,
+        filter: DavFilter,
+    ) -> Result<Vec<DavResource>>;
+    /// The live resources of the collection with these names, with their data, by name;
+    /// names not there are left out.
+    async fn dav_resources_named(
+        &self,
+        account: PrincipalId,
+        collection: DavCollectionId,
+        names: Vec<String>,
+    ) -> Result<Vec<DavResource>>;
+    /// Resources of the collection changed or removed after `since` (a journal number),
+    /// oldest change first, at most `limit`.
+    async fn dav_changes(
+        &self,
+        account: PrincipalId,
+        collection: DavCollectionId,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<DavChange>>;
+
+    /// Every (blob, size) that a message record or a queued message refers to.
     async fn referenced_blobs(&self) -> Result<Vec<BlobRef>>;
     /// Problems the backend can see in its own files (e.g. SQLite's integrity_check).
     async fn backend_check(&self) -> Result<Vec<String>>;

@@ -221,11 +221,98 @@ pub struct BlobRef {
     pub size: u64,
 }
 
-/// One address of an address header.
+/// One entry of an address header's list: an address, or a group marker.
+///
+/// RFC 5322 groups (`Team: a@x, b@y;`, `undisclosed-recipients:;`) are kept as IMAP
+/// writes them (RFC 9051 §7.5.2): a start marker (`group: Some(Start)`, `name` = the
+/// group's display name, `address: None`), the members as ordinary entries, then an end
+/// marker (`group: Some(End)`, no name, no address). Readers that want mailboxes only
+/// skip entries where [`Addr::is_group_marker`] holds. `group` is left out of the JSON
+/// when `None`, and JSON stored before it existed decodes with `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Addr {
     pub name: Option<String>,
     pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupMark>,
+}
+
+/// Which end of an address group an [`Addr`] marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupMark {
+    Start,
+    End,
+}
+
+impl Addr {
+    /// A plain address (not a group marker).
+    pub fn mailbox(name: Option<String>, address: Option<String>) -> Addr {
+        Addr {
+            name,
+            address,
+            group: None,
+        }
+    }
+
+    /// The start marker of a group named `name`.
+    pub fn group_start(name: String) -> Addr {
+        Addr {
+            name: Some(name),
+            address: None,
+            group: Some(GroupMark::Start),
+        }
+    }
+
+    /// The end marker of a group.
+    pub fn group_end() -> Addr {
+        Addr {
+            name: None,
+            address: None,
+            group: Some(GroupMark::End),
+        }
+    }
+
+    /// Whether this entry marks the start or end of a group rather than naming a mailbox.
+    pub fn is_group_marker(&self) -> bool {
+        self.group.is_some()
+    }
+}
+
+#[cfg(test)]
+mod addr_tests {
+    use super::*;
+
+    /// Metadata stored before group markers existed still decodes, and a plain address
+    /// is written exactly as before (no `group` key), so old readers read new records.
+    #[test]
+    fn addr_json_is_compatible() {
+        let old = r#"{"date":null,"subject":"s","from":[{"name":"A","address":"a@x"}],
+            "sender":[],"reply_to":[],"to":[{"name":null,"address":"b@y"}],"cc":[],
+            "bcc":[],"in_reply_to":null,"message_id":null}"#;
+        let env: Envelope = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            env.from,
+            vec![Addr::mailbox(Some("A".into()), Some("a@x".into()))]
+        );
+        assert_eq!(env.to, vec![Addr::mailbox(None, Some("b@y".into()))]);
+        assert_eq!(
+            serde_json::to_string(&env.to[0]).unwrap(),
+            r#"{"name":null,"address":"b@y"}"#
+        );
+        let group = vec![
+            Addr::group_start("Team".into()),
+            Addr::mailbox(None, Some("c@z".into())),
+            Addr::group_end(),
+        ];
+        let json = serde_json::to_string(&group).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"name":"Team","address":null,"group":"start"},{"name":null,"address":"c@z"},{"name":null,"address":null,"group":"end"}]"#
+        );
+        assert_eq!(serde_json::from_str::<Vec<Addr>>(&json).unwrap(), group);
+        assert!(group[0].is_group_marker() && !group[1].is_group_marker());
+    }
 }
 
 /// The fields of IMAP's ENVELOPE (RFC 9051 §7.5.2), decoded once at delivery.
@@ -319,6 +406,13 @@ pub enum ChangeKind {
     MessageAdded,
     FlagsChanged,
     MessageExpunged,
+    /// DAV changes: `mailbox` carries the collection's id (as a number), `message` the
+    /// resource's.
+    DavCollectionCreated,
+    DavCollectionChanged,
+    DavCollectionDeleted,
+    DavResourceChanged,
+    DavResourceRemoved,
 }
 
 impl ChangeKind {
@@ -330,6 +424,11 @@ impl ChangeKind {
             ChangeKind::MessageAdded => "message_added",
             ChangeKind::FlagsChanged => "flags_changed",
             ChangeKind::MessageExpunged => "message_expunged",
+            ChangeKind::DavCollectionCreated => "dav_collection_created",
+            ChangeKind::DavCollectionChanged => "dav_collection_changed",
+            ChangeKind::DavCollectionDeleted => "dav_collection_deleted",
+            ChangeKind::DavResourceChanged => "dav_resource_changed",
+            ChangeKind::DavResourceRemoved => "dav_resource_removed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -340,6 +439,11 @@ impl ChangeKind {
             "message_added" => ChangeKind::MessageAdded,
             "flags_changed" => ChangeKind::FlagsChanged,
             "message_expunged" => ChangeKind::MessageExpunged,
+            "dav_collection_created" => ChangeKind::DavCollectionCreated,
+            "dav_collection_changed" => ChangeKind::DavCollectionChanged,
+            "dav_collection_deleted" => ChangeKind::DavCollectionDeleted,
+            "dav_resource_changed" => ChangeKind::DavResourceChanged,
+            "dav_resource_removed" => ChangeKind::DavResourceRemoved,
             _ => return None,
         })
     }
@@ -431,4 +535,145 @@ pub struct LedgerQuery {
     /// Only entries at or after this time.
     pub since_ms: Option<i64>,
     pub limit: usize,
+}
+
+// ---- CalDAV / CardDAV -------------------------------------------------------------
+
+id_type!(/// A calendar, task list or address book of one account.
+    DavCollectionId);
+id_type!(/// One calendar object or vCard in a DAV collection.
+    DavResourceId);
+
+/// What a DAV collection holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DavKind {
+    /// A calendar (RFC 4791) of events.
+    Calendar,
+    /// A calendar of tasks (VTODO).
+    Tasks,
+    /// An address book (RFC 6352).
+    AddressBook,
+}
+
+impl DavKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DavKind::Calendar => "calendar",
+            DavKind::Tasks => "tasks",
+            DavKind::AddressBook => "addressbook",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "calendar" => DavKind::Calendar,
+            "tasks" => DavKind::Tasks,
+            "addressbook" => DavKind::AddressBook,
+            _ => return None,
+        })
+    }
+    /// Calendars and task lists are CalDAV collections.
+    pub fn is_calendar(self) -> bool {
+        !matches!(self, DavKind::AddressBook)
+    }
+}
+
+/// A DAV collection. `modseq` is the journal number of its last change (its own or a
+/// resource's): the CTag, and the sync token of RFC 6578.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DavCollection {
+    pub id: DavCollectionId,
+    pub account: PrincipalId,
+    pub kind: DavKind,
+    /// The path segment under the account's home: unique per account.
+    pub name: String,
+    pub display_name: String,
+    /// `#RRGGBB` or `#RRGGBBAA` (Apple's calendar-color).
+    pub color: Option<String>,
+    pub order: Option<i64>,
+    pub description: Option<String>,
+    /// iCalendar component names it accepts (`VEVENT`, `VTODO`, …); empty for address books.
+    pub components: Vec<String>,
+    /// Set by the store.
+    pub modseq: u64,
+    pub created_ms: i64,
+}
+
+/// The properties PROPPATCH may change: `None` leaves a field as it is, `Some(None)`
+/// removes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DavCollectionProps {
+    pub display_name: Option<String>,
+    pub color: Option<Option<String>>,
+    pub order: Option<Option<i64>>,
+    pub description: Option<Option<String>>,
+}
+
+/// One calendar object resource or vCard, with the fields indexed for queries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DavResource {
+    pub id: DavResourceId,
+    pub account: PrincipalId,
+    pub collection: DavCollectionId,
+    /// The path segment in the collection (`<uid>.ics`).
+    pub name: String,
+    /// Strong ETag: the SHA-256 of `data`, lower-case hex (without quotes).
+    pub etag: String,
+    /// The object as the client sent it (empty in listings made without data).
+    pub data: String,
+    pub size: u64,
+    /// `VEVENT`, `VTODO`, `VJOURNAL`, `VFREEBUSY`, or `VCARD`.
+    pub component: String,
+    pub uid: String,
+    /// Index for time-range queries (UTC ms): `None` start = no date (matches every
+    /// range); `end_ms` is exclusive, `i64::MAX` for a recurring object.
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    /// Set by the store.
+    pub modseq: u64,
+    pub modified_ms: i64,
+}
+
+/// The condition a DAV write requires (If-Match / If-None-Match, RFC 9110 §13.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DavExpect {
+    Any,
+    /// `If-None-Match: *`: only when there is no such resource.
+    Absent,
+    /// `If-Match: *`.
+    Present,
+    /// `If-Match: "etag"` (the tag without quotes).
+    Etag(String),
+}
+
+impl DavExpect {
+    /// Whether a resource whose ETag is `current` (`None` = none there) satisfies it.
+    pub fn holds(&self, current: Option<&str>) -> bool {
+        match self {
+            DavExpect::Any => true,
+            DavExpect::Absent => current.is_none(),
+            DavExpect::Present => current.is_some(),
+            DavExpect::Etag(e) => current == Some(e.as_str()),
+        }
+    }
+}
+
+/// Which resources of a collection a query wants (their index fields; no parsing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DavFilter {
+    /// Only this component (`VEVENT`, …).
+    pub component: Option<String>,
+    /// Only resources overlapping `[start_ms, end_ms)`; either side open when `None`.
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    /// Include `data` (else it is left empty).
+    pub with_data: bool,
+}
+
+/// A resource changed after a sync token: its name, and its ETag unless it was removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DavChange {
+    pub name: String,
+    pub etag: Option<String>,
+    pub modseq: u64,
 }

@@ -4,6 +4,7 @@
 //! transaction), and several batches can share one commit (group commit).
 
 use crate::model::*;
+use crate::queue::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlagAction {
@@ -92,15 +93,89 @@ pub enum Op {
         keywords: Vec<String>,
         /// CONDSTORE: skip UIDs whose modseq is above this (RFC 7162 §3.1.3).
         unchanged_since: Option<u64>,
+        /// What the caller may change (a delegate's ACL rights, RFC 4314 §4); everything
+        /// else keeps its value as of the commit, whatever `action` says. `None`: all.
+        scope: Option<FlagScope>,
     },
     /// Remove the given UIDs from the mailbox.
     Expunge {
         account: PrincipalId,
         mailbox: MailboxId,
         uids: Vec<u32>,
+        /// Only those of `uids` that carry `\Deleted` when the batch commits (IMAP
+        /// EXPUNGE: the caller's view may be older than another session's undelete);
+        /// false for MOVE, which removes what it copied.
+        only_deleted: bool,
     },
     /// Append to the access ledger, chained to the entry before it.
     AppendLedger(LedgerRecord),
+    /// Puts a message in the outbound queue. Its blob must already be durable.
+    Enqueue {
+        message: QueuedMessage,
+        recipients: Vec<QueuedRecipient>,
+    },
+    /// Leases to `owner`, until `lease_until_ms`, every due and unleased recipient of at
+    /// most `limit` messages (oldest due first). A lease past its time is free again.
+    /// Result: [`OpResult::Claimed`].
+    ClaimQueued {
+        owner: String,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    },
+    /// Records attempt outcomes; each releases its recipient's lease. With `owner`, only
+    /// recipients still queued and leased to `owner` change (a late attempt whose lease
+    /// ran out, and that another claim took over, changes nothing). Unknown recipients
+    /// are ignored (the message may have been deleted meanwhile). A message left with no
+    /// queued recipient is removed in the same batch. Result: [`OpResult::QueueUpdated`].
+    UpdateQueued {
+        owner: Option<String>,
+        updates: Vec<QueueUpdate>,
+    },
+    /// Makes the message's queued recipients that no node holds due at `now_ms`.
+    RetryQueued {
+        message: QueueId,
+        now_ms: i64,
+    },
+    /// Removes a queued message with its recipients (done, or deleted by an operator).
+    RemoveQueued(QueueId),
+    /// Refused when the domain already has a key with this selector.
+    AddDkimKey(DkimKeyRecord),
+    RemoveDkimKey {
+        domain: DomainId,
+        selector: String,
+    },
+    /// Creates a DAV collection (`modseq` is set by the store). Refused when the account
+    /// already has a collection of that name. Journal: `dav_collection_created`.
+    CreateDavCollection(DavCollection),
+    /// Changes a collection's properties. Journal: `dav_collection_changed`.
+    UpdateDavCollection {
+        account: PrincipalId,
+        collection: DavCollectionId,
+        props: DavCollectionProps,
+    },
+    /// Removes a collection and every resource in it. Journal: `dav_collection_deleted`.
+    DeleteDavCollection {
+        account: PrincipalId,
+        collection: DavCollectionId,
+    },
+    /// Creates or replaces the resource of that name in its collection when `expect`
+    /// holds for the ETag there (else [`crate::StoreError::Modified`]); refused
+    /// (`Conflict`) when another resource of the collection has the same UID. `id`,
+    /// `modseq` are set by the store (a replaced resource keeps its id). Journal:
+    /// `dav_resource_changed`. Result: [`OpResult::DavWritten`].
+    PutDavResource {
+        resource: DavResource,
+        expect: DavExpect,
+    },
+    /// Removes a resource when `expect` holds (a missing one is `NotFound`). Its name
+    /// stays as a tombstone for sync-collection. Journal: `dav_resource_removed`.
+    DeleteDavResource {
+        account: PrincipalId,
+        collection: DavCollectionId,
+        name: String,
+        expect: DavExpect,
+    },
 }
 
 /// The UIDs of a `StoreFlags` or `Expunge` in first-seen order without repeats: a UID
@@ -110,10 +185,39 @@ pub fn unique_uids(uids: &[u32]) -> Vec<u32> {
     uids.iter().copied().filter(|u| seen.insert(*u)).collect()
 }
 
+/// The part of a message's flags a `StoreFlags` may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlagScope {
+    pub flags: Flags,
+    pub keywords: bool,
+}
+
 /// The flags and keywords a `StoreFlags` leaves on one message: the same arithmetic for
 /// every backend. Keywords compare case-insensitively (RFC 9051 §2.3.2) and keep the
 /// spelling they were first given.
 pub fn apply_flag_action(
+    old_flags: Flags,
+    old_keywords: &[String],
+    action: FlagAction,
+    flags: Flags,
+    keywords: &[String],
+    scope: Option<FlagScope>,
+) -> (Flags, Vec<String>) {
+    let (new_flags, new_keywords) = flag_action(old_flags, old_keywords, action, flags, keywords);
+    match scope {
+        None => (new_flags, new_keywords),
+        Some(s) => (
+            Flags((old_flags.0 & !s.flags.0) | (new_flags.0 & s.flags.0)),
+            if s.keywords {
+                new_keywords
+            } else {
+                old_keywords.to_vec()
+            },
+        ),
+    }
+}
+
+fn flag_action(
     old_flags: Flags,
     old_keywords: &[String],
     action: FlagAction,
@@ -163,5 +267,20 @@ pub enum OpResult {
     LedgerAppended {
         seq: u64,
         hash: String,
+    },
+    /// The recipients leased by `ClaimQueued`, as (message, recipient index).
+    Claimed(Vec<(QueueId, u32)>),
+    /// `UpdateQueued`: the recipient indexes changed, and whether the message was
+    /// removed (no recipient left queued).
+    QueueUpdated {
+        changed: Vec<u32>,
+        removed: bool,
+    },
+    /// `RetryQueued`: how many recipients were made due.
+    Retried(usize),
+    /// A DAV resource was written: whether it is new, and its journal number.
+    DavWritten {
+        created: bool,
+        modseq: u64,
     },
 }

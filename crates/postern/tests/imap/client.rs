@@ -132,17 +132,33 @@ impl Client {
 
     /// After a tagged OK to COMPRESS DEFLATE: raw deflate (RFC 4978) both ways.
     pub fn start_deflate(self) -> Client {
-        self.rewrap(|io| Box::new(Deflated::new(io)))
+        self.rewrap_keeping(|io| Box::new(Deflated::new(io)))
     }
 
     /// [`Client::start_deflate`] going on with a compressor that has already sent
     /// something (commands pipelined behind COMPRESS).
     pub fn start_deflate_with(self, comp: flate2::Compress) -> Client {
-        self.rewrap(|io| {
+        self.rewrap_keeping(|io| {
             let mut d = Deflated::new(io);
             d.comp = comp;
             Box::new(d)
         })
+    }
+
+    /// Like [`Client::rewrap`], but bytes already read past the last response are the
+    /// new layer's first input (compressed data the server sent right after its OK to
+    /// COMPRESS may arrive in the same read; unlike after STARTTLS, that is legitimate).
+    fn rewrap_keeping(self, wrap: impl FnOnce(Box<dyn Io>) -> Box<dyn Io>) -> Client {
+        let pending = self.io.buffer().to_vec();
+        Client {
+            io: BufReader::new(wrap(Box::new(Prefixed {
+                pending: std::io::Cursor::new(pending),
+                inner: self.io.into_inner(),
+            }))),
+            next: self.next,
+            greeting: self.greeting,
+            sock: self.sock,
+        }
     }
 
     pub fn tag(&mut self) -> String {
@@ -320,6 +336,31 @@ impl Client {
         let mut v = Vec::new();
         let _ = self.io.read_to_end(&mut v);
         String::from_utf8_lossy(&v).into_owned()
+    }
+}
+
+/// A stream whose first bytes were already read from it.
+struct Prefixed {
+    pending: std::io::Cursor<Vec<u8>>,
+    inner: Box<dyn Io>,
+}
+
+impl Read for Prefixed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.pending.read(buf)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl Write for Prefixed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

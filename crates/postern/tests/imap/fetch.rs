@@ -628,7 +628,6 @@ fn copy_keeps_internaldate() {
 /// RFC 9051 §7.5.2: a group is `(NIL NIL "name" NIL)` … `(NIL NIL NIL NIL)` in the
 /// address list.
 #[test]
-#[ignore = "known gap: core flattens address groups at delivery (store::model::Addr has no group markers); see ARCHITECTURE.md"]
 fn envelope_groups() {
     let env = Env::start();
     let mut c = env.login(ALICE);
@@ -641,6 +640,32 @@ fn envelope_groups() {
         l.contains(" ((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)(NIL NIL \"b\" \"example.org\")) ((NIL NIL \"Team\" NIL)(NIL NIL \"c1\" \"example.org\")(NIL NIL \"c2\" \"example.org\")(NIL NIL NIL NIL)) "),
         "{l}"
     );
+    // Only an empty group: the two markers, nothing else.
+    let m = b"From: a@example.org\r\nTo: undisclosed-recipients:;\r\nSubject: e\r\n\r\nx\r\n";
+    c.append("INBOX", "", m).ok();
+    // A group between plain addresses, with a display name and a folded line inside it.
+    let m = b"From: a@example.org\r\nTo: x@example.org, Friends: \"Ann B\" <ann@example.net>,\r\n bob@example.net;, z@example.org\r\nSubject: m\r\n\r\nx\r\n";
+    c.append("INBOX", "", m).ok();
+    c.cmd("NOOP").ok();
+    let r = c.cmd("FETCH 2:3 ENVELOPE");
+    let l = fetch_line(&r, 2);
+    assert!(
+        l.contains(" \"e\" ((NIL NIL \"a\" \"example.org\")) ((NIL NIL \"a\" \"example.org\")) ((NIL NIL \"a\" \"example.org\")) ((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) NIL NIL "),
+        "{l}"
+    );
+    let l = fetch_line(&r, 3);
+    assert!(
+        l.contains(" ((NIL NIL \"x\" \"example.org\")(NIL NIL \"Friends\" NIL)(\"Ann B\" NIL \"ann\" \"example.net\")(NIL NIL \"bob\" \"example.net\")(NIL NIL NIL NIL)(NIL NIL \"z\" \"example.org\")) NIL NIL "),
+        "{l}"
+    );
+    // Markers are not addresses: SORT (TO) takes the first member's mailbox, and SEARCH
+    // finds members (and the group's name) but nothing through an end marker.
+    let r = c.cmd("SORT (TO) UTF-8 ALL");
+    assert!(r.untagged.iter().any(|l| l == "* SORT 2 1 3"), "{r:?}");
+    let r = c.cmd("SEARCH TO bob@example.net");
+    assert!(r.untagged.iter().any(|l| l == "* SEARCH 3"), "{r:?}");
+    let r = c.cmd("SEARCH TO undisclosed");
+    assert!(r.untagged.iter().any(|l| l == "* SEARCH 1 2"), "{r:?}");
 }
 
 #[test]

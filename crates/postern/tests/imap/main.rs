@@ -5,6 +5,7 @@ mod client;
 #[path = "../common/mod.rs"]
 mod common;
 
+mod acl;
 mod capability;
 mod codec;
 mod compress;
@@ -20,6 +21,7 @@ mod status;
 
 // Message commands.
 mod append;
+mod catch_up;
 mod condstore;
 mod copy_move;
 mod expunge;

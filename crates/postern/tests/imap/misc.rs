@@ -58,7 +58,11 @@ fn namespace() {
     c.login(ALICE.0, ALICE.1);
     let r = c.cmd("NAMESPACE");
     r.ok();
-    assert_eq!(r.untagged, ["* NAMESPACE ((\"\" \"/\")) NIL NIL"]);
+    // Personal, other users' and shared (RFC 2342; ACL, acl.rs).
+    assert_eq!(
+        r.untagged,
+        ["* NAMESPACE ((\"\" \"/\")) ((\"Other Users/\" \"/\")) ((\"Shared/\" \"/\"))"]
+    );
     assert_eq!(r.text, "NAMESPACE completed");
     c.cmd("NAMESPACE x").bad();
 }

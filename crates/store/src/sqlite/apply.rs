@@ -116,17 +116,22 @@ fn expunge_one(
     account: PrincipalId,
     mailbox: MailboxId,
     uid: u32,
+    only_deleted: bool,
 ) -> Result<bool> {
     let row = c
         .prepare_cached(
-            "SELECT mm.message_id, m.size FROM mailbox_messages mm JOIN messages m ON m.id = mm.message_id
-             WHERE mm.mailbox_id = ?1 AND mm.uid = ?2",
+            "SELECT message_id, size, flags FROM mailbox_messages WHERE mailbox_id = ?1 AND uid = ?2",
         )?
-        .query_row(params![mailbox.0, uid as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        .query_row(params![mailbox.0, uid as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
         .optional()?;
-    let Some((message, size)) = row else {
+    let Some((message, size, flags)) = row else {
         return Ok(false);
     };
+    if only_deleted && flags & i64::from(Flags::DELETED.0) == 0 {
+        return Ok(false);
+    }
     c.prepare_cached("DELETE FROM mailbox_messages WHERE mailbox_id = ?1 AND uid = ?2")?
         .execute(params![mailbox.0, uid as i64])?;
     let still_held = exists(
@@ -185,6 +190,7 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
                     "the domain still has accounts or aliases; remove them first".into(),
                 ));
             }
+            c.execute("DELETE FROM dkim_keys WHERE domain_id = ?1", [id.0])?;
             let n = c.execute("DELETE FROM domains WHERE id = ?1", [id.0])?;
             check_changed(n, || format!("domain {id}"))?;
             Ok(OpResult::Done)
@@ -236,6 +242,8 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             )?;
             c.execute("DELETE FROM messages WHERE account_id = ?1", [id.0])?;
             c.execute("DELETE FROM mailboxes WHERE account_id = ?1", [id.0])?;
+            c.execute("DELETE FROM dav_resources WHERE account_id = ?1", [id.0])?;
+            c.execute("DELETE FROM dav_collections WHERE account_id = ?1", [id.0])?;
             c.execute("DELETE FROM journal WHERE account_id = ?1", [id.0])?;
             c.execute("DELETE FROM principals WHERE id = ?1", [id.0])?;
             Ok(OpResult::Done)
@@ -471,7 +479,7 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
                 .query_map([mailbox.0], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             for uid in uids {
-                expunge_one(c, notices, *account, *mailbox, uid as u32)?;
+                expunge_one(c, notices, *account, *mailbox, uid as u32, false)?;
             }
             c.execute("DELETE FROM mailboxes WHERE id = ?1", [mailbox.0])?;
             let modseq = next_modseq(c, *account)?;
@@ -533,8 +541,8 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             let uid = mb.uid_next;
             let modseq = next_modseq(c, account)?;
             c.prepare_cached(
-                "INSERT INTO mailbox_messages (mailbox_id, uid, message_id, flags, keywords, modseq, saved_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO mailbox_messages (mailbox_id, uid, message_id, flags, keywords, modseq, saved_ms, size)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 mailbox.0,
@@ -543,7 +551,8 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
                 flags.0 as i64,
                 to_json(keywords)?,
                 modseq as i64,
-                crate::now_ms()
+                crate::now_ms(),
+                size as i64
             ])?;
             c.prepare_cached(
                 "UPDATE mailboxes SET uid_next = ?2, highest_modseq = ?3 WHERE id = ?1",
@@ -573,6 +582,7 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             flags,
             keywords,
             unchanged_since,
+            scope,
         } => {
             mailbox_of(c, *account, *mailbox)?;
             let mut changed = Vec::new();
@@ -599,8 +609,9 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
                 let old_flags = Flags(old_flags as u32);
                 let old_kw: Vec<String> = serde_json::from_str(&old_kw)
                     .map_err(|e| StoreError::Invalid(format!("keywords: {e}")))?;
-                let (new_flags, new_kw) =
-                    crate::ops::apply_flag_action(old_flags, &old_kw, *action, *flags, keywords);
+                let (new_flags, new_kw) = crate::ops::apply_flag_action(
+                    old_flags, &old_kw, *action, *flags, keywords, *scope,
+                );
                 if new_flags == old_flags && new_kw == old_kw {
                     continue;
                 }
@@ -632,11 +643,12 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             account,
             mailbox,
             uids,
+            only_deleted,
         } => {
             mailbox_of(c, *account, *mailbox)?;
             let mut done = Vec::new();
             for uid in crate::ops::unique_uids(uids) {
-                if expunge_one(c, notices, *account, *mailbox, uid)? {
+                if expunge_one(c, notices, *account, *mailbox, uid, *only_deleted)? {
                     done.push(uid);
                 }
             }
@@ -667,5 +679,17 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             .execute(params![seq as i64, hash])?;
             Ok(OpResult::LedgerAppended { seq, hash })
         }
+        Op::Enqueue { .. }
+        | Op::ClaimQueued { .. }
+        | Op::UpdateQueued { .. }
+        | Op::RetryQueued { .. }
+        | Op::RemoveQueued(_)
+        | Op::AddDkimKey(_)
+        | Op::RemoveDkimKey { .. } => super::queue::apply(c, op),
+        Op::CreateDavCollection(_)
+        | Op::UpdateDavCollection { .. }
+        | Op::DeleteDavCollection { .. }
+        | Op::PutDavResource { .. }
+        | Op::DeleteDavResource { .. } => super::dav::apply(c, op, notices),
     }
 }

@@ -7,10 +7,13 @@
 //! read inside one transaction, so it sees one snapshot.
 
 mod apply;
+mod dav;
+mod queue;
 
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::ops::{Op, OpResult};
+use crate::queue::*;
 use crate::{RawLedgerEntry, Store};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -18,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, oneshot};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Settings of the embedded backend.
 #[derive(Debug, Clone)]
@@ -98,15 +101,36 @@ const MIGRATE_1_TO_2: &str = "CREATE TABLE mailbox_acl (
 ) WITHOUT ROWID;
 CREATE INDEX mailbox_acl_grantee ON mailbox_acl(grantee_id);";
 
+/// 2 → 3: each mailbox entry carries its message's size, and entries are indexed by
+/// modseq, so listing a mailbox and catching up with it read `mailbox_messages` only.
+const MIGRATE_2_TO_3: &str = "ALTER TABLE mailbox_messages ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+UPDATE mailbox_messages SET size = (SELECT m.size FROM messages m WHERE m.id = mailbox_messages.message_id);
+CREATE INDEX mailbox_messages_modseq ON mailbox_messages(mailbox_id, modseq);";
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version == 0 {
         tx.execute_batch(include_str!("schema.sql"))?;
+        tx.execute_batch(include_str!("queue.sql"))?;
+        tx.execute_batch(include_str!("dav.sql"))?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    } else if version == 1 {
-        // 1 → 2: mailbox ACLs (RFC 4314).
-        tx.execute_batch(MIGRATE_1_TO_2)?;
+    } else if (1..SCHEMA_VERSION).contains(&version) {
+        if version < 2 {
+            // 1 → 2: mailbox ACLs (RFC 4314).
+            tx.execute_batch(MIGRATE_1_TO_2)?;
+        }
+        if version < 3 {
+            tx.execute_batch(MIGRATE_2_TO_3)?;
+        }
+        if version < 4 {
+            // 3 → 4: the outbound queue and DKIM keys.
+            tx.execute_batch(include_str!("queue.sql"))?;
+        }
+        if version < 5 {
+            // 4 → 5: CalDAV/CardDAV collections and resources.
+            tx.execute_batch(include_str!("dav.sql"))?;
+        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     } else if version > SCHEMA_VERSION {
         return Err(StoreError::Invalid(format!(
@@ -316,6 +340,29 @@ fn alias_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alias> {
         target: r.get(3)?,
         created_ms: r.get(4)?,
     })
+}
+
+/// Mailbox entries from rows of (uid, message_id, size, flags, keywords, modseq,
+/// saved_ms). Keywords are JSON; the common empty list skips the decoder.
+fn entry_rows(mut rows: rusqlite::Rows<'_>) -> Result<Vec<MailboxEntry>> {
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let keywords = r.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?;
+        out.push(MailboxEntry {
+            uid: r.get::<_, i64>(0)? as u32,
+            message: MessageId(r.get(1)?),
+            size: u64_of(r.get(2)?),
+            flags: Flags(r.get::<_, i64>(3)? as u32),
+            keywords: if keywords == "[]" {
+                Vec::new()
+            } else {
+                decode_json(keywords, "keywords")?
+            },
+            modseq: u64_of(r.get(5)?),
+            saved_ms: r.get(6)?,
+        });
+    }
+    Ok(out)
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
@@ -576,36 +623,61 @@ impl Store for SqliteStore {
                 .query_row(&sql, params![mailbox.0, account.0], mailbox_row)
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
-            let mut st = c.prepare(
-                "SELECT mm.uid, mm.message_id, m.size, mm.flags, mm.keywords, mm.modseq, mm.saved_ms
-                 FROM mailbox_messages mm JOIN messages m ON m.id = mm.message_id
-                 WHERE mm.mailbox_id = ?1 ORDER BY mm.uid",
+            let mut st = c.prepare_cached(
+                "SELECT uid, message_id, size, flags, keywords, modseq, saved_ms
+                 FROM mailbox_messages WHERE mailbox_id = ?1 ORDER BY uid",
             )?;
-            let rows = st.query_map([mailbox.0], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, i64>(6)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (uid, message, size, flags, keywords, modseq, saved_ms) = row?;
-                out.push(MailboxEntry {
-                    uid: uid as u32,
-                    message: MessageId(message),
-                    size: u64_of(size),
-                    flags: Flags(flags as u32),
-                    keywords: decode_json(&keywords, "keywords")?,
-                    modseq: u64_of(modseq),
-                    saved_ms,
+            let out = entry_rows(st.query([mailbox.0])?)?;
+            Ok((mb, out))
+        })
+        .await
+    }
+
+    async fn mailbox_delta(
+        &self,
+        account: PrincipalId,
+        mailbox: MailboxId,
+        since: u64,
+    ) -> Result<crate::MailboxDelta> {
+        self.read(move |c| {
+            let sql =
+                format!("SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = ?1 AND account_id = ?2");
+            let mb = c
+                .prepare_cached(&sql)?
+                .query_row(params![mailbox.0, account.0], mailbox_row)
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+            if mb.highest_modseq <= since {
+                return Ok(crate::MailboxDelta {
+                    mailbox: mb,
+                    changed: Vec::new(),
+                    expunged: Vec::new(),
                 });
             }
-            Ok((mb, out))
+            let since = since.min(i64::MAX as u64) as i64;
+            let changed = entry_rows(
+                c.prepare_cached(
+                    "SELECT uid, message_id, size, flags, keywords, modseq, saved_ms
+                     FROM mailbox_messages WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
+                )?
+                .query(params![mailbox.0, since])?,
+            )?;
+            let mut expunged: Vec<u32> = c
+                .prepare_cached(
+                    "SELECT uid FROM journal WHERE account_id = ?1 AND modseq > ?2
+                     AND kind = 'message_expunged' AND mailbox_id = ?3 AND uid IS NOT NULL",
+                )?
+                .query_map(params![account.0, since, mailbox.0], |r| {
+                    r.get::<_, i64>(0).map(|u| u as u32)
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            expunged.sort_unstable();
+            expunged.dedup();
+            Ok(crate::MailboxDelta {
+                mailbox: mb,
+                changed,
+                expunged,
+            })
         })
         .await
     }
@@ -792,10 +864,63 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn queued(&self, id: QueueId) -> Result<Option<(QueuedMessage, Vec<QueuedRecipient>)>> {
+        self.read(move |c| queue::queued(c, id)).await
+    }
+
+    async fn queue(&self, limit: usize) -> Result<Vec<(QueuedMessage, Vec<QueuedRecipient>)>> {
+        self.read(move |c| queue::queue(c, limit)).await
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats> {
+        self.read(queue::stats).await
+    }
+
+    async fn dkim_keys(&self, domain: DomainId) -> Result<Vec<DkimKeyRecord>> {
+        self.read(move |c| queue::dkim_keys(c, domain)).await
+    }
+
+    async fn dav_collections(&self, account: PrincipalId) -> Result<Vec<DavCollection>> {
+        self.read(move |c| dav::collections(c, account)).await
+    }
+
+    async fn dav_resources(
+        &self,
+        account: PrincipalId,
+        collection: DavCollectionId,
+        filter: DavFilter,
+    ) -> Result<Vec<DavResource>> {
+        self.read(move |c| dav::resources(c, account, collection, &filter))
+            .await
+    }
+
+    async fn dav_resources_named(
+        &self,
+        account: PrincipalId,
+        collection: DavCollectionId,
+        names: Vec<String>,
+    ) -> Result<Vec<DavResource>> {
+        self.read(move |c| dav::resources_named(c, account, collection, &names))
+            .await
+    }
+
+    async fn dav_changes(
+        &self,
+        account: PrincipalId,
+        collection: DavCollectionId,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<DavChange>> {
+        self.read(move |c| dav::changes(c, account, collection, since, limit))
+            .await
+    }
+
     async fn referenced_blobs(&self) -> Result<Vec<BlobRef>> {
         self.read(|c| {
-            let mut st =
-                c.prepare("SELECT DISTINCT blob_hash, size FROM messages ORDER BY blob_hash")?;
+            let mut st = c.prepare(
+                "SELECT blob_hash, size FROM messages
+                 UNION SELECT blob_hash, size FROM queue_messages ORDER BY blob_hash",
+            )?;
             let rows = st.query_map([], |r| {
                 Ok(BlobRef {
                     hash: r.get(0)?,

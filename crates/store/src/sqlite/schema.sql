@@ -1,4 +1,4 @@
--- Postern embedded store, schema version 1.
+-- Postern embedded store, schema version 3.
 CREATE TABLE domains (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -73,9 +73,12 @@ CREATE TABLE mailbox_messages (
     keywords TEXT NOT NULL,
     modseq INTEGER NOT NULL,
     saved_ms INTEGER NOT NULL,
+    -- A copy of messages.size, so that listing a mailbox never reads `messages` (schema 3).
+    size INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX mailbox_messages_message ON mailbox_messages(message_id);
+CREATE INDEX mailbox_messages_modseq ON mailbox_messages(mailbox_id, modseq);
 CREATE TABLE journal (
     account_id INTEGER NOT NULL,
     modseq INTEGER NOT NULL,

@@ -1,0 +1,572 @@
+//! Recurrence expansion for CalDAV (RFC 4791 §9.6.5 `expand`, §9.6.6
+//! `limit-recurrence-set`, §9.9 time-range on recurring components, §7.10 free-busy).
+//!
+//! The rules are expanded by `calcard` (`ICalendar::expand_dates`, RFC 5545 §3.3.10 and
+//! §3.8.5: RRULE, RDATE, EXDATE and RECURRENCE-ID overrides, THISANDFUTURE). calcard's
+//! expansion takes a count of instances and always starts at DTSTART, so it is called
+//! with a doubling count (16, 32, …) until the series ended, an instance lies past the
+//! range's end, or one of the caps below stops it; the result then says `truncated`.
+//!
+//! Caps (THREATS.md "RRULE bombs"):
+//! - [`MAX_INSTANCES`] instances generated per object (EXDATE'd ones included);
+//! - [`MAX_EMPTY_ITERATIONS`] rule iterations without an instance (enforced inside
+//!   calcard, its `MAX_ITER_LOOP`): `FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30` ends there;
+//! - a deadline (per request, [`EXPAND_BUDGET`]): a doubling step that would overrun
+//!   it is not started (the next step is predicted from the last one's duration).
+
+use calcard::common::timezone::Tz;
+use calcard::icalendar::{
+    ICalendar, ICalendarComponent, ICalendarComponentType as T, ICalendarProperty as P,
+    ICalendarValue,
+};
+use std::time::{Duration, Instant};
+
+/// Most instances one object's expansion generates.
+pub const MAX_INSTANCES: usize = 10_000;
+/// Rule iterations that produce nothing before a rule is taken as ended (calcard's
+/// own cap, `datecalc::MAX_ITER_LOOP`; named here for the documentation and tests).
+pub const MAX_EMPTY_ITERATIONS: u32 = 100_000;
+/// Time one request may spend expanding recurrences.
+pub const EXPAND_BUDGET: Duration = Duration::from_secs(2);
+/// Component nesting written back (VEVENT > VALARM is 1).
+const MAX_DEPTH: usize = 4;
+
+/// One occurrence, in ms since the epoch (UTC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Index of the component (in `ICalendar::components`) the instance comes from:
+    /// the master or an overriding component.
+    pub comp: usize,
+    /// The instance's RECURRENCE-ID in UTC ms (`None` for a non-recurring component).
+    pub rid_ms: Option<i64>,
+}
+
+/// The instances of an object that overlap a range.
+#[derive(Debug, Clone, Default)]
+pub struct Expansion {
+    pub instances: Vec<Instance>,
+    /// A cap stopped the expansion before the series ended or passed the range.
+    pub truncated: bool,
+    /// The start of the last instance generated (for a conservative match when
+    /// truncated).
+    pub last_start_ms: Option<i64>,
+}
+
+fn overlaps(s: i64, e: i64, start: Option<i64>, end: Option<i64>) -> bool {
+    // RFC 4791 §9.9: an instantaneous component overlaps when start ≤ s < end.
+    let e = if e <= s { s.saturating_add(1) } else { e };
+    start.is_none_or(|rs| e > rs) && end.is_none_or(|re| s < re)
+}
+
+fn is_recurring(c: &ICalendarComponent) -> bool {
+    c.property(&P::Rrule).is_some()
+}
+
+/// RECURRENCE-ID of a component in UTC ms.
+fn rid_of(ical: &ICalendar, c: &ICalendarComponent) -> Option<i64> {
+    let e = c.property(&P::RecurrenceId)?;
+    let Some(ICalendarValue::PartialDateTime(dt)) = e.values.first() else {
+        return None;
+    };
+    let tzr = ical.build_tz_resolver().with_default(Tz::UTC);
+    let dt = dt
+        .to_date_time()?
+        .to_date_time_with_tz(tzr.resolve_or_default(e.tz_id()))?;
+    Some(dt.timestamp().saturating_mul(1000))
+}
+
+/// Expands the parsed object's instances overlapping `[start, end)` (either side open).
+pub fn expand_parsed(
+    ical: &ICalendar,
+    start: Option<i64>,
+    end: Option<i64>,
+    deadline: Instant,
+) -> Expansion {
+    // calcard pairs an override with its instance by (SEQUENCE, RECURRENCE-ID); an
+    // override usually carries a higher SEQUENCE than its master, so SEQUENCE is taken
+    // out first (RFC 5545 §3.8.4.4 pairs them by UID and RECURRENCE-ID alone).
+    let unsequenced;
+    let ical = if ical
+        .components
+        .iter()
+        .any(|c| c.property(&P::Sequence).is_some())
+    {
+        let mut c = ical.clone();
+        for comp in &mut c.components {
+            comp.entries.retain(|e| e.name != P::Sequence);
+        }
+        unsequenced = c;
+        &unsequenced
+    } else {
+        ical
+    };
+    let has_rule = ical.components.iter().any(is_recurring);
+    // Overrides without a rule of their own are emitted at the end when the rule never
+    // reaches them; everything else before the rule's instances.
+    let overrides = ical
+        .components
+        .iter()
+        .filter(|c| {
+            c.component_type.has_time_ranges()
+                && c.property(&P::RecurrenceId).is_some()
+                && !is_recurring(c)
+        })
+        .count();
+    if has_rule && Instant::now() >= deadline {
+        // The request's budget is spent: nothing more is expanded.
+        return Expansion {
+            truncated: true,
+            ..Default::default()
+        };
+    }
+    let mut limit = if has_rule { 16 } else { 1 };
+    let mut prev_len = usize::MAX;
+    let mut truncated = false;
+    let mut events;
+    let mut phase1 = 0usize;
+    if has_rule {
+        phase1 = ical
+            .expand_dates(Tz::UTC, 0)
+            .events
+            .len()
+            .saturating_sub(overrides);
+    }
+    loop {
+        let t0 = Instant::now();
+        events = ical.expand_dates(Tz::UTC, limit).events;
+        let took = t0.elapsed();
+        if !has_rule || events.len() == prev_len {
+            break; // no rule, or the rule ended before `limit`
+        }
+        prev_len = events.len();
+        let ruled = events.get(phase1..).unwrap_or_default();
+        if let Some(re) = end
+            && ruled
+                .iter()
+                .any(|ev| ev.start.timestamp().saturating_mul(1000) >= re)
+        {
+            break; // passed the range's end
+        }
+        let now = Instant::now();
+        if limit >= MAX_INSTANCES || now + took * 3 > deadline {
+            truncated = true;
+            break;
+        }
+        limit = (limit * 2).min(MAX_INSTANCES);
+    }
+    let mut out = Expansion {
+        truncated,
+        ..Default::default()
+    };
+    for ev in &events {
+        let (s, e) = ev.timestamps();
+        let (s, e) = (s.saturating_mul(1000), e.saturating_mul(1000));
+        out.last_start_ms = Some(out.last_start_ms.map_or(s, |v| v.max(s)));
+        if !overlaps(s, e, start, end) {
+            continue;
+        }
+        let comp = ev.comp_id as usize;
+        let rid_ms = match ical.components.get(comp) {
+            Some(c) if c.property(&P::RecurrenceId).is_some() => rid_of(ical, c),
+            Some(c) if has_rule && is_recurring(c) => Some(s),
+            _ if has_rule => Some(s),
+            _ => None,
+        };
+        out.instances.push(Instance {
+            start_ms: s,
+            end_ms: e,
+            comp,
+            rid_ms,
+        });
+    }
+    out.instances.sort_by_key(|i| i.start_ms);
+    out
+}
+
+/// Does the object have an instance in `[start, end)`? A truncated expansion that did
+/// not reach the range counts as a match (the caps never hide an event).
+pub fn matches_range(
+    ical: &ICalendar,
+    start: Option<i64>,
+    end: Option<i64>,
+    deadline: Instant,
+) -> bool {
+    let x = expand_parsed(ical, start, end, deadline);
+    !x.instances.is_empty()
+        || (x.truncated && end.is_none_or(|re| x.last_start_ms.is_none_or(|l| l < re)))
+}
+
+fn utc(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn write_entries(out: &mut String, c: &ICalendarComponent, skip: &[P]) {
+    for e in &c.entries {
+        if skip.contains(&e.name) {
+            continue;
+        }
+        let _ = e.write_to(out);
+    }
+}
+
+fn write_children(out: &mut String, ical: &ICalendar, c: &ICalendarComponent, depth: usize) {
+    if depth >= MAX_DEPTH {
+        return;
+    }
+    for id in &c.component_ids {
+        let Some(ch) = ical.components.get(*id as usize) else {
+            continue;
+        };
+        out.push_str(&format!("BEGIN:{}\r\n", ch.component_type.as_str()));
+        write_entries(out, ch, &[]);
+        write_children(out, ical, ch, depth + 1);
+        out.push_str(&format!("END:{}\r\n", ch.component_type.as_str()));
+    }
+}
+
+/// RFC 4791 §9.6.5: the instances overlapping the range as separate components with
+/// UTC DTSTART/DTEND and RECURRENCE-ID, no RRULE/RDATE/EXDATE and no VTIMEZONE.
+/// `None` when the object does not parse.
+pub fn expand_to_ical(
+    text: &str,
+    start: Option<i64>,
+    end: Option<i64>,
+    deadline: Instant,
+) -> Option<(String, bool)> {
+    let ical = ICalendar::parse(text).ok()?;
+    let root = ical.components.first()?;
+    let x = expand_parsed(&ical, start, end, deadline);
+    let mut out = String::from("BEGIN:VCALENDAR\r\n");
+    write_entries(&mut out, root, &[]);
+    // Components that carry no time (none in a valid object) and VTIMEZONE are dropped.
+    const SKIP: [P; 7] = [
+        P::Dtstart,
+        P::Dtend,
+        P::Duration,
+        P::Rrule,
+        P::Rdate,
+        P::Exdate,
+        P::RecurrenceId,
+    ];
+    for i in &x.instances {
+        let Some(c) = ical.components.get(i.comp) else {
+            continue;
+        };
+        let kind = c.component_type.as_str();
+        out.push_str(&format!("BEGIN:{kind}\r\n"));
+        write_entries(&mut out, c, &SKIP);
+        out.push_str(&format!("DTSTART:{}\r\n", utc(i.start_ms)));
+        if c.component_type == T::VEvent || c.property(&P::Dtend).is_some() {
+            out.push_str(&format!("DTEND:{}\r\n", utc(i.end_ms.max(i.start_ms))));
+        }
+        if let Some(r) = i.rid_ms {
+            out.push_str(&format!("RECURRENCE-ID:{}\r\n", utc(r)));
+        }
+        write_children(&mut out, &ical, c, 1);
+        out.push_str(&format!("END:{kind}\r\n"));
+    }
+    out.push_str("END:VCALENDAR\r\n");
+    Some((out, x.truncated))
+}
+
+/// RFC 4791 §9.6.6: the master and only the overriding components whose instance
+/// overlaps the range (the object is returned unchanged when nothing is cut).
+pub fn limit_recurrence_set(text: &str, start: Option<i64>, end: Option<i64>) -> Option<String> {
+    let ical = ICalendar::parse(text).ok()?;
+    let tzr = ical.build_tz_resolver().with_default(Tz::UTC);
+    let mut drop = Vec::new();
+    for (idx, c) in ical.components.iter().enumerate() {
+        if !c.component_type.has_time_ranges() || c.property(&P::RecurrenceId).is_none() {
+            continue;
+        }
+        let when = |p: P| -> Option<i64> {
+            let e = c.property(&p)?;
+            let Some(ICalendarValue::PartialDateTime(dt)) = e.values.first() else {
+                return None;
+            };
+            let dt = dt
+                .to_date_time()?
+                .to_date_time_with_tz(tzr.resolve_or_default(e.tz_id()))?;
+            Some(dt.timestamp().saturating_mul(1000))
+        };
+        let s = when(P::Dtstart).or_else(|| rid_of(&ical, c));
+        let e = when(P::Dtend).or(s);
+        let rid = rid_of(&ical, c);
+        let keep = s.is_some_and(|s| overlaps(s, e.unwrap_or(s), start, end))
+            || rid.is_some_and(|r| overlaps(r, r, start, end));
+        if !keep {
+            drop.push(idx as u32);
+        }
+    }
+    if drop.is_empty() {
+        return Some(text.to_string());
+    }
+    let root = ical.components.first()?;
+    let mut out = String::from("BEGIN:VCALENDAR\r\n");
+    write_entries(&mut out, root, &[]);
+    for id in &root.component_ids {
+        if drop.contains(id) {
+            continue;
+        }
+        let Some(c) = ical.components.get(*id as usize) else {
+            continue;
+        };
+        out.push_str(&format!("BEGIN:{}\r\n", c.component_type.as_str()));
+        write_entries(&mut out, c, &[]);
+        write_children(&mut out, &ical, c, 1);
+        out.push_str(&format!("END:{}\r\n", c.component_type.as_str()));
+    }
+    out.push_str("END:VCALENDAR\r\n");
+    Some(out)
+}
+
+/// A busy period for free-busy (RFC 4791 §7.10): start, end, FBTYPE.
+pub type BusyPeriod = (i64, i64, &'static str);
+
+/// Busy periods of one VEVENT object within `[start, end)`: TRANSP:TRANSPARENT and
+/// STATUS:CANCELLED instances are left out; STATUS:TENTATIVE is BUSY-TENTATIVE.
+pub fn busy_periods(text: &str, start: i64, end: i64, deadline: Instant) -> Vec<BusyPeriod> {
+    let Ok(ical) = ICalendar::parse(text) else {
+        return Vec::new();
+    };
+    let x = expand_parsed(&ical, Some(start), Some(end), deadline);
+    let mut out = Vec::new();
+    for i in &x.instances {
+        let Some(c) = ical.components.get(i.comp) else {
+            continue;
+        };
+        if c.component_type != T::VEvent {
+            continue;
+        }
+        let text_of = |p: P| -> String {
+            c.property(&p)
+                .and_then(|e| e.values.first())
+                .and_then(|v| v.as_text())
+                .unwrap_or_default()
+                .to_ascii_uppercase()
+        };
+        let transp = text_of(P::Transp);
+        let status = text_of(P::Status);
+        if transp == "TRANSPARENT" || status == "CANCELLED" {
+            continue;
+        }
+        let tentative = status == "TENTATIVE";
+        let s = i.start_ms.max(start);
+        let e = i.end_ms.min(end);
+        if e > s {
+            out.push((s, e, if tentative { "BUSY-TENTATIVE" } else { "BUSY" }));
+        }
+    }
+    out
+}
+
+/// Writes a VFREEBUSY answer (RFC 4791 §7.10) for `[start, end)` from busy periods:
+/// sorted, overlapping periods of one type merged.
+pub fn freebusy_ical(start: i64, end: i64, mut periods: Vec<BusyPeriod>) -> String {
+    periods.sort();
+    let mut merged: Vec<BusyPeriod> = Vec::new();
+    for p in periods {
+        match merged.iter_mut().rev().find(|m| m.2 == p.2) {
+            Some(m) if p.0 <= m.1 => m.1 = m.1.max(p.1),
+            _ => merged.push(p),
+        }
+    }
+    let mut out = String::from(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Postern//CalDAV//EN\r\nBEGIN:VFREEBUSY\r\n",
+    );
+    out.push_str(&format!(
+        "DTSTAMP:{}\r\n",
+        utc(time::OffsetDateTime::now_utc().unix_timestamp() * 1000)
+    ));
+    out.push_str(&format!("DTSTART:{}\r\nDTEND:{}\r\n", utc(start), utc(end)));
+    for (s, e, t) in merged {
+        out.push_str(&format!("FREEBUSY;FBTYPE={t}:{}/{}\r\n", utc(s), utc(e)));
+    }
+    out.push_str("END:VFREEBUSY\r\nEND:VCALENDAR\r\n");
+    out
+}
+
+/// A parsed iCalendar object (calcard's), for callers outside this crate.
+pub type Calendar = ICalendar;
+
+/// Parses stored iCalendar text.
+pub fn parse(text: &str) -> Option<Calendar> {
+    ICalendar::parse(text).ok()
+}
+
+/// Runs expansion work off the async workers (it may take up to the budget).
+pub async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+/// Whether stored iCalendar text may recur (RRULE or RDATE present): only these are
+/// expanded, the others are matched on the index alone.
+pub fn may_recur(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.windows(5)
+        .any(|w| w.eq_ignore_ascii_case(b"RRULE") || w.eq_ignore_ascii_case(b"RDATE"))
+}
+
+/// The time range of a parsed object's instances when its series ends within the caps
+/// (for the index); `None` when it is open-ended or capped.
+pub fn finite_span(ical: &ICalendar, deadline: Instant) -> Option<(i64, i64)> {
+    let x = expand_parsed(ical, None, None, deadline);
+    if x.truncated || x.instances.is_empty() {
+        return None;
+    }
+    let s = x.instances.iter().map(|i| i.start_ms).min()?;
+    let e = x
+        .instances
+        .iter()
+        .map(|i| i.end_ms.max(i.start_ms.saturating_add(1)))
+        .max()?;
+    Some((s, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(extra: &str) -> String {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\nUID:u1\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20260105T100000Z\r\nDTEND:20260105T110000Z\r\n{extra}END:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+    }
+    fn ms(s: &str) -> i64 {
+        let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+        time::PrimitiveDateTime::parse(s, f)
+            .map(|t| t.assume_utc().unix_timestamp() * 1000)
+            .unwrap_or(0)
+    }
+    fn deadline() -> Instant {
+        Instant::now() + EXPAND_BUDGET
+    }
+
+    #[test]
+    fn daily_with_exdate_and_override() {
+        let text = ev("SEQUENCE:1\r\nRRULE:FREQ=DAILY;COUNT=5\r\nEXDATE:20260107T100000Z\r\n").replace(
+            "END:VCALENDAR",
+            "BEGIN:VEVENT\r\nUID:u1\r\nDTSTAMP:20260101T000000Z\r\nSEQUENCE:2\r\nRECURRENCE-ID:20260108T100000Z\r\nDTSTART:20260108T150000Z\r\nDTEND:20260108T160000Z\r\nEND:VEVENT\r\nEND:VCALENDAR",
+        );
+        let ical = ICalendar::parse(&text).unwrap();
+        let x = expand_parsed(&ical, None, None, deadline());
+        let starts: Vec<_> = x.instances.iter().map(|i| (i.start_ms, i.rid_ms)).collect();
+        assert_eq!(
+            starts,
+            vec![
+                (ms("20260105T100000Z"), Some(ms("20260105T100000Z"))),
+                (ms("20260106T100000Z"), Some(ms("20260106T100000Z"))),
+                (ms("20260108T150000Z"), Some(ms("20260108T100000Z"))),
+                (ms("20260109T100000Z"), Some(ms("20260109T100000Z"))),
+            ]
+        );
+        assert!(!x.truncated);
+        // The excluded day matches nothing; the moved instance matches its new time.
+        let d = |a: &str, b: &str| matches_range(&ical, Some(ms(a)), Some(ms(b)), deadline());
+        assert!(!d("20260107T000000Z", "20260108T000000Z"));
+        assert!(!d("20260108T090000Z", "20260108T120000Z"));
+        assert!(d("20260108T140000Z", "20260108T151000Z"));
+        assert!(!d("20260110T000000Z", "20300101T000000Z"));
+        let (out, tr) = expand_to_ical(
+            &text,
+            Some(ms("20260106T000000Z")),
+            Some(ms("20260109T000000Z")),
+            deadline(),
+        )
+        .unwrap();
+        assert!(!tr);
+        assert_eq!(out.matches("BEGIN:VEVENT").count(), 2, "{out}");
+        assert!(!out.contains("RRULE") && !out.contains("EXDATE"));
+        assert!(out.contains("RECURRENCE-ID:20260108T100000Z"));
+        // limit-recurrence-set drops the override outside the range.
+        let l = limit_recurrence_set(
+            &text,
+            Some(ms("20260101T000000Z")),
+            Some(ms("20260107T000000Z")),
+        )
+        .unwrap();
+        assert_eq!(l.matches("BEGIN:VEVENT").count(), 1, "{l}");
+        assert!(l.contains("RRULE"));
+    }
+
+    #[test]
+    fn rdate_and_freebusy() {
+        let text = ev("RDATE:20260301T100000Z\r\n");
+        let ical = ICalendar::parse(&text).unwrap();
+        assert!(matches_range(
+            &ical,
+            Some(ms("20260301T000000Z")),
+            Some(ms("20260302T000000Z")),
+            deadline()
+        ));
+        let p = busy_periods(
+            &text,
+            ms("20260101T000000Z"),
+            ms("20270101T000000Z"),
+            deadline(),
+        );
+        assert_eq!(p.len(), 2);
+        let t = busy_periods(&ev("TRANSP:TRANSPARENT\r\n"), 0, i64::MAX / 2, deadline());
+        assert!(t.is_empty());
+        let c = busy_periods(&ev("STATUS:CANCELLED\r\n"), 0, i64::MAX / 2, deadline());
+        assert!(c.is_empty());
+        let fb = freebusy_ical(ms("20260101T000000Z"), ms("20270101T000000Z"), p);
+        assert!(
+            fb.contains("FREEBUSY;FBTYPE=BUSY:20260105T100000Z/20260105T110000Z"),
+            "{fb}"
+        );
+    }
+
+    /// THREATS.md RRULE bombs: each answers within the budget, capped or ended.
+    #[test]
+    fn hostile_rules_are_capped() {
+        for rule in [
+            "FREQ=SECONDLY",
+            "FREQ=SECONDLY;BYHOUR=0;BYMINUTE=0;BYSECOND=0",
+            "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30",
+            "FREQ=MINUTELY;BYSETPOS=-1;BYMONTH=2;BYMONTHDAY=29",
+            "FREQ=YEARLY;INTERVAL=65535",
+            "FREQ=DAILY;COUNT=2147483647",
+            "FREQ=SECONDLY;COUNT=4000000000",
+            "FREQ=DAILY;BYSETPOS=1,2,3,-1,-2,-3;BYHOUR=1,2,3,4,5,6,7,8,9,10,11,12;BYMINUTE=1,2,3,4,5,6,7,8,9,10",
+        ] {
+            let text = ev(&format!("RRULE:{rule}\r\n"));
+            let Ok(ical) = ICalendar::parse(&text) else {
+                continue;
+            };
+            let t0 = Instant::now();
+            let x = expand_parsed(&ical, Some(0), Some(ms("99991231T000000Z")), deadline());
+            let took = t0.elapsed();
+            assert!(
+                took < EXPAND_BUDGET + Duration::from_millis(1500),
+                "{rule}: {took:?}"
+            );
+            assert!(x.instances.len() <= MAX_INSTANCES, "{rule}");
+            if rule.contains("BYMONTHDAY=30") {
+                // Never matches: ended by the empty-iteration cap, nothing generated.
+                assert!(x.instances.is_empty(), "{rule}");
+            }
+            if rule == "FREQ=SECONDLY" {
+                assert!(x.truncated, "{rule}");
+                assert_eq!(x.instances.len(), MAX_INSTANCES);
+            }
+            eprintln!(
+                "{rule}: {} instances, truncated {}, {took:?}",
+                x.instances.len(),
+                x.truncated
+            );
+        }
+    }
+}

@@ -1,0 +1,555 @@
+//! The outbound queue as `core` offers it: submission puts external recipients in it
+//! (through [`Core::submit`]), the delivery runner (crate `postern-outbound`) claims,
+//! reads and settles it, operators list, retry and delete. Every settlement writes its
+//! ledger entry in the same batch; DKIM keys are kept per domain.
+
+use postern_store::*;
+use serde_json::json;
+
+use crate::error::{CoreError, Result};
+use crate::{AdminSession, Core, Ctx};
+
+/// How long a message may stay in the queue before its undelivered recipients fail
+/// (`[outbound] max_queue_lifetime_secs`, RFC 5321 §4.5.4.1 suggests 4–5 days).
+pub const DEFAULT_LIFETIME_MS: i64 = 5 * 86_400_000;
+
+/// One recipient of another domain, as the submission client gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRecipient {
+    pub address: String,
+    /// RFC 3461 ORCPT (`addr-type;xtext`) and NOTIFY, passed on to the next hop.
+    pub orcpt: Option<String>,
+    pub notify: Option<String>,
+}
+
+/// Envelope facts of a submission that travel with the message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvelopeOptions {
+    pub envid: Option<String>,
+    /// `FULL` or `HDRS`.
+    pub ret: Option<String>,
+    pub requiretls: bool,
+    pub smtputf8: bool,
+    /// How long it may stay queued; `None` = [`DEFAULT_LIFETIME_MS`].
+    pub lifetime_ms: Option<i64>,
+}
+
+/// A queue entry waiting for its blob (made before the blob is written).
+#[derive(Debug, Clone)]
+pub struct QueueParts {
+    message: QueuedMessage,
+    recipients: Vec<QueuedRecipient>,
+}
+
+impl QueueParts {
+    /// The `Enqueue` op over the stored blob, the queue id and the recipient addresses.
+    pub(crate) fn enqueue_op(&self, blob: &BlobRef) -> (Op, QueueId, Vec<String>) {
+        let mut message = self.message.clone();
+        message.blob = blob.clone();
+        let addresses = self.recipients.iter().map(|r| r.address.clone()).collect();
+        (
+            Op::Enqueue {
+                message,
+                recipients: self.recipients.clone(),
+            },
+            self.message.id,
+            addresses,
+        )
+    }
+}
+
+fn domain_of(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// The queue entry for `recipients` (the blob is filled in when written).
+pub fn queue_parts(
+    sender: &str,
+    account: Option<PrincipalId>,
+    recipients: &[OutboundRecipient],
+    envelope: &EnvelopeOptions,
+    eight_bit: bool,
+) -> QueueParts {
+    let now = now_ms();
+    let id = QueueId::random();
+    QueueParts {
+        message: QueuedMessage {
+            id,
+            blob: BlobRef {
+                hash: String::new(),
+                size: 0,
+            },
+            sender: sender.to_string(),
+            account,
+            envid: envelope.envid.clone(),
+            ret: envelope.ret.clone(),
+            requiretls: envelope.requiretls,
+            smtputf8: envelope.smtputf8,
+            eight_bit,
+            created_ms: now,
+            expires_ms: now + envelope.lifetime_ms.unwrap_or(DEFAULT_LIFETIME_MS),
+        },
+        recipients: dedup(recipients)
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| QueuedRecipient {
+                message: id,
+                idx: u32::try_from(i).unwrap_or(u32::MAX),
+                address: r.address.clone(),
+                domain: domain_of(&r.address),
+                orcpt: r.orcpt.clone(),
+                notify: r.notify.clone(),
+                state: RecipientState::Queued,
+                attempts: 0,
+                next_attempt_ms: now,
+                last_status: None,
+                last_error: None,
+                remote_host: None,
+                delay_notified: false,
+                lease_owner: None,
+                lease_until_ms: 0,
+            })
+            .collect(),
+    }
+}
+
+/// Each address once (the domain compared without case, RFC 5321 §2.4), first kept.
+fn dedup(recipients: &[OutboundRecipient]) -> Vec<&OutboundRecipient> {
+    let mut seen: Vec<String> = Vec::new();
+    recipients
+        .iter()
+        .filter(|r| {
+            let key = match r.address.rsplit_once('@') {
+                Some((l, d)) => format!("{l}@{}", d.to_ascii_lowercase()),
+                None => r.address.clone(),
+            };
+            if seen.contains(&key) {
+                false
+            } else {
+                seen.push(key);
+                true
+            }
+        })
+        .collect()
+}
+
+/// Octets above 127 anywhere in the message: it needs 8BITMIME at the next hop.
+pub fn is_eight_bit(raw: &[u8]) -> bool {
+    raw.iter().any(|b| *b >= 0x80)
+}
+
+/// A ledger fact the runner records with a settlement.
+#[derive(Debug, Clone)]
+pub struct QueueFact {
+    /// `queue.deliver`, `queue.fail`, `queue.defer`, `queue.expire`, `queue.bounce`.
+    pub action: &'static str,
+    pub target: Option<String>,
+    pub after: serde_json::Value,
+}
+
+/// The runner's identity in the ledger.
+pub fn runner_ctx(node: &str) -> Ctx {
+    Ctx {
+        actor: Actor {
+            account: None,
+            role: Role::Service,
+        },
+        session: SessionInfo {
+            protocol: "smtp-out".into(),
+            remote: None,
+            client_id: Some(node.to_string()),
+            auth_method: None,
+            session_id: None,
+        },
+    }
+}
+
+/// One queued message with what is needed to send it.
+#[derive(Debug, Clone)]
+pub struct QueueSummary {
+    pub message: QueuedMessage,
+    pub recipients: Vec<QueuedRecipient>,
+}
+
+impl Core {
+    /// `queue_lifetime` in milliseconds.
+    pub(crate) fn queue_lifetime_ms(&self) -> i64 {
+        i64::try_from(self.settings.queue_lifetime.as_millis()).unwrap_or(DEFAULT_LIFETIME_MS)
+    }
+
+    /// Resolves when something was put in the queue on this node (other nodes find it
+    /// when they poll).
+    pub async fn queue_wakeup(&self) {
+        self.queue_notify.notified().await
+    }
+
+    /// The DKIM keys of one of our domains (none for a domain we do not host).
+    pub async fn dkim_keys_of(&self, domain: &str) -> Result<Vec<DkimKeyRecord>> {
+        let name = domain.trim_end_matches('.').to_ascii_lowercase();
+        match self.store.domain_by_name(&name).await? {
+            Some(d) => Ok(self.store.dkim_keys(d.id).await?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Leases due recipients to `owner` (see `Op::ClaimQueued`).
+    pub async fn queue_claim(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(QueueId, u32)>> {
+        let now = now_ms();
+        let r = self
+            .store
+            .write(vec![Op::ClaimQueued {
+                owner: owner.to_string(),
+                now_ms: now,
+                lease_until_ms: now + lease_ms,
+                limit,
+            }])
+            .await?;
+        match r.into_iter().next() {
+            Some(OpResult::Claimed(c)) => Ok(c),
+            other => Err(CoreError::Internal(format!(
+                "unexpected claim result {other:?}"
+            ))),
+        }
+    }
+
+    pub async fn queued(&self, id: QueueId) -> Result<Option<QueueSummary>> {
+        Ok(self
+            .store
+            .queued(id)
+            .await?
+            .map(|(message, recipients)| QueueSummary {
+                message,
+                recipients,
+            }))
+    }
+
+    /// The message bytes of a queued message (checked against their hash).
+    /// `NotFound` when the content is missing or damaged: no attempt can send it.
+    pub async fn queued_blob(&self, message: &QueuedMessage) -> Result<Vec<u8>> {
+        match self.blobs.get(&message.blob.hash).await {
+            Ok(b) => Ok(b),
+            Err(StoreError::CorruptBlob { hash, .. }) => {
+                Err(CoreError::NotFound(format!("blob {hash} (damaged)")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records the outcome of an attempt: each recipient's new state with its ledger
+    /// fact, in one batch. Only recipients this node still holds change (a recipient
+    /// whose lease ran out and that another node took is left to it, and gets no fact);
+    /// the store removes the message once none of its recipients is queued. Returns the
+    /// recipient indexes that changed.
+    pub async fn queue_settle(
+        &self,
+        node: &str,
+        id: QueueId,
+        outcomes: Vec<(QueueUpdate, QueueFact)>,
+    ) -> Result<Vec<u32>> {
+        let Some((_, current)) = self.store.queued(id).await? else {
+            return Ok(Vec::new());
+        };
+        let held = |idx: u32| {
+            current.iter().any(|r| {
+                r.idx == idx
+                    && r.state == RecipientState::Queued
+                    && r.lease_owner.as_deref() == Some(node)
+            })
+        };
+        let ctx = runner_ctx(node);
+        let mut updates = Vec::new();
+        let mut ops = Vec::new();
+        for (u, f) in outcomes.into_iter().filter(|(u, _)| held(u.idx)) {
+            ops.push(Op::AppendLedger(Core::ledger_record(
+                &ctx,
+                f.action,
+                f.target.as_deref(),
+                vec![format!("queue:{id}")],
+                "ok",
+                None,
+                Some(f.after),
+            )));
+            updates.push(u);
+        }
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        ops.insert(
+            0,
+            Op::UpdateQueued {
+                owner: Some(node.to_string()),
+                updates,
+            },
+        );
+        let results = self.store.write(ops).await?;
+        match results.into_iter().next() {
+            Some(OpResult::QueueUpdated { changed, .. }) => Ok(changed),
+            other => Err(CoreError::Internal(format!(
+                "unexpected settle result {other:?}"
+            ))),
+        }
+    }
+
+    /// Queues a message the server itself sends (a DSN) from the null reverse-path to
+    /// `to`, with its ledger entry.
+    pub async fn enqueue_generated(
+        &self,
+        node: &str,
+        to: &str,
+        raw: Vec<u8>,
+        about: &str,
+    ) -> Result<QueueId> {
+        let rcpt = [OutboundRecipient {
+            address: to.to_string(),
+            orcpt: None,
+            // A DSN about a DSN is never sent (RFC 3461 §6.2): NOTIFY=NEVER.
+            notify: Some("NEVER".into()),
+        }];
+        let parts = queue_parts(
+            "",
+            None,
+            &rcpt,
+            &EnvelopeOptions::default(),
+            is_eight_bit(&raw),
+        );
+        let blob = self.blobs.put(raw).await?;
+        let (op, id, _) = parts.enqueue_op(&blob);
+        let ctx = runner_ctx(node);
+        self.store
+            .write(vec![
+                op,
+                Op::AppendLedger(Core::ledger_record(
+                    &ctx,
+                    "queue.dsn",
+                    Some(to),
+                    vec![format!("queue:{id}"), about.to_string()],
+                    "ok",
+                    None,
+                    Some(json!({"to": to, "about": about, "size": blob.size})),
+                )),
+            ])
+            .await?;
+        self.queue_notify.notify_one();
+        Ok(id)
+    }
+
+    /// Sends a DSN to `to`: into the mailbox when the address is ours, through the
+    /// queue otherwise. Mail to an address of ours that does not exist is dropped (and
+    /// logged by the caller): a DSN is never itself bounced.
+    /// `about` names what the notice is about, for the ledger (`queue:<id>`,
+    /// `message:<id>`).
+    pub async fn return_to_sender(
+        &self,
+        node: &str,
+        to: &str,
+        raw: Vec<u8>,
+        about: &str,
+    ) -> Result<()> {
+        let Ok(addr) = crate::address::parse_address(to) else {
+            return Err(CoreError::Refused(format!(
+                "unusable return address {to:?}"
+            )));
+        };
+        match self.resolve(&addr).await? {
+            crate::directory::Resolution::NotOurs => {
+                self.enqueue_generated(node, to, raw, about).await?;
+                Ok(())
+            }
+            crate::directory::Resolution::Deliver { local, .. } if !local.is_empty() => {
+                // RFC 5321 §4.4: final delivery records the reverse-path, here the null
+                // one, so that clients and filters can tell a DSN by its envelope.
+                let mut raw = raw;
+                raw.splice(0..0, b"Return-Path: <>\r\n".iter().copied());
+                self.deliver(
+                    &runner_ctx(node),
+                    "",
+                    &local,
+                    raw,
+                    false,
+                    json!({"dsn_about": about}),
+                )
+                .await?;
+                Ok(())
+            }
+            _ => Err(CoreError::NotFound(format!("return address {to}"))),
+        }
+    }
+
+    pub async fn queue_stats(&self) -> Result<QueueStats> {
+        Ok(self.store.queue_stats().await?)
+    }
+
+    // ---- operators ----
+
+    pub async fn queue_list(
+        &self,
+        _admin: &AdminSession,
+        limit: usize,
+    ) -> Result<Vec<QueueSummary>> {
+        Ok(self
+            .store
+            .queue(limit)
+            .await?
+            .into_iter()
+            .map(|(message, recipients)| QueueSummary {
+                message,
+                recipients,
+            })
+            .collect())
+    }
+
+    pub async fn queue_show(&self, _admin: &AdminSession, id: QueueId) -> Result<QueueSummary> {
+        self.queued(id)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("queued message {id}")))
+    }
+
+    /// Makes the message's waiting recipients due now (those a node is sending to stay
+    /// with it).
+    pub async fn queue_retry(&self, admin: &AdminSession, id: QueueId) -> Result<usize> {
+        self.queue_show(admin, id).await?;
+        let results = self
+            .commit(vec![
+                Op::RetryQueued {
+                    message: id,
+                    now_ms: now_ms(),
+                },
+                Op::AppendLedger(Core::ledger_record(
+                    admin.ctx(),
+                    "queue.retry",
+                    None,
+                    vec![format!("queue:{id}")],
+                    "ok",
+                    None,
+                    None,
+                )),
+            ])
+            .await?;
+        self.queue_notify.notify_one();
+        match results.first() {
+            Some(OpResult::Retried(n)) => Ok(*n),
+            _ => Ok(0),
+        }
+    }
+
+    /// Removes a queued message without sending it (and without a DSN).
+    pub async fn queue_delete(&self, admin: &AdminSession, id: QueueId) -> Result<()> {
+        let q = self.queue_show(admin, id).await?;
+        let before = json!({
+            "sender": q.message.sender,
+            "recipients": q.recipients.iter().map(|r| &r.address).collect::<Vec<_>>(),
+            "size": q.message.blob.size,
+        });
+        self.commit(vec![
+            Op::RemoveQueued(id),
+            Op::AppendLedger(Core::ledger_record(
+                admin.ctx(),
+                "queue.delete",
+                None,
+                vec![format!("queue:{id}")],
+                "ok",
+                Some(before),
+                None,
+            )),
+        ])
+        .await?;
+        Ok(())
+    }
+
+    /// One of our domains by name (a trailing dot and case ignored), with the name.
+    async fn our_domain(&self, domain: &str) -> Result<(Domain, String)> {
+        let name = domain.trim_end_matches('.').to_ascii_lowercase();
+        match self.store.domain_by_name(&name).await? {
+            Some(d) => Ok((d, name)),
+            None => Err(CoreError::NotFound(format!("domain {name}"))),
+        }
+    }
+
+    /// Stores a new DKIM key for one of our domains. The key bytes are not in the ledger.
+    pub async fn dkim_key_add(
+        &self,
+        admin: &AdminSession,
+        domain: &str,
+        selector: &str,
+        algorithm: &str,
+        private_der: Vec<u8>,
+    ) -> Result<()> {
+        let valid_selector = !selector.is_empty()
+            && selector.len() <= 63
+            && selector
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid_selector {
+            return Err(CoreError::Invalid {
+                field: "selector",
+                reason: format!(
+                    "{selector:?}: letters, digits, '-' and '_' only, at most 63 characters"
+                ),
+            });
+        }
+        let (d, name) = self.our_domain(domain).await?;
+        self.commit(vec![
+            Op::AddDkimKey(DkimKeyRecord {
+                domain: d.id,
+                selector: selector.to_string(),
+                algorithm: algorithm.to_string(),
+                private_der,
+                created_ms: now_ms(),
+            }),
+            Op::AppendLedger(Core::ledger_record(
+                admin.ctx(),
+                "dkim.add",
+                None,
+                vec![format!("domain:{name}"), format!("dkim:{selector}")],
+                "ok",
+                None,
+                Some(json!({"domain": name, "selector": selector, "algorithm": algorithm})),
+            )),
+        ])
+        .await?;
+        Ok(())
+    }
+
+    pub async fn dkim_key_list(
+        &self,
+        _admin: &AdminSession,
+        domain: &str,
+    ) -> Result<Vec<DkimKeyRecord>> {
+        let (d, _) = self.our_domain(domain).await?;
+        Ok(self.store.dkim_keys(d.id).await?)
+    }
+
+    pub async fn dkim_key_remove(
+        &self,
+        admin: &AdminSession,
+        domain: &str,
+        selector: &str,
+    ) -> Result<()> {
+        let (d, name) = self.our_domain(domain).await?;
+        self.commit(vec![
+            Op::RemoveDkimKey {
+                domain: d.id,
+                selector: selector.to_string(),
+            },
+            Op::AppendLedger(Core::ledger_record(
+                admin.ctx(),
+                "dkim.remove",
+                None,
+                vec![format!("domain:{name}"), format!("dkim:{selector}")],
+                "ok",
+                Some(json!({"domain": name, "selector": selector})),
+                None,
+            )),
+        ])
+        .await?;
+        Ok(())
+    }
+}
