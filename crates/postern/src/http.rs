@@ -325,13 +325,49 @@ async fn require_admin(State(st): State<AppState>, mut req: Request, next: Next)
             req.extensions_mut().insert(admin);
             next.run(req).await
         }
-        None => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({"error": "authentication required"})),
-        )
-            .into_response(),
+        None => {
+            let resp = (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({"error": "authentication required"})),
+            )
+                .into_response();
+            refuse(req.into_body(), resp).await
+        }
     }
+}
+
+/// How much of a refused request's body is read before the refusal is sent, and for how
+/// long. Clients answer a 401 by sending the same request again with credentials on the
+/// same connection; hyper closes a connection whose request body was left unread, and a
+/// client that reuses it sees "connection closed without response". So a refusal reads
+/// the (small) body first; a longer or slower one gets `Connection: close` instead, and
+/// nothing unauthenticated makes the server read more than this.
+const REFUSED_BODY_DRAIN: usize = 64 * 1024;
+const REFUSED_BODY_DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Sends `resp` for a request whose handler did not run (see `REFUSED_BODY_DRAIN`).
+async fn refuse(body: axum::body::Body, resp: Response) -> Response {
+    let drained = tokio::time::timeout(
+        REFUSED_BODY_DRAIN_TIME,
+        axum::body::to_bytes(body, REFUSED_BODY_DRAIN),
+    )
+    .await;
+    if matches!(drained, Ok(Ok(_))) {
+        resp
+    } else {
+        closing(resp)
+    }
+}
+
+/// Marks `resp` as the last on its connection (HTTP/1.1 `Connection: close`): used
+/// whenever the request body was not read to its end.
+fn closing(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 /// The only place an `Authenticated` comes from on HTTP: `Authorization: Basic`,
@@ -356,11 +392,12 @@ async fn require_user(State(st): State<AppState>, mut req: Request, next: Next) 
     let loopback = peer.is_some_and(|p| p.ip().to_canonical().is_loopback());
     let allowed = tls || (st.plaintext_on_loopback && loopback);
     if !allowed {
-        return (
+        let resp = (
             StatusCode::FORBIDDEN,
             "authentication requires TLS: use https\n",
         )
             .into_response();
+        return refuse(req.into_body(), resp).await;
     }
     let basic = req
         .headers()
@@ -376,11 +413,8 @@ async fn require_user(State(st): State<AppState>, mut req: Request, next: Next) 
             base64::engine::general_purpose::STANDARD.decode(b).ok()
         })
         .and_then(|b| String::from_utf8(b).ok());
-    let Some(basic) = basic else {
-        return challenge();
-    };
-    let Some((user, pass)) = basic.split_once(':') else {
-        return challenge();
+    let Some((user, pass)) = basic.as_deref().and_then(|b| b.split_once(':')) else {
+        return refuse(req.into_body(), challenge()).await;
     };
     let session = SessionInfo {
         protocol: "dav".into(),
@@ -393,10 +427,10 @@ async fn require_user(State(st): State<AppState>, mut req: Request, next: Next) 
         auth_method: Some("basic".into()),
         session_id: None,
     };
-    match st.core.authenticate(user, pass, "dav", session).await {
+    let resp = match st.core.authenticate(user, pass, "dav", session).await {
         Ok(who) => {
             req.extensions_mut().insert(who);
-            next.run(req).await
+            return next.run(req).await;
         }
         Err(CoreError::Throttled(wait)) => (
             StatusCode::TOO_MANY_REQUESTS,
@@ -408,7 +442,8 @@ async fn require_user(State(st): State<AppState>, mut req: Request, next: Next) 
             (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable\n").into_response()
         }
         Err(_) => challenge(),
-    }
+    };
+    refuse(req.into_body(), resp).await
 }
 
 // ---- handlers ----
@@ -443,12 +478,14 @@ async fn dav(
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|n| n > postern_dav::MAX_BODY as u64)
     {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+        let resp = (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+        return closing(resp);
     }
     let body = match axum::body::to_bytes(body, postern_dav::MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+            let resp = (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+            return closing(resp);
         }
     };
     let h = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());

@@ -192,6 +192,84 @@ fn discovery_well_known_and_tls_rule() {
     assert!(r.text().contains("<d:href>/dav/</d:href>"), "{}", r.text());
 }
 
+/// Reads one response whose length is given by Content-Length, leaving the connection open.
+fn read_one_response(s: &mut std::net::TcpStream) -> Response {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
+            if raw.len() >= split + 4 + len {
+                return try_parse_response(&raw[..split + 4 + len]).unwrap();
+            }
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "connection closed after {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// What the Python `caldav` library (and most clients) do: a PROPFIND without
+/// credentials, the 401, then the same request with credentials on the same connection.
+/// The refused request's body arrives after its head; the server reads it before the
+/// 401, so the connection carries the retry. A body past the drain cap gets
+/// `Connection: close` instead.
+#[test]
+fn challenge_keeps_the_connection_for_the_retry() {
+    use std::io::Write;
+    let s = server();
+    let a = s.addr("http");
+    let body = br#"<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:current-user-principal/></d:prop></d:propfind>"#;
+    let mut c = connect(a);
+    let head = format!(
+        "PROPFIND /dav/ HTTP/1.1\r\nHost: {a}\r\nDepth: 0\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    c.write_all(body).unwrap();
+    let r = read_one_response(&mut c);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("connection"), None);
+    let retry = format!(
+        "PROPFIND /dav/ HTTP/1.1\r\nHost: {a}\r\nDepth: 0\r\nAuthorization: {}\r\n\
+         Content-Length: {}\r\n\r\n",
+        basic(ALICE, ALICE_PW),
+        body.len()
+    );
+    c.write_all(retry.as_bytes()).unwrap();
+    c.write_all(body).unwrap();
+    let r = read_one_response(&mut c);
+    assert_eq!(r.status, 207, "{}", r.text());
+    assert!(
+        r.text().contains("/dav/principals/alice@example.com/"),
+        "{}",
+        r.text()
+    );
+
+    // More than the drain cap (64 KiB) unauthenticated: refused, and the connection ends.
+    let big = vec![b' '; 200 * 1024];
+    let r = http(
+        a,
+        "PUT",
+        "/dav/calendars/alice@example.com/calendar/x.ics",
+        &[],
+        &big,
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("connection"), Some("close"));
+}
+
 #[test]
 fn resources_preconditions_and_sync() {
     let s = server();
