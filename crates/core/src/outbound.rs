@@ -58,6 +58,16 @@ impl QueueParts {
     }
 }
 
+/// Whether the header section of `raw` (up to the first empty line) is all ASCII.
+fn header_is_ascii(raw: &[u8]) -> bool {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(raw.len());
+    raw[..end].is_ascii()
+}
+
 fn domain_of(address: &str) -> String {
     address
         .rsplit_once('@')
@@ -313,30 +323,31 @@ impl Core {
             // A DSN about a DSN is never sent (RFC 3461 §6.2): NOTIFY=NEVER.
             notify: Some("NEVER".into()),
         }];
-        let parts = queue_parts(
-            "",
-            None,
-            &rcpt,
-            &EnvelopeOptions::default(),
-            is_eight_bit(&raw),
-        );
-        let blob = self.blobs.put(raw).await?;
+        // An internationalised report (RFC 6533: a UTF-8 address or header) travels as
+        // SMTPUTF8 mail (RFC 6531), like the mail it reports on.
+        let envelope = EnvelopeOptions {
+            smtputf8: !to.is_ascii() || !header_is_ascii(&raw),
+            ..EnvelopeOptions::default()
+        };
+        let parts = queue_parts("", None, &rcpt, &envelope, is_eight_bit(&raw));
+        // The blob commits with the queue entry (or, when big, is durable before it).
+        let (blob, blob_ops) = self.blobs.stage(raw).await?;
         let (op, id, _) = parts.enqueue_op(&blob);
         let ctx = runner_ctx(node);
-        self.store
-            .write(vec![
-                op,
-                Op::AppendLedger(Core::ledger_record(
-                    &ctx,
-                    "queue.dsn",
-                    Some(to),
-                    vec![format!("queue:{id}"), about.to_string()],
-                    "ok",
-                    None,
-                    Some(json!({"to": to, "about": about, "size": blob.size})),
-                )),
-            ])
-            .await?;
+        let mut ops = vec![
+            op,
+            Op::AppendLedger(Core::ledger_record(
+                &ctx,
+                "queue.dsn",
+                Some(to),
+                vec![format!("queue:{id}"), about.to_string()],
+                "ok",
+                None,
+                Some(json!({"to": to, "about": about, "size": blob.size})),
+            )),
+        ];
+        ops.extend(blob_ops);
+        self.store.write(ops).await?;
         self.queue_notify.notify_one();
         Ok(id)
     }
@@ -551,5 +562,22 @@ impl Core {
         ])
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_is_ascii;
+
+    #[test]
+    fn only_the_header_decides_smtputf8_for_a_report() {
+        assert!(header_is_ascii(
+            b"From: a@b\r\nSubject: x\r\n\r\ncaf\xc3\xa9\r\n"
+        ));
+        assert!(!header_is_ascii(
+            "From: jos\u{e9}@b\r\n\r\nbody\r\n".as_bytes()
+        ));
+        assert!(header_is_ascii(b"From: a@b\n\ncaf\xc3\xa9\n"));
+        assert!(!header_is_ascii("Subject: caf\u{e9}".as_bytes()));
     }
 }

@@ -2,6 +2,11 @@
 //! when a recipient failed for good or the queue gave up, and the delay notice while it
 //! still retries.
 //!
+//! Internationalised mail (RFC 6533): when the sender's or a recipient's address, or the
+//! original's header, is not ASCII, the report is a `message/global-delivery-status`
+//! (UTF-8 fields, `utf-8;` address types) and the original comes back as
+//! `message/global` or `message/global-headers`; such a report is itself SMTPUTF8 mail.
+//!
 //! Never sent for a message whose reverse-path is null (`MAIL FROM:<>`): a DSN is itself
 //! sent from `<>`, so a failing DSN cannot start a loop (RFC 5321 §4.5.5, §6.1).
 
@@ -152,9 +157,43 @@ pub fn header_of(raw: &[u8]) -> &[u8] {
     &raw[..end.min(MAX_RETURNED_HEADER)]
 }
 
+/// Whether the report about `input` must be internationalised (RFC 6533 §3, §6): an
+/// address or the original's header holds non-ASCII text, so the report (and the SMTP
+/// transaction that carries it) needs UTF-8.
+pub fn is_global(input: &DsnInput<'_>) -> bool {
+    !input.return_to.is_ascii()
+        || !header_of(input.original).is_ascii()
+        || input.recipients.iter().any(|r| {
+            !r.final_recipient.is_ascii()
+                || r.original_recipient
+                    .as_deref()
+                    .is_some_and(|o| !original_recipient(o).is_ascii())
+        })
+}
+
+/// An address field of the status part: `rfc822; a@b`, or for a non-ASCII address in a
+/// global report RFC 6533 §3's `utf-8; …` (the unitext form: UTF-8 as is, controls
+/// removed).
+fn address_field(global: bool, address: &str) -> String {
+    if global && !address.is_ascii() {
+        format!("utf-8; {}", field_text(address, 512))
+    } else {
+        format!("rfc822; {}", ascii_field(address, 512))
+    }
+}
+
 /// Builds the whole DSN message (header and body, CRLF line ends). The caller sends it
-/// with `MAIL FROM:<>` to `return_to`.
+/// with `MAIL FROM:<>` to `return_to`, with SMTPUTF8 when [`is_global`].
 pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
+    let global = is_global(input);
+    // Fields of the status part: UTF-8 allowed in a global one (RFC 6533 §6.2).
+    let status_text = |s: &str, max: usize| {
+        if global {
+            field_text(s, max)
+        } else {
+            ascii_field(s, max)
+        }
+    };
     let host = field_text(input.reporting_mta, 255);
     let boundary = format!(
         "postern-dsn-{:016x}{:016x}",
@@ -226,9 +265,14 @@ attached below.\r\n\r\n",
     }
     m.push_str("\r\n");
 
-    // Part 2: message/delivery-status (RFC 3464 §2.1–2.3).
+    // Part 2: message/delivery-status (RFC 3464 §2.1–2.3), or its RFC 6533 §6.2 form.
+    let status_type = if global {
+        "message/global-delivery-status"
+    } else {
+        "message/delivery-status"
+    };
     m.push_str(&format!(
-        "--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "--{boundary}\r\nContent-Type: {status_type}\r\n\r\n"
     ));
     m.push_str(&format!(
         "Reporting-MTA: dns; {}\r\n",
@@ -245,14 +289,17 @@ attached below.\r\n\r\n",
     for r in input.recipients {
         m.push_str("\r\n");
         if let Some(orcpt) = &r.original_recipient {
-            m.push_str(&format!(
-                "Original-Recipient: {}\r\n",
-                ascii_field(&original_recipient(orcpt), 512)
-            ));
+            let decoded = original_recipient(orcpt);
+            let field = match decoded.split_once(';') {
+                // RFC 6533 §3: a UTF-8 address is of type utf-8, whatever the ORCPT named.
+                Some((_, addr)) if global && !addr.is_ascii() => address_field(true, addr.trim()),
+                _ => ascii_field(&decoded, 512),
+            };
+            m.push_str(&format!("Original-Recipient: {field}\r\n"));
         }
         m.push_str(&format!(
-            "Final-Recipient: rfc822; {}\r\n",
-            ascii_field(&r.final_recipient, 512)
+            "Final-Recipient: {}\r\n",
+            address_field(global, &r.final_recipient)
         ));
         m.push_str(&format!("Action: {}\r\n", r.action.as_str()));
         m.push_str(&format!("Status: {}\r\n", ascii_field(&r.status, 20)));
@@ -262,7 +309,7 @@ attached below.\r\n\r\n",
         if let Some(d) = &r.diagnostic {
             m.push_str(&format!(
                 "Diagnostic-Code: smtp; {}\r\n",
-                ascii_field(d, 900)
+                status_text(d, 900)
             ));
         }
         if let Some(t) = r.last_attempt {
@@ -277,14 +324,18 @@ attached below.\r\n\r\n",
     // Part 3: the original (RFC 3462 message/rfc822, or only its header).
     let mut out = m.into_bytes();
     let full = input.ret == Ret::Full && input.original.len() <= MAX_RETURNED_BODY;
+    // RFC 6533 §5, §6.3: message/global and message/global-headers in a global report.
+    let (whole, headers) = if global {
+        ("message/global", "message/global-headers")
+    } else {
+        ("message/rfc822", "text/rfc822-headers")
+    };
     if full {
-        out.extend_from_slice(
-            format!("--{boundary}\r\nContent-Type: message/rfc822\r\n\r\n").as_bytes(),
-        );
+        out.extend_from_slice(format!("--{boundary}\r\nContent-Type: {whole}\r\n\r\n").as_bytes());
         push_crlf(&mut out, input.original);
     } else {
         out.extend_from_slice(
-            format!("--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n").as_bytes(),
+            format!("--{boundary}\r\nContent-Type: {headers}\r\n\r\n").as_bytes(),
         );
         push_crlf(&mut out, header_of(input.original));
     }
@@ -425,7 +476,9 @@ mod tests {
             "rfc822; Bob@example.net"
         );
         let mut r = rcpt(Action::Failed, "5.1.1", Some("550 pas d'utilisateur «bob»"));
-        r.original_recipient = Some("rfc822;b+C3+A9b+40example.net".into());
+        // xtext-encoded, ASCII once decoded (a UTF-8 one makes the report global:
+        // `internationalised_mail_gets_a_global_report`).
+        r.original_recipient = Some("rfc822;b+2Bb+40example.net".into());
         let rcpts = [r];
         let mut i = input(&rcpts, ORIGINAL, Ret::Headers);
         i.envid = Some("ID+2B1");
@@ -440,12 +493,63 @@ mod tests {
         assert!(part.is_ascii(), "{part}");
         assert!(part.contains("Original-Envelope-Id: ID+1\r\n"), "{part}");
         assert!(
-            part.contains("Original-Recipient: rfc822; b?b@example.net"),
+            part.contains("Original-Recipient: rfc822; b+b@example.net"),
             "{part}"
         );
         assert!(
             part.contains("Diagnostic-Code: smtp; 550 pas d'utilisateur ?bob?"),
             "{part}"
+        );
+    }
+
+    #[test]
+    fn internationalised_mail_gets_a_global_report() {
+        const UTF8_ORIGINAL: &[u8] = "From: jos\u{e9}@example.com\r\nTo: \u{7528}\u{6237}@example.net\r\nSubject: caf\u{e9}\r\n\r\nbody\r\n".as_bytes();
+        let mut r = rcpt(Action::Failed, "5.1.1", Some("550 5.1.1 «unknown»"));
+        r.final_recipient = "\u{7528}\u{6237}@example.net".into();
+        r.original_recipient = Some("rfc822;\u{7528}\u{6237}+40example.net".into());
+        let rcpts = [r];
+        let mut i = input(&rcpts, UTF8_ORIGINAL, Ret::Full);
+        i.return_to = "jos\u{e9}@example.com";
+        assert!(is_global(&i));
+        let text = String::from_utf8(build(&i)).expect("utf8");
+        assert!(
+            text.contains("Content-Type: message/global-delivery-status\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Final-Recipient: utf-8; \u{7528}\u{6237}@example.net\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Original-Recipient: utf-8; \u{7528}\u{6237}@example.net\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Diagnostic-Code: smtp; 550 5.1.1 «unknown»\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Content-Type: message/global\r\n\r\nFrom: jos\u{e9}@"),
+            "{text}"
+        );
+        assert!(!text.contains("message/rfc822"), "{text}");
+        // Headers only: message/global-headers.
+        i.ret = Ret::Headers;
+        let text = String::from_utf8(build(&i)).expect("utf8");
+        assert!(
+            text.contains("Content-Type: message/global-headers\r\n"),
+            "{text}"
+        );
+        // Only the header's bytes decide: an ASCII header with an 8-bit body stays classic.
+        let rcpts = [rcpt(Action::Failed, "5.1.1", None)];
+        let body8 = "From: a@example.com\r\n\r\ncaf\u{e9}\r\n".as_bytes();
+        let i = input(&rcpts, body8, Ret::Full);
+        assert!(!is_global(&i));
+        assert!(
+            String::from_utf8(build(&i))
+                .expect("utf8")
+                .contains("message/delivery-status")
         );
     }
 
