@@ -26,7 +26,12 @@ use crate::{Authenticated, Core, Ctx};
 use postern_store::*;
 use sha2::{Digest, Sha256};
 
+pub mod gal;
+pub mod ical;
+pub mod imip;
 pub mod recur;
+pub mod sched;
+pub mod share;
 
 /// Largest calendar object or vCard accepted.
 pub const MAX_RESOURCE_BYTES: usize = 1 << 20;
@@ -38,10 +43,11 @@ pub const INDEX_EXPAND_BUDGET: std::time::Duration = std::time::Duration::from_m
 pub const MAX_SYNC_CHANGES: usize = 10_000;
 
 /// The collections every account gets on first use: (name, kind, display name).
-pub const DEFAULT_COLLECTIONS: [(&str, DavKind, &str); 3] = [
+pub const DEFAULT_COLLECTIONS: [(&str, DavKind, &str); 4] = [
     ("calendar", DavKind::Calendar, "Calendar"),
     ("tasks", DavKind::Tasks, "Tasks"),
     ("contacts", DavKind::AddressBook, "Contacts"),
+    (sched::INBOX, DavKind::Inbox, "Scheduling inbox"),
 ];
 
 /// What parsing a resource found: the fields the store indexes.
@@ -277,7 +283,8 @@ impl Core {
         let account = who.principal().id;
         let have = self.store.dav_collections(account).await?;
         if !have.is_empty() {
-            return Ok(have);
+            // Accounts made before scheduling get their inbox on first use.
+            return self.sched_with_inbox(account, have).await;
         }
         let ops: Vec<Op> = DEFAULT_COLLECTIONS
             .iter()
@@ -307,10 +314,17 @@ impl Core {
 
     /// One of the caller's collections by name.
     pub async fn dav_collection(&self, who: &Authenticated, name: &str) -> Result<DavCollection> {
-        self.dav_collections(who)
+        if let Some(c) = self
+            .dav_collections(who)
             .await?
             .into_iter()
             .find(|c| c.name == name)
+        {
+            return Ok(c);
+        }
+        // A collection shared with the caller, or the global address list (share.rs).
+        self.dav_shared_named(who, name)
+            .await?
             .ok_or_else(|| CoreError::NotFound("no such collection".into()))
     }
 
@@ -323,6 +337,9 @@ impl Core {
     ) -> Result<DavCollection> {
         if !valid_segment(name) {
             return Err(CoreError::invalid("collection", "not a valid name"));
+        }
+        if share::reserved_name(name) {
+            return Err(CoreError::Conflict(format!("collection {name}")));
         }
         let existing = self.dav_collections(who).await?;
         if existing.iter().any(|c| c.name == name) {
@@ -393,6 +410,7 @@ impl Core {
         col: &DavCollection,
         props: DavCollectionProps,
     ) -> Result<()> {
+        self.dav_access_of(who, col).await?.owner_only()?;
         check_props(&props)?;
         let rec = Self::ledger_record(
             Self::dav_ctx(who),
@@ -421,6 +439,10 @@ impl Core {
         who: &Authenticated,
         col: &DavCollection,
     ) -> Result<()> {
+        self.dav_access_of(who, col).await?.owner_only()?;
+        if col.kind == DavKind::Inbox {
+            return Err(CoreError::Forbidden("the scheduling inbox stays".into()));
+        }
         let rec = Self::ledger_record(
             Self::dav_ctx(who),
             "dav.collection.delete",
@@ -451,12 +473,18 @@ impl Core {
         filter: DavFilter,
     ) -> Result<Vec<DavResource>> {
         let with_data = filter.with_data;
-        let out = self
-            .store
-            .dav_resources(who.principal().id, col.id, filter)
-            .await?;
+        let access = self.dav_access_of(who, col).await?;
+        let out = if access.gal {
+            let mut cards = self.dav_gal_cards(who, col.id).await?;
+            if !with_data {
+                cards.iter_mut().for_each(|c| c.data.clear());
+            }
+            cards
+        } else {
+            self.store.dav_resources(col.account, col.id, filter).await?
+        };
         if with_data && !out.is_empty() {
-            self.dav_read_ledger(who, col, &out).await?;
+            self.dav_read_ledger(who, &access, col, &out).await?;
         }
         Ok(out)
     }
@@ -468,12 +496,18 @@ impl Core {
         col: &DavCollection,
         names: Vec<String>,
     ) -> Result<Vec<DavResource>> {
-        let out = self
-            .store
-            .dav_resources_named(who.principal().id, col.id, names)
-            .await?;
+        let access = self.dav_access_of(who, col).await?;
+        let out = if access.gal {
+            let mut cards = self.dav_gal_cards(who, col.id).await?;
+            cards.retain(|c| names.contains(&c.name));
+            cards
+        } else {
+            self.store
+                .dav_resources_named(col.account, col.id, names)
+                .await?
+        };
         if !out.is_empty() {
-            self.dav_read_ledger(who, col, &out).await?;
+            self.dav_read_ledger(who, &access, col, &out).await?;
         }
         Ok(out)
     }
@@ -481,15 +515,16 @@ impl Core {
     async fn dav_read_ledger(
         &self,
         who: &Authenticated,
+        access: &share::Access,
         col: &DavCollection,
         res: &[DavResource],
     ) -> Result<()> {
         let mut objects = vec![format!("collection:{}", col.name)];
         objects.extend(res.iter().map(|r| format!("resource:{}", r.name)));
         self.record(
-            Self::dav_ctx(who),
+            &access.ctx(who),
             "dav.read",
-            Some(who.address()),
+            Some(&access.owner_address),
             objects,
             "ok",
             None,
@@ -510,6 +545,8 @@ impl Core {
         if !valid_segment(name) {
             return Err(CoreError::invalid("resource", "not a valid name").into());
         }
+        let access = self.dav_access_of(who, col).await?;
+        access.may_write()?;
         if data.len() > MAX_RESOURCE_BYTES {
             return Err(DavWriteError::Invalid(DavInvalid::Size));
         }
@@ -536,7 +573,7 @@ impl Core {
         let etag = etag_of(data);
         let resource = DavResource {
             id: DavResourceId::generate(),
-            account: who.principal().id,
+            account: col.account,
             collection: col.id,
             name: name.into(),
             etag: etag.clone(),
@@ -550,9 +587,9 @@ impl Core {
             modified_ms: now_ms(),
         };
         let rec = Self::ledger_record(
-            Self::dav_ctx(who),
+            &access.ctx(who),
             "dav.put",
-            Some(who.address()),
+            Some(&access.owner_address),
             vec![
                 format!("collection:{}", col.name),
                 format!("resource:{name}"),
@@ -587,10 +624,12 @@ impl Core {
         name: &str,
         expect: DavExpect,
     ) -> std::result::Result<(), DavWriteError> {
+        let access = self.dav_access_of(who, col).await?;
+        access.may_write()?;
         let rec = Self::ledger_record(
-            Self::dav_ctx(who),
+            &access.ctx(who),
             "dav.delete",
-            Some(who.address()),
+            Some(&access.owner_address),
             vec![
                 format!("collection:{}", col.name),
                 format!("resource:{name}"),
@@ -603,7 +642,7 @@ impl Core {
             .store
             .write(vec![
                 Op::DeleteDavResource {
-                    account: who.principal().id,
+                    account: col.account,
                     collection: col.id,
                     name: name.into(),
                     expect,
@@ -619,18 +658,39 @@ impl Core {
     }
 
     /// Changes after `since` for sync-collection (names and ETags only: no data, no
-    /// ledger entry). `None` when more than [`MAX_SYNC_CHANGES`] changed.
+    /// ledger entry), oldest first. At most [`MAX_SYNC_CHANGES`] + 1 are read: one past
+    /// the cap tells the caller to answer the first [`MAX_SYNC_CHANGES`] and truncate
+    /// (RFC 6578 §3.6: the client asks again from there).
     pub async fn dav_changes(
         &self,
         who: &Authenticated,
         col: &DavCollection,
         since: u64,
     ) -> Result<Option<Vec<DavChange>>> {
+        let access = self.dav_access_of(who, col).await?;
+        if access.gal {
+            // The GAL's token changes with its id (share.rs): one with this id is
+            // either the empty token (everything) or current (nothing).
+            if since >= col.modseq {
+                return Ok(Some(Vec::new()));
+            }
+            let cards = self.dav_gal_cards(who, col.id).await?;
+            return Ok(Some(
+                cards
+                    .into_iter()
+                    .map(|c| DavChange {
+                        name: c.name,
+                        etag: Some(c.etag),
+                        modseq: c.modseq,
+                    })
+                    .collect(),
+            ));
+        }
         let out = self
             .store
-            .dav_changes(who.principal().id, col.id, since, MAX_SYNC_CHANGES + 1)
+            .dav_changes(col.account, col.id, since, MAX_SYNC_CHANGES + 1)
             .await?;
-        Ok((out.len() <= MAX_SYNC_CHANGES).then_some(out))
+        Ok(Some(out))
     }
 }
 
@@ -638,7 +698,7 @@ fn default_components(kind: DavKind) -> Vec<String> {
     match kind {
         DavKind::Calendar => vec!["VEVENT".into()],
         DavKind::Tasks => vec!["VTODO".into()],
-        DavKind::AddressBook => vec![],
+        DavKind::AddressBook | DavKind::Inbox => vec![],
     }
 }
 

@@ -11,8 +11,10 @@
 //!
 //! **Invariants:** a delivery is one [`Store::write`] batch: every recipient's
 //! `AppendMessage` (recipients over quota left out before, and named in the entry) and
-//! the one `message.deliver` ledger entry commit together or not at all, after the blob is durable, and before the caller acknowledges (DESIGN
-//! invariants 10 and 13). The blob is written once whatever the number of recipients.
+//! the one `message.deliver` ledger entry commit together or not at all, with the blob
+//! (a small one is put by the same batch, a big one is durable before it), and before
+//! the caller acknowledges (DESIGN invariants 10 and 13). The blob is written once
+//! whatever the number of recipients.
 
 use crate::address::{Address, parse_address};
 use crate::auth::Authenticated;
@@ -292,9 +294,10 @@ impl Core {
     /// Fails with [`CoreError::QuotaExceeded`] when it fits no recipient: nothing is
     /// stored and no blob written then. One race remains: when usage grows between the
     /// check and the commit (another delivery to the same account), the store refuses
-    /// the batch; it is retried without the accounts now full, and if none is left the
-    /// blob just written stays unreferenced (reported by `verify`, removed by no one
-    /// yet: another delivery of the same bytes may be about to refer to it).
+    /// the batch; it is retried without the accounts now full, and if none is left a
+    /// big blob just written stays unreferenced (reported by `verify`, removed by no one
+    /// yet: another delivery of the same bytes may be about to refer to it); a small
+    /// one was never stored.
     pub async fn deliver(
         &self,
         ctx: &Ctx,
@@ -304,11 +307,64 @@ impl Core {
         to_junk: bool,
         details: serde_json::Value,
     ) -> Result<Delivered> {
+        self.deliver_forwarding(ctx, mail_from, recipients, None, raw, to_junk, details)
+            .await
+    }
+
+    /// [`Core::deliver`], and for aliases that forward to other domains the outbound
+    /// queue entry in the same batch (durable together before the 250), sent from the
+    /// SRS form of `mail_from` ([`crate::srs`]; a bounce stays a bounce) so the
+    /// destination's SPF check sees our domain. The forward is named in the ledger entry
+    /// (`forwarded_to`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn deliver_forwarding(
+        &self,
+        ctx: &Ctx,
+        mail_from: &str,
+        recipients: &[Principal],
+        forward: Option<&crate::srs::Forwarding>,
+        raw: Vec<u8>,
+        to_junk: bool,
+        mut details: serde_json::Value,
+    ) -> Result<Delivered> {
+        let queued = forward.filter(|f| !f.to.is_empty()).map(|f| {
+            details["forwarded_to"] =
+                serde_json::json!(f.to.iter().map(|r| r.address.clone()).collect::<Vec<_>>());
+            let sender = self.srs_sender(mail_from, &f.via_domain);
+            let envelope = crate::outbound::EnvelopeOptions {
+                smtputf8: !sender.is_ascii()
+                    || f.to.iter().any(|r| !r.address.is_ascii())
+                    || !raw.is_ascii(),
+                lifetime_ms: Some(self.queue_lifetime_ms()),
+                ..Default::default()
+            };
+            crate::outbound::queue_parts(
+                &sender,
+                None,
+                &f.to,
+                &envelope,
+                crate::outbound::is_eight_bit(&raw),
+            )
+        });
+        // iMIP (RFC 6047) is read after the message is stored (dav/imip.rs).
+        let imip = crate::dav::imip::may_carry_imip(&raw).then(|| raw.clone());
+        let distrusted =
+            to_junk || details.pointer("/authentication/dmarc/result") == Some(&"fail".into());
+        let forwarding = queued.is_some();
         let (meta, raw) = self.extract_meta(raw).await?;
-        self.deliver_parsed(
-            ctx, mail_from, recipients, meta, raw, to_junk, details, None,
-        )
-        .await
+        let delivered = self
+            .deliver_parsed(
+                ctx, mail_from, recipients, meta, raw, to_junk, details, queued,
+            )
+            .await?;
+        if forwarding {
+            self.queue_notify.notify_one();
+        }
+        if let Some(m) = imip {
+            self.imip_inbound(ctx, mail_from, recipients, &m, distrusted)
+                .await;
+        }
+        Ok(delivered)
     }
 
     /// Submission (RFC 6409): like [`Core::deliver`], but the message's From field must
@@ -512,14 +568,16 @@ impl Core {
         if targets.is_empty() && queued.is_none() {
             return Err(CoreError::QuotaExceeded);
         }
-        // Written once, fsynced, before any record refers to it.
-        let blob = self.blobs.put(raw).await?;
+        // Stored once. Staged: a small blob is put by the delivery's own batch (one
+        // durability point for the blob and its records, shared by the group commit); a
+        // big one is written and fsynced now, before any record refers to it.
+        let (blob, blob_ops) = self.blobs.stage(raw).await?;
         // The store checks quota again, atomically; a refusal there means usage grew
         // since the check above: check again and retry without the accounts now full.
         let mut attempts = 0;
         let (placed, results) = loop {
             attempts += 1;
-            let (ops, placed) = self
+            let (mut ops, placed) = self
                 .delivery_ops(
                     ctx,
                     mail_from,
@@ -534,6 +592,8 @@ impl Core {
                     queued.as_ref(),
                 )
                 .await?;
+            // Last: the results read below are the first ops'.
+            ops.extend(blob_ops.iter().cloned());
             match self.store.write(ops).await {
                 Ok(results) => break (placed, results),
                 Err(StoreError::QuotaExceeded { .. }) if attempts < 3 => {

@@ -32,6 +32,7 @@ pub mod mail;
 pub mod mailbox;
 pub mod message;
 pub mod outbound;
+pub mod srs;
 
 pub use auth::{AdminSession, Argon2Settings, Authenticated};
 pub use error::{CoreError, ErrorClass, Result};
@@ -99,6 +100,11 @@ pub struct Core {
     views: mailbox::ViewCache,
     /// Woken when this node puts something in the outbound queue ([`Core::queue_wakeup`]).
     queue_notify: tokio::sync::Notify,
+    /// Signs mail the server sends for accounts (iMIP), [`Core::set_mail_signer`].
+    mail_signer: std::sync::OnceLock<Arc<dyn dav::imip::MailSigner>>,
+    /// The installation's SRS key ([`Core::set_srs_key`]); without one, aliases that
+    /// forward to other domains answer 451.
+    srs: std::sync::OnceLock<srs::Srs>,
 }
 
 impl Core {
@@ -120,6 +126,8 @@ impl Core {
             dummy_hash,
             admin_token: std::sync::RwLock::new(None),
             queue_notify: tokio::sync::Notify::new(),
+            mail_signer: std::sync::OnceLock::new(),
+            srs: std::sync::OnceLock::new(),
             hash_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()
                     .map(|n| n.get())

@@ -1,5 +1,6 @@
-//! Storing messages: blob first (fsynced), then the record, its mailbox entry and the
-//! ledger entry in one batch. The caller acknowledges only after this returns.
+//! Storing messages: the blob (staged: a small one commits in the same batch, a big one
+//! is fsynced first), the record, its mailbox entry and the ledger entry in one batch.
+//! The caller acknowledges only after this returns.
 
 use crate::auth::{AdminSession, Authenticated};
 use crate::error::{CoreError, Result};
@@ -17,14 +18,17 @@ pub struct Stored {
 }
 
 impl Core {
-    /// Parses the bytes once, writes the blob durably and builds the record. Threads
-    /// join the conversation of a message they reference, when the account has it.
+    /// Parses the bytes once, stages the blob and builds the record. Threads join the
+    /// conversation of a message they reference, when the account has it. The ops
+    /// returned must go into the same `Store::write` as the record (after the ops whose
+    /// results the caller reads by position): they make the blob durable with it
+    /// ([`BlobStore::stage`]).
     pub async fn prepare_message(
         &self,
         account: PrincipalId,
         raw: Vec<u8>,
         received_ms: i64,
-    ) -> Result<MessageRecord> {
+    ) -> Result<(MessageRecord, Vec<Op>)> {
         let limits = self.settings.mime;
         let (meta, raw) =
             tokio::task::spawn_blocking(move || (crate::message::extract(&raw, &limits), raw))
@@ -36,15 +40,16 @@ impl Core {
             Some(t) => t,
             None => id.to_string(),
         };
-        let blob = self.blobs.put(raw).await?;
-        Ok(MessageRecord {
+        let (blob, blob_ops) = self.blobs.stage(raw).await?;
+        let record = MessageRecord {
             id,
             account,
             blob,
             received_ms,
             thread_id,
             meta,
-        })
+        };
+        Ok((record, blob_ops))
     }
 
     /// The mailbox of `account` with this special use.
@@ -67,7 +72,7 @@ impl Core {
         raw: Vec<u8>,
         flags: Flags,
     ) -> Result<Stored> {
-        let record = self.prepare_message(mailbox.account, raw, now_ms()).await?;
+        let (record, blob_ops) = self.prepare_message(mailbox.account, raw, now_ms()).await?;
         let (message, blob, size) = (record.id, record.blob.hash.clone(), record.blob.size);
         let ledger = Core::ledger_record(
             ctx,
@@ -81,18 +86,18 @@ impl Core {
             None,
             Some(serde_json::json!({"size": size, "blob": blob})),
         );
-        let r = self
-            .store
-            .write(vec![
-                Op::AppendMessage {
-                    message: record,
-                    mailbox: mailbox.id,
-                    flags,
-                    keywords: vec![],
-                },
-                Op::AppendLedger(ledger),
-            ])
-            .await?;
+        let mut ops = vec![
+            Op::AppendMessage {
+                message: record,
+                mailbox: mailbox.id,
+                flags,
+                keywords: vec![],
+            },
+            Op::AppendLedger(ledger),
+        ];
+        // Last: the result read below is the first op's.
+        ops.extend(blob_ops);
+        let r = self.store.write(ops).await?;
         match r.first() {
             Some(OpResult::Appended { uid, modseq }) => {
                 metrics::counter!("postern_messages_stored_total").increment(1);

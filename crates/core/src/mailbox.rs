@@ -1005,11 +1005,13 @@ impl Core {
             }
         }
         let mut ops = Vec::with_capacity(messages.len() + 1);
+        let mut blob_ops = Vec::new();
         let mut ids = Vec::with_capacity(messages.len());
         for m in messages {
             check_keywords(&m.keywords)?;
             let received = m.received_ms.unwrap_or_else(now_ms);
-            let record = self.prepare_message(account, m.raw, received).await?;
+            let (record, staged) = self.prepare_message(account, m.raw, received).await?;
+            blob_ops.extend(staged);
             ids.push(format!("message:{}", record.id));
             let (flags, keywords) = if rights.all_flags() {
                 (m.flags, m.keywords)
@@ -1034,6 +1036,8 @@ impl Core {
             None,
             Some(serde_json::json!({ "bytes": total })),
         )));
+        // The blobs commit with the records that refer to them.
+        ops.extend(blob_ops);
         let results = self.store.write(ops).await?;
         let uids = results
             .into_iter()

@@ -37,7 +37,11 @@
 //! (prop-filter and text-match are line-level, see [`filter`]), scheduling, sharing.
 #![forbid(unsafe_code)]
 
+mod copy;
 pub mod filter;
+mod principal;
+mod sched;
+mod share;
 pub mod xml;
 
 use postern_core::dav::{DavInvalid, DavWriteError, NewCollection};
@@ -111,10 +115,10 @@ impl DavResponse {
 }
 
 /// What the DAV verbs say to an HTTP client in OPTIONS and 405 answers.
-pub const ALLOW: &str =
-    "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, MKCALENDAR, REPORT, COPY, MOVE";
+pub const ALLOW: &str = "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, MKCALENDAR, REPORT, COPY, MOVE, POST";
 /// The `DAV:` header of OPTIONS.
-pub const DAV_CLASSES: &str = "1, 3, calendar-access, addressbook, extended-mkcol, sync-collection";
+pub const DAV_CLASSES: &str =
+    "1, 3, calendar-access, addressbook, extended-mkcol, sync-collection, calendar-auto-schedule";
 
 /// Which home a path is under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,6 +324,10 @@ pub async fn handle(core: &Core, who: &Authenticated, req: DavRequest<'_>) -> Da
     {
         return core_error(e);
     }
+    // The scheduling outbox is not a stored collection (sched.rs).
+    if sched::is_outbox(&path) {
+        return sched::outbox(core, who, &path, &req).await;
+    }
     let r = match req.method {
         "OPTIONS" => Ok(options()),
         "PROPFIND" => propfind(core, who, &path, &req).await,
@@ -328,7 +336,10 @@ pub async fn handle(core: &Core, who: &Authenticated, req: DavRequest<'_>) -> Da
         "GET" | "HEAD" => get(core, who, &path, &req).await,
         "PUT" => put(core, who, &path, &req).await,
         "DELETE" => delete(core, who, &path, &req).await,
-        "REPORT" => report(core, who, &path, &req).await,
+        "REPORT" => match principal_report(core, who, &path, &req).await {
+            Some(r) => Ok(r),
+            None => report(core, who, &path, &req).await,
+        },
         "COPY" | "MOVE" => copy_move(core, who, &path, &req).await,
         _ => {
             let mut r = DavResponse::text(405, "method not allowed\n");
@@ -337,6 +348,31 @@ pub async fn handle(core: &Core, who: &Authenticated, req: DavRequest<'_>) -> Da
         }
     };
     r.unwrap_or_else(|e| e)
+}
+
+/// RFC 3744 principal reports on the root, the principal collection or a principal
+/// (principal.rs); `None` for every other REPORT.
+async fn principal_report(
+    core: &Core,
+    who: &Authenticated,
+    path: &Path,
+    req: &DavRequest<'_>,
+) -> Option<DavResponse> {
+    let href = match path {
+        Path::Root => "/dav/".to_string(),
+        Path::Principals => "/dav/principals/".to_string(),
+        Path::Principal(_) => principal_href(who),
+        _ => return None,
+    };
+    let body = match body_xml(req.body) {
+        Ok(Some(b)) => b,
+        Ok(None) => return None,
+        Err(r) => return Some(r),
+    };
+    if !principal::is_principal_report(&body) {
+        return None;
+    }
+    Some(principal::report(core, who, &href, &body).await)
 }
 
 fn options() -> DavResponse {
@@ -432,6 +468,7 @@ fn prop_value(who: &Authenticated, t: &Target<'_>, ns: &str, name: &str) -> Opti
     match (ns, name) {
         (DAV, "current-user-principal") => return Some(href(principal_href(who))),
         (DAV, "principal-URL") => return Some(href(principal_href(who))),
+        (DAV, "principal-collection-set") => return Some(href("/dav/principals/".into())),
         (DAV, "current-user-privilege-set") => return Some(privileges()),
         (DAV, "owner") if !matches!(t, Target::Root) => return Some(href(principal_href(who))),
         (DAV, "supported-report-set") => {
@@ -446,6 +483,11 @@ fn prop_value(who: &Authenticated, t: &Target<'_>, ns: &str, name: &str) -> Opti
                     (CARDDAV, "addressbook-multiget"),
                     (CARDDAV, "addressbook-query"),
                     (DAV, "sync-collection"),
+                ],
+                // RFC 3744 §9.4–9.5 (principal.rs).
+                Target::Root | Target::Principal => &[
+                    (DAV, "principal-property-search"),
+                    (DAV, "principal-search-property-set"),
                 ],
                 _ => &[],
             };
@@ -476,7 +518,15 @@ fn prop_value(who: &Authenticated, t: &Target<'_>, ns: &str, name: &str) -> Opti
             (CALDAV, "calendar-user-address-set") => {
                 Some(href(format!("mailto:{}", who.address())) + &href(principal_href(who)))
             }
-            (CALDAV, "calendar-user-type") => Some("INDIVIDUAL".into()),
+            (CALDAV, "calendar-user-type") => Some(
+                match who.principal().kind {
+                    postern_core::store::PrincipalKind::Resource => "ROOM",
+                    _ => "INDIVIDUAL",
+                }
+                .into(),
+            ),
+            (CALDAV, "schedule-inbox-URL") => Some(href(sched::inbox_href(who))),
+            (CALDAV, "schedule-outbox-URL") => Some(href(sched::outbox_href(who))),
             _ => None,
         },
         Target::Home(_) => match (ns, name) {
@@ -484,6 +534,15 @@ fn prop_value(who: &Authenticated, t: &Target<'_>, ns: &str, name: &str) -> Opti
             _ => None,
         },
         Target::Collection(c) => match (ns, name) {
+            (DAV, "resourcetype") if c.kind == DavKind::Inbox => {
+                Some("<d:collection/><c:schedule-inbox/>".into())
+            }
+            (CALDAV, "schedule-default-calendar-URL") if c.kind == DavKind::Inbox => Some(href(
+                format!("{}calendar/", home_href(who, Home::Calendars)),
+            )),
+            (CALDAV, "schedule-calendar-transp") if c.kind == DavKind::Calendar => {
+                Some("<c:opaque/>".into())
+            }
             (DAV, "resourcetype") => Some(if c.kind.is_calendar() {
                 "<d:collection/><c:calendar/>".into()
             } else {
@@ -675,25 +734,24 @@ async fn propfind(
         Path::Home(h, _) => {
             out.push(response(who, &home_href(who, *h), &Target::Home(*h), &preq));
             if depth1 {
-                let cols = core.dav_collections(who).await.map_err(core_error)?;
+                // Own collections, those shared with the caller, the GAL (share.rs).
+                let cols = core
+                    .dav_home_collections(who, *h == Home::AddressBooks)
+                    .await
+                    .map_err(core_error)?;
                 for c in cols.iter().filter(|c| h.holds(c.kind)) {
-                    out.push(response(
-                        who,
-                        &collection_href(who, c),
-                        &Target::Collection(c),
-                        &preq,
-                    ));
+                    out.push(
+                        share::collection_response(core, who, &collection_href(who, c), c, &preq)
+                            .await,
+                    );
                 }
             }
         }
         Path::Collection(h, _, name) => {
             let c = collection(core, who, *h, name).await?;
-            out.push(response(
-                who,
-                &collection_href(who, &c),
-                &Target::Collection(&c),
-                &preq,
-            ));
+            out.push(
+                share::collection_response(core, who, &collection_href(who, &c), &c, &preq).await,
+            );
             if depth1 {
                 let with_data =
                     preq.wants(CALDAV, "calendar-data") || preq.wants(CARDDAV, "address-data");
@@ -993,12 +1051,24 @@ async fn put(
         Err(r) if r.status == 404 => return Err(DavResponse::text(409, "no such collection\n")),
         Err(r) => return Err(r),
     };
-    match core.dav_put(who, &c, name, req.body, expect_of(req)).await {
-        Ok((created, etag)) => {
-            let mut r = DavResponse::new(if created { 201 } else { 204 });
-            r.headers.push(("etag", format!("\"{etag}\"")));
+    // Implicit scheduling (RFC 6638 §3.2) is core's: a stored object the server changed
+    // (SCHEDULE-STATUS, kept PARTSTATs) is answered without an ETag (RFC 4791 §5.3.4).
+    match core
+        .dav_put_scheduled(who, &c, name, req.body, expect_of(req))
+        .await
+    {
+        Ok(out) => {
+            let mut r = DavResponse::new(if out.created { 201 } else { 204 });
+            if !out.rewritten {
+                r.headers.push(("etag", format!("\"{}\"", out.etag)));
+            }
             Ok(r)
         }
+        // A read-only share (share.rs).
+        Err(DavWriteError::Core(CoreError::Forbidden(_))) => Err(share::need_privileges(
+            &resource_href(who, &c, name),
+            "write-content",
+        )),
         Err(e) => Err(write_error(&c, e)),
     }
 }
@@ -1046,6 +1116,10 @@ async fn copy_move(
     req: &DavRequest<'_>,
 ) -> Result<DavResponse, DavResponse> {
     let is_move = req.method == "MOVE";
+    // Whole collections: copy.rs.
+    if let Path::Collection(h, _, scol) = path {
+        return copy::copy_move_collection(core, who, *h, scol, req).await;
+    }
     let Path::Resource(h, _, scol, sname) = path else {
         return Err(DavResponse::text(
             403,
@@ -1090,6 +1164,10 @@ async fn copy_move(
         ));
     }
     let sc = collection(core, who, *h, scol).await?;
+    // A MOVE out of a read-only share would copy and then fail (share.rs).
+    if is_move {
+        share::may_unbind(core, who, &sc, &resource_href(who, &sc, sname)).await?;
+    }
     let dc = match collection(core, who, dh, &dcol).await {
         Ok(c) => c,
         Err(r) if r.status == 404 => {
@@ -1184,11 +1262,17 @@ async fn delete(
         }
         Path::Resource(h, _, col, name) => {
             let c = collection(core, who, *h, col).await?;
-            match core.dav_delete(who, &c, name, expect_of(req)).await {
+            match core
+                .dav_delete_scheduled(who, &c, name, expect_of(req))
+                .await
+            {
                 Ok(()) => Ok(DavResponse::new(204)),
                 Err(DavWriteError::Precondition) => {
                     Err(DavResponse::text(412, "precondition failed\n"))
                 }
+                Err(DavWriteError::Core(CoreError::Forbidden(_))) => Err(
+                    share::need_privileges(&resource_href(who, &c, name), "unbind"),
+                ),
                 Err(DavWriteError::Core(e)) => Err(core_error(e)),
                 Err(_) => Err(DavResponse::text(403, "refused\n")),
             }
@@ -1641,20 +1725,20 @@ async fn sync_collection(
             "number-of-matches-within-limits",
         ));
     };
-    // DAV:limit (RFC 6578 §3.6): the first N changes (oldest first), a token at the last
-    // of them, and 507 on the collection so the client asks again.
+    // DAV:limit (RFC 6578 §3.6), and MAX_SYNC_CHANGES without one: the first N changes
+    // (oldest first), a token at the last of them, and 507 on the collection so the
+    // client asks again.
     let limit = body
         .child(DAV, "limit")
         .and_then(|l| l.child(DAV, "nresults"))
         .map(|n| n.text.trim().parse::<usize>());
-    let truncated = match limit {
-        Some(Ok(n)) if changes.len() > n => {
-            changes.truncate(n);
-            true
-        }
+    let cap = match limit {
+        Some(Ok(n)) => n.min(postern_core::dav::MAX_SYNC_CHANGES),
         Some(Err(_)) => return Err(DavResponse::text(400, "DAV:nresults: a number\n")),
-        _ => false,
+        None => postern_core::dav::MAX_SYNC_CHANGES,
     };
+    let truncated = changes.len() > cap;
+    changes.truncate(cap);
     // The token answered: the collection's number when we read it, or a later change's;
     // when truncated, the last change reported.
     let last = changes.iter().map(|ch| ch.modseq).max().unwrap_or(since);

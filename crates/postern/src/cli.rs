@@ -166,6 +166,20 @@ pub enum MailboxCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum DavCmd {
+    /// Share OWNER's calendar, task list or address book COLLECTION (its name in the
+    /// owner's home, e.g. `calendar`) with GRANTEE, an account of the same domain:
+    /// `read`, `write` or `none` (revoke). Without GRANTEE, list the grants. The
+    /// collection appears in the grantee's home as `shared-<id>`. Recorded in the ledger.
+    Share {
+        owner: String,
+        collection: String,
+        grantee: Option<String>,
+        level: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum AuditCmd {
     /// Check the hash chain; names the first bad entry. Prints the head (`head: SEQ:HASH`):
     /// keep it elsewhere and pass it back with --anchor to detect a truncated or
@@ -217,6 +231,7 @@ pub enum Action {
     Audit(AuditCmd),
     Store(StoreCmd),
     Queue(QueueCmd),
+    Dav(DavCmd),
 }
 
 /// `10G`, `500M`, `64K`, plain bytes, or `none`.
@@ -458,6 +473,35 @@ async fn execute(core: &Core, admin: &AdminSession, action: Action) -> Result<Ex
                     }
                 }
                 _ => return Err("give both GRANTEE and RIGHTS, or neither".into()),
+            }
+        }
+        Action::Dav(DavCmd::Share {
+            owner,
+            collection,
+            grantee,
+            level,
+        }) => {
+            use postern_core::dav::share::ShareLevel;
+            match (grantee, level) {
+                (Some(g), Some(l)) => {
+                    let Some(level) = ShareLevel::parse(&l) else {
+                        return Err(format!("level {l:?}: read, write or none"));
+                    };
+                    core.admin_dav_share(admin, &owner, &collection, &g, level)
+                        .await
+                        .map_err(err)?;
+                    out!("share {owner} {collection}: {g} {}", level.as_str());
+                }
+                (None, None) => {
+                    for (who, l) in core
+                        .admin_dav_shares(admin, &owner, &collection)
+                        .await
+                        .map_err(err)?
+                    {
+                        out!("{who} {}", l.as_str());
+                    }
+                }
+                _ => return Err("give both GRANTEE and LEVEL, or neither".into()),
             }
         }
         Action::Audit(AuditCmd::Verify { anchor }) => {

@@ -426,6 +426,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// The largest `store.inline_blob_max`.
+pub const MAX_INLINE_BLOB: usize = 16 << 20;
+
 /// Storage backend.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -441,6 +444,13 @@ pub struct StoreConfig {
     /// Read-only SQLite connections beside the single writer. Default 4: WAL readers run
     /// in parallel with the writer; more than the cores that serve them buys nothing.
     pub reader_connections: usize,
+    /// Blobs (message bytes) of at most this many octets are kept in the embedded
+    /// store's database and committed with the records that refer to them, so one
+    /// fsync of the group commit makes both durable; bigger ones are files under
+    /// `data_dir/blobs`, each fsynced before its records commit. Default 131072 (128 KiB:
+    /// most mail, while big attachments stay out of the WAL); 0 keeps every blob in a
+    /// file. At most 16 MiB. Changing it moves nothing: blobs are read from both places.
+    pub inline_blob_max: usize,
     /// With `backend = "postgres"`: the database, e.g.
     /// `postgres://postern@127.0.0.1:5432/postern`. Required there; unused otherwise.
     /// Several nodes with the same `url` and `schema` serve one set of mailboxes.
@@ -461,6 +471,7 @@ impl Default for StoreConfig {
             backend: StoreBackend::Embedded,
             group_commit_max: 256,
             reader_connections: 4,
+            inline_blob_max: 128 * 1024,
             url: None,
             schema: "postern".to_owned(),
             pool_size: 16,
@@ -906,6 +917,12 @@ impl Config {
             1,
             "",
         )?;
+        if self.store.inline_blob_max > MAX_INLINE_BLOB {
+            return Err(Problem::at(
+                "store.inline_blob_max",
+                format!("must be at most {MAX_INLINE_BLOB} (16 MiB); bigger blobs belong in files"),
+            ));
+        }
         at_least("store.pool_size", self.store.pool_size as u64, 1, "")?;
         if !postern_store_pg::valid_schema_name(&self.store.schema) {
             return Err(Problem::at(

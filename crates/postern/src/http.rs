@@ -94,6 +94,48 @@ struct Peer(SocketAddr);
 #[derive(Clone, Copy)]
 struct Tls(bool);
 
+/// The login of one HTTP connection (DAV): as an IMAP connection after LOGIN, a
+/// keep-alive connection is the session. A request whose `Authorization` (and
+/// `User-Agent`) is the one verified earlier on this same connection, within
+/// `[auth] auth_cache_ttl_secs` of that verification, reuses its [`Authenticated`]
+/// without a new `auth.login` ledger entry; any other header is a new authentication
+/// (a failure forgets the login), and the state dies with the connection, so it is
+/// never shared between connections. A TTL of 0 turns it off: every request logs in.
+/// Only a digest of the headers is kept.
+#[derive(Clone, Default)]
+struct ConnLogin(Arc<std::sync::Mutex<Option<VerifiedLogin>>>);
+
+struct VerifiedLogin {
+    key: [u8; 32],
+    at: std::time::Instant,
+    who: Authenticated,
+}
+
+impl ConnLogin {
+    fn key(authorization: &[u8], user_agent: &[u8]) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update((authorization.len() as u64).to_be_bytes());
+        h.update(authorization);
+        h.update(user_agent);
+        h.finalize().into()
+    }
+
+    /// The login this connection verified for `key`, if still within `ttl`.
+    fn reuse(&self, key: &[u8; 32], ttl: Duration) -> Option<Authenticated> {
+        use subtle::ConstantTimeEq;
+        let slot = self.0.lock().ok()?;
+        let v = slot.as_ref()?;
+        (bool::from(v.key.ct_eq(key)) && v.at.elapsed() < ttl).then(|| v.who.clone())
+    }
+
+    fn set(&self, v: Option<VerifiedLogin>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = v;
+        }
+    }
+}
+
 // ---- errors ----
 
 struct ApiError(CoreError);
@@ -416,6 +458,22 @@ async fn require_user(State(st): State<AppState>, mut req: Request, next: Next) 
     let Some((user, pass)) = basic.as_deref().and_then(|b| b.split_once(':')) else {
         return refuse(req.into_body(), challenge()).await;
     };
+    let conn = req.extensions().get::<ConnLogin>().cloned();
+    let ttl = st.core.settings.auth_cache_ttl;
+    let key = ConnLogin::key(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default(),
+        req.headers()
+            .get(header::USER_AGENT)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default(),
+    );
+    if let Some(who) = conn.as_ref().and_then(|c| c.reuse(&key, ttl)) {
+        req.extensions_mut().insert(who);
+        return next.run(req).await;
+    }
     let session = SessionInfo {
         protocol: "dav".into(),
         remote: peer.map(|p| p.to_string()),
@@ -427,7 +485,18 @@ async fn require_user(State(st): State<AppState>, mut req: Request, next: Next) 
         auth_method: Some("basic".into()),
         session_id: None,
     };
-    let resp = match st.core.authenticate(user, pass, "dav", session).await {
+    let verified = st.core.authenticate(user, pass, "dav", session).await;
+    if let Some(c) = &conn {
+        c.set(match &verified {
+            Ok(who) if !ttl.is_zero() => Some(VerifiedLogin {
+                key,
+                at: std::time::Instant::now(),
+                who: who.clone(),
+            }),
+            _ => None,
+        });
+    }
+    let resp = match verified {
         Ok(who) => {
             req.extensions_mut().insert(who);
             return next.run(req).await;
@@ -873,7 +942,8 @@ impl Handler for HttpHandler {
             .router
             .clone()
             .layer(Extension(Peer(info.remote)))
-            .layer(Extension(Tls(info.tls)));
+            .layer(Extension(Tls(info.tls)))
+            .layer(Extension(ConnLogin::default()));
         let header_timeout = self.header_timeout;
         let max_buf = self.max_buf;
         Box::pin(async move {

@@ -66,6 +66,9 @@ enum Command {
     /// The outbound queue.
     #[command(subcommand)]
     Queue(cli::QueueCmd),
+    /// Calendars and address books (sharing).
+    #[command(subcommand)]
+    Dav(cli::DavCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
                 Command::Audit(c) => cli::run(cfg, cli::Action::Audit(c)),
                 Command::Store(c) => cli::run(cfg, cli::Action::Store(c)),
                 Command::Queue(c) => cli::run(cfg, cli::Action::Queue(c)),
+                Command::Dav(c) => cli::run(cfg, cli::Action::Dav(c)),
                 Command::Config(_) => Ok(ExitCode::SUCCESS),
             };
             match result {

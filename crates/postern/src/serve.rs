@@ -5,7 +5,7 @@
 
 use crate::config::{Config, LogFormat, StoreBackend};
 use postern_core::store::FsBlobStore;
-use postern_core::store::sqlite::{SqliteOptions, SqliteStore};
+use postern_core::store::sqlite::{SqliteBlobStore, SqliteOptions, SqliteStore};
 use postern_core::{Core, CoreSettings};
 use postern_net::{Handler, ListenerKind, ListenerSpec, Server};
 use std::io::Write;
@@ -82,11 +82,16 @@ pub async fn open_core(cfg: &Config) -> Result<Core, String> {
                 group_commit_max: cfg.store.group_commit_max,
                 reader_connections: cfg.store.reader_connections,
             };
-            let store = SqliteStore::open(&cfg.data_dir.join("meta.sqlite"), opts)
-                .map_err(|e| e.to_string())?;
-            let blobs =
+            let store = Arc::new(
+                SqliteStore::open(&cfg.data_dir.join("meta.sqlite"), opts)
+                    .map_err(|e| e.to_string())?,
+            );
+            let files =
                 FsBlobStore::open(&cfg.data_dir.join("blobs")).map_err(|e| e.to_string())?;
-            (Arc::new(store), Arc::new(blobs))
+            // Small blobs commit with the records that refer to them (one fsync for
+            // both); bigger ones, and those written before, are files.
+            let blobs = SqliteBlobStore::new(store.clone(), files, cfg.store.inline_blob_max);
+            (store, Arc::new(blobs))
         }
         StoreBackend::Postgres => {
             let url = cfg
@@ -106,7 +111,26 @@ pub async fn open_core(cfg: &Config) -> Result<Core, String> {
             (Arc::new(store), Arc::new(blobs))
         }
     };
-    Core::new(store, blobs, core_settings(cfg)).map_err(|e| e.to_string())
+    let core = Core::new(store, blobs, core_settings(cfg)).map_err(|e| e.to_string())?;
+    // Mail the server sends for accounts (iMIP invitations) is DKIM-signed as submitted
+    // mail is.
+    core.set_mail_signer(Arc::new(DkimMailSigner));
+    Ok(core)
+}
+
+/// Signs with the keys of the From domain (`postern_smtp::dkim_sign`).
+struct DkimMailSigner;
+
+impl postern_core::dav::imip::MailSigner for DkimMailSigner {
+    fn sign<'a>(
+        &'a self,
+        core: &'a Core,
+        raw: &'a [u8],
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Option<String>, String>> + Send + 'a>,
+    > {
+        Box::pin(postern_smtp::dkim_sign(core, raw))
+    }
 }
 
 /// After a change of user: the data directory must still be reachable. A service user
@@ -173,6 +197,45 @@ pub fn admin_token(dir: &Path) -> Result<(String, bool), String> {
         ));
     }
     Ok((token, created))
+}
+
+/// Where the embedded installation keeps its SRS key (hex, 0600).
+pub const SRS_KEY_FILE: &str = "srs.key";
+
+/// Gives `core` the key of the SRS addresses it writes when forwarding to other
+/// domains and checks when their bounces come back (`postern_core::srs`): on PostgreSQL
+/// derived from the nodes' shared secret, so every node checks what any node wrote; on
+/// the embedded store a random key kept in the data directory, made on first start.
+async fn install_srs_key(core: &Core, cfg: &Config) -> Result<(), String> {
+    if let Some(shared) = core.shared_counters() {
+        let secret = shared
+            .secret()
+            .await
+            .map_err(|e| format!("the nodes' shared secret (SRS key): {e}"))?;
+        core.set_srs_key(postern_core::srs::derive_key(&secret));
+        return Ok(());
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = cfg.data_dir.join(SRS_KEY_FILE);
+    if !path.exists() {
+        let key: [u8; 32] = rand::random();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        writeln!(f, "{}", hex::encode(key)).map_err(|e| e.to_string())?;
+        f.sync_all().map_err(|e| e.to_string())?;
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let key: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| format!("{} does not hold a 32-byte hex key", path.display()))?;
+    core.set_srs_key(key);
+    Ok(())
 }
 
 fn init_logging(cfg: &Config) {
@@ -458,6 +521,7 @@ pub fn run(cfg: Config) -> Result<ExitCode, String> {
         let metrics = crate::http::Metrics::install();
         let core = Arc::new(open_core(&cfg).await?);
         core.set_admin_token(&token);
+        install_srs_key(&core, &cfg).await?;
         let server = Server::new(limits, Some(tls.config.clone()));
         // Built once: the verifier's resolver and caches are shared by every session.
         let dns = postern_smtp::verify::DnsSettings {

@@ -270,6 +270,111 @@ fn challenge_keeps_the_connection_for_the_retry() {
     assert_eq!(r.header("connection"), Some("close"));
 }
 
+/// `auth.login` entries of `account` with result `ok`, from the ledger.
+fn logins_ok(s: &Server, account: &str) -> usize {
+    s.cli_ok(&["audit", "show", "--account", account, "--json"], "")
+        .lines()
+        .filter(|l| l.contains("\"auth.login\"") && l.contains("\"result\":\"ok\""))
+        .count()
+}
+
+/// Writes one request with `auth` on `c` and reads its answer (connection kept).
+fn on_conn(
+    c: &mut std::net::TcpStream,
+    a: SocketAddr,
+    auth: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Response {
+    use std::io::Write;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {a}\r\nDepth: 0\r\nAuthorization: {auth}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(body).unwrap();
+    read_one_response(c)
+}
+
+/// The connection is the session, as in IMAP: N requests with the same credentials on
+/// one keep-alive connection are one `auth.login` entry (every data read still has its
+/// own `dav.read`); another connection logs in again; a wrong password on a logged-in
+/// connection is 401 and forgets the login; `auth_cache_ttl_secs = 0` logs in on every
+/// request.
+#[test]
+fn one_login_per_connection() {
+    let s = server();
+    let a = s.addr("http");
+    let alice = basic(ALICE, ALICE_PW);
+    let cal = "/dav/calendars/alice@example.com/calendar/";
+    let ev = event("conn-1", "20300101T090000Z", "20300101T100000Z", "x");
+    let mut c = connect(a);
+    let r = on_conn(
+        &mut c,
+        a,
+        &alice,
+        "PUT",
+        &format!("{cal}c1.ics"),
+        ev.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let before = logins_ok(&s, ALICE);
+    for _ in 0..5 {
+        let r = on_conn(&mut c, a, &alice, "GET", &format!("{cal}c1.ics"), b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(
+        logins_ok(&s, ALICE),
+        before,
+        "reused the connection's login"
+    );
+    let audit = s.cli_ok(&["audit", "show", "--account", ALICE, "--json"], "");
+    assert!(
+        audit.lines().filter(|l| l.contains("\"dav.read\"")).count() >= 5,
+        "every read is in the ledger:\n{audit}"
+    );
+
+    // A wrong password on the same connection is refused, not served from the login.
+    let wrong = basic(ALICE, "not-the-password");
+    let r = on_conn(&mut c, a, &wrong, "GET", &format!("{cal}c1.ics"), b"");
+    assert_eq!(r.status, 401);
+    // Another account's good credentials on the same connection are a new login.
+    let r = on_conn(&mut c, a, &basic(BOB, BOB_PW), "PROPFIND", "/dav/", b"");
+    assert_eq!(r.status, 207);
+    assert!(
+        r.text().contains("/dav/principals/bob@example.com/"),
+        "{}",
+        r.text()
+    );
+    let r = on_conn(&mut c, a, &alice, "GET", &format!("{cal}c1.ics"), b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(logins_ok(&s, ALICE), before + 1, "the login was forgotten");
+    drop(c);
+
+    // Another connection is another login.
+    let mut c2 = connect(a);
+    for _ in 0..3 {
+        let r = on_conn(&mut c2, a, &alice, "GET", &format!("{cal}c1.ics"), b"");
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(logins_ok(&s, ALICE), before + 2);
+
+    // With the cache off, every request logs in.
+    let s0 =
+        Server::start_with("[auth]\nallow_plaintext_on_loopback = true\nauth_cache_ttl_secs = 0\n");
+    s0.cli_ok(&["domain", "add", "example.com"], "");
+    s0.cli_ok(&["account", "add", ALICE], format!("{ALICE_PW}\n"));
+    let a0 = s0.addr("http");
+    let mut c = connect(a0);
+    for _ in 0..3 {
+        let r = on_conn(&mut c, a0, &alice, "PROPFIND", "/dav/", b"");
+        assert_eq!(r.status, 207);
+    }
+    assert_eq!(logins_ok(&s0, ALICE), 3);
+}
+
 #[test]
 fn resources_preconditions_and_sync() {
     let s = server();

@@ -1792,3 +1792,129 @@ fn rand_u64() -> u64 {
     );
     h.finish()
 }
+
+/// One SMTP transaction on the MX listener (port 25 role) from 127.0.0.1; each reply in
+/// order (greeting, EHLO, MAIL, RCPT…, and DATA's two when every RCPT got 250).
+fn mx_transaction(server: &Server, from: &str, rcpts: &[&str], data: &str) -> Vec<String> {
+    let mut s = connect(server.addr("smtp"));
+    let mut out = vec![smtp_reply(&mut s)];
+    let mut step = |line: String, out: &mut Vec<String>| {
+        s.write_all(line.as_bytes()).unwrap();
+        let r = smtp_reply(&mut s);
+        out.push(r.clone());
+        r
+    };
+    step("EHLO relay.origin.test\r\n".into(), &mut out);
+    step(format!("MAIL FROM:<{from}>\r\n"), &mut out);
+    let mut all_ok = true;
+    for r in rcpts {
+        all_ok &= step(format!("RCPT TO:<{r}>\r\n"), &mut out).starts_with("250");
+    }
+    if all_ok {
+        step("DATA\r\n".into(), &mut out);
+        step(format!("{data}\r\n.\r\n"), &mut out);
+    }
+    step("QUIT\r\n".into(), &mut out);
+    out
+}
+
+/// An alias of ours forwarding to another domain: the mail goes out through the queue
+/// with an SRS envelope sender of our domain; a bounce to that address goes back to the
+/// original sender; forged, altered or misused SRS addresses are refused.
+#[test]
+fn alias_forwarding_uses_srs_and_bounces_come_back() {
+    require_python("dnslib");
+    let port = free_port(&["127.0.0.2"]);
+    let mut records = mx_to("other.test", "127.0.0.2");
+    records.extend(mx_to("origin.test", "127.0.0.2"));
+    let dns = Dns::start(records, false);
+    let server = example_server(&outbound_config(dns.port, port, ""));
+    server.cli_ok(&["alias", "add", "fwd@example.com", "carol@other.test"], "");
+    server.cli_ok(&["alias", "add", "both@example.com", "bob@example.com"], "");
+    server.cli_ok(&["alias", "add", "both@example.com", "dave@other.test"], "");
+    let sink = Sink::start(
+        &server.dir.path().join("sink"),
+        &format!("127.0.0.2:{port}"),
+    );
+
+    let data = "From: Sender <sender@origin.test>\r\nTo: fwd@example.com\r\n\
+                Subject: forwarded\r\n\r\nPlease forward me.";
+    let replies = mx_transaction(
+        &server,
+        "sender@origin.test",
+        &["fwd@example.com", "both@example.com"],
+        data,
+    );
+    assert!(replies[3].starts_with("250"), "{replies:?}");
+    assert!(replies[4].starts_with("250"), "{replies:?}");
+    assert!(replies[6].starts_with("250"), "{replies:?}");
+    // bob (through `both`) has it locally.
+    let bob = inbox(&server, "bob@example.com", "bob-outbound-pw");
+    assert_eq!(bob.len(), 1, "{bob:?}");
+    // carol and dave get it from the SRS sender of example.com, in one transaction.
+    let dumped = wait_for(DELIVERY, "the forward at smtp-sink", || {
+        sink.messages().into_iter().next()
+    });
+    let (meta, msg) = dumped.split_once("--\r\n").unwrap();
+    assert!(msg.contains("Please forward me."), "{msg}");
+    let mail_args = meta
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Mail-Args: <"))
+        .and_then(|l| l.split('>').next())
+        .unwrap()
+        .to_string();
+    assert!(mail_args.starts_with("SRS0="), "{meta}");
+    assert!(
+        mail_args.ends_with("=origin.test=sender@example.com"),
+        "{meta}"
+    );
+    assert!(
+        meta.contains("<carol@other.test>") && meta.contains("<dave@other.test>"),
+        "{meta}"
+    );
+    wait_queue_empty(&server);
+    // The delivery's ledger entry names the forward.
+    let entries = actions(&server, "message.deliver");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.to_string().contains("forwarded_to")
+                && e.to_string().contains("carol@other.test")),
+        "{entries:?}"
+    );
+
+    // A bounce to the SRS address goes back to the original sender, as a bounce.
+    let bounce = "From: MAILER-DAEMON@other.test\r\nTo: sender@origin.test\r\n\
+                  Subject: Undelivered Mail Returned to Sender\r\n\r\ncarol: mailbox full";
+    let replies = mx_transaction(&server, "", &[&mail_args], bounce);
+    assert!(replies[3].starts_with("250"), "{replies:?}");
+    assert!(replies[5].starts_with("250"), "{replies:?}");
+    let returned = wait_for(DELIVERY, "the returned bounce at smtp-sink", || {
+        sink.messages()
+            .into_iter()
+            .find(|m| m.contains("mailbox full"))
+    });
+    assert!(returned.contains("X-Mail-Args: <>"), "{returned}");
+    assert!(
+        returned.contains("X-Rcpt-Args: <sender@origin.test>"),
+        "{returned}"
+    );
+
+    // The SRS address used with a sender (not a bounce): refused.
+    let r = mx_transaction(&server, "spammer@else.test", &[&mail_args], "x");
+    assert!(r[3].starts_with("550 5.7.1"), "{r:?}");
+    // Altered (another destination under the same hash), or made up: unknown.
+    let forged = mail_args.replace("=origin.test=", "=victim.test=");
+    let r = mx_transaction(&server, "", &[&forged], "x");
+    assert!(r[3].starts_with("550 5.1.1"), "{r:?}");
+    let r = mx_transaction(
+        &server,
+        "",
+        &["SRS0=AAAAAA=AA=victim.test=x@example.com"],
+        "x",
+    );
+    assert!(r[3].starts_with("550 5.1.1"), "{r:?}");
+    // Nothing else left the server.
+    wait_queue_empty(&server);
+    assert_eq!(sink.messages().len(), 2);
+}

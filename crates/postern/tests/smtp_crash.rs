@@ -5,9 +5,11 @@
 //! Return-Path / Received / Authentication-Results fields the server prepends) and
 //! `postern store verify` passes. Every third message goes to two recipients (one blob,
 //! two mailbox entries, one batch): each copy is there, and every acknowledged message
-//! has exactly one `message.deliver` ledger entry, naming all its recipients.
+//! has exactly one `message.deliver` ledger entry, naming all its recipients. Most
+//! messages are small (their blobs commit with their records, in the database); every
+//! fifth is over 128 KiB (its blob is a file, durable before its records commit).
 
-use postern_core::store::sqlite::{SqliteOptions, SqliteStore};
+use postern_core::store::sqlite::{SqliteBlobStore, SqliteOptions, SqliteStore};
 use postern_core::store::{BlobStore, FsBlobStore, LedgerQuery, SpecialUse, Store};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -115,7 +117,14 @@ fn body(session: usize, n: usize, round: usize) -> Vec<u8> {
         "From: <s{session}@sender.example>\r\nTo: {to}\r\nSubject: crash r{round} s{session} n{n}\r\nMessage-ID: <r{round}.s{session}.n{n}@test>\r\n\r\n"
     )
     .into_bytes();
-    for line in 0..(20 + (n * 37 + session * 11) % 200) {
+    // Every fifth is bigger than the embedded store keeps in its database (128 KiB): its
+    // blob is a file, fsynced before the batch; the others commit with their batch.
+    let lines = if n % 5 == 3 {
+        2600
+    } else {
+        20 + (n * 37 + session * 11) % 200
+    };
+    for line in 0..lines {
         b.extend_from_slice(
             format!("line {line} of message {n} from session {session} in round {round}\r\n")
                 .as_bytes(),
@@ -330,19 +339,22 @@ fn crash_run(pg: Option<(String, String)>) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (store, blobs): (Box<dyn Store>, Box<dyn BlobStore>) = match &pg {
-            None => (
-                Box::new(
+        let (store, blobs): (Arc<dyn Store>, Box<dyn BlobStore>) = match &pg {
+            None => {
+                let s = Arc::new(
                     SqliteStore::open(&data.join("meta.sqlite"), SqliteOptions::default()).unwrap(),
-                ),
-                Box::new(FsBlobStore::open(&data.join("blobs")).unwrap()),
-            ),
+                );
+                // Small blobs in the database, big ones as files (as the server keeps them).
+                let files = FsBlobStore::open(&data.join("blobs")).unwrap();
+                let b = SqliteBlobStore::new(s.clone(), files, 128 * 1024);
+                (s, Box::new(b))
+            }
             Some((url, schema)) => {
                 let s = postern_store_pg::PgStore::connect(url, schema, Default::default())
                     .await
                     .unwrap();
                 let b = s.blob_store();
-                (Box::new(s), Box::new(b))
+                (Arc::new(s), Box::new(b))
             }
         };
         let domain = store.domain_by_name("example.com").await.unwrap().unwrap();
@@ -370,6 +382,33 @@ fn crash_run(pg: Option<(String, String)>) {
         };
         let stored = inbox_of("alice").await;
         let bobs = inbox_of("bob").await;
+        // Both kinds of blob were acknowledged: small ones kept in the database, big ones
+        // as files.
+        let big = stored.iter().filter(|(s, _)| s.len() > 128 * 1024).count();
+        assert!(
+            big > 0 && big < stored.len(),
+            "{big} big messages of {}",
+            stored.len()
+        );
+        if pg.is_none() {
+            let files = FsBlobStore::open(&data.join("blobs"))
+                .unwrap()
+                .list()
+                .await
+                .unwrap();
+            let small_in_files = stored
+                .iter()
+                .filter(|(s, h)| s.len() <= 128 * 1024 && files.contains(h))
+                .count();
+            assert_eq!(small_in_files, 0, "small blobs written as files");
+            assert!(
+                stored
+                    .iter()
+                    .filter(|(s, _)| s.len() > 128 * 1024)
+                    .all(|(_, h)| files.contains(h)),
+                "a big blob is not a file"
+            );
+        }
         assert!(
             stored.len() >= acked.len(),
             "{} stored, {} acknowledged",

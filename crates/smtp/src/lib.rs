@@ -54,6 +54,7 @@ pub mod trace;
 pub mod verify;
 
 pub use limits::{DmarcQuarantineAction, DmarcRejectAction, SmtpLimits, SmtpPolicy};
+pub use session::dkim_sign;
 
 use postern_core::Core;
 use postern_net::{BoxStream, ConnInfo, Handler, Shutdown};

@@ -50,6 +50,9 @@ struct Rcpt {
     quota_skipped: Vec<String>,
     /// Submission to another domain: the address goes to the outbound queue.
     external: bool,
+    /// Addresses in other domains this one forwards to (an alias's external targets, or
+    /// the sender an SRS bounce address encodes): queued with the SRS sender.
+    forward: Vec<String>,
     /// RFC 3461 NOTIFY and ORCPT (submission only).
     notify: Option<String>,
     orcpt: Option<String>,
@@ -787,6 +790,11 @@ impl Session {
                 return self.send(&r);
             }
         };
+        // An SRS address of one of our domains is a bounce path, whatever a catch-all
+        // would do with it.
+        if postern_core::srs::is_srs(a.local()) && !matches!(resolution, Resolution::NotOurs) {
+            return self.srs_rcpt(a, notify, orcpt).await;
+        }
         let (local, external) = match resolution {
             Resolution::NotOurs if self.submission() => {
                 // An authenticated user's mail to another domain: the outbound queue.
@@ -796,6 +804,7 @@ impl Session {
                         principals: Vec::new(),
                         quota_skipped: Vec::new(),
                         external: true,
+                        forward: Vec::new(),
                         notify,
                         orcpt,
                     });
@@ -822,18 +831,20 @@ impl Session {
             Resolution::Unknown => return self.unknown_rcpt().await,
             Resolution::Deliver { local, external } => (local, external),
         };
-        if !external.is_empty() {
-            // External targets (an alias forwarding outside): forwarding needs the
-            // outbound queue of issue 5. Delivering only the local targets would drop
-            // the forward silently; 451 makes the sender retry instead of losing it.
+        if !external.is_empty() && !self.shared.core.can_forward() {
+            // External targets (an alias forwarding outside) go out with an SRS sender;
+            // without the installation's SRS key (a store opened without `serve`'s
+            // set-up) delivering only the local targets would drop the forward
+            // silently: 451 makes the sender retry instead.
             metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "forward_only")
                 .increment(1);
             return self.reply(
                 451,
                 "4.3.0",
-                "Forwarding for this address is not available yet; try again later",
+                "Forwarding for this address is not available; try again later",
             );
         }
+        let forward: Vec<String> = external.iter().map(|e| e.to_string()).collect();
         let mut principals = Vec::with_capacity(local.len());
         let mut quota_skipped = Vec::new();
         let (mut full, mut too_large) = (false, false);
@@ -854,7 +865,7 @@ impl Session {
                 }
             }
         }
-        if principals.is_empty() {
+        if principals.is_empty() && forward.is_empty() {
             metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "quota").increment(1);
             return if too_large && !full {
                 // RFC 1870 §6.2 / RFC 3463 5.2.2.
@@ -872,6 +883,7 @@ impl Session {
             principals,
             quota_skipped,
             external: false,
+            forward,
             notify,
             orcpt,
         };
@@ -879,6 +891,49 @@ impl Session {
             tx.rcpts.push(rcpt);
         }
         self.reply(250, "2.1.5", "Recipient OK")
+    }
+
+    /// RCPT to an SRS address of ours ([`postern_core::srs`]): only a bounce
+    /// (`MAIL FROM:<>`) may use it, and only when its hash and age check; it then goes on
+    /// to the address it encodes. Anything else is an unknown user (a forged or expired
+    /// address), or 550 5.7.1 for a real one used with a sender.
+    async fn srs_rcpt(
+        &mut self,
+        a: Address,
+        notify: Option<String>,
+        orcpt: Option<String>,
+    ) -> Flow {
+        let bounce = self.tx.as_ref().is_some_and(|t| t.from.is_empty());
+        match self.shared.core.srs_reverse(&a).await {
+            Ok(Some(to)) if bounce => {
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.rcpts.push(Rcpt {
+                        address: a.to_string(),
+                        principals: Vec::new(),
+                        quota_skipped: Vec::new(),
+                        external: false,
+                        forward: vec![to],
+                        notify,
+                        orcpt,
+                    });
+                }
+                self.reply(
+                    250,
+                    "2.1.5",
+                    "Recipient OK (returned to the original sender)",
+                )
+            }
+            Ok(Some(_)) => self.reply(
+                550,
+                "5.7.1",
+                "This address takes only delivery status notifications (MAIL FROM:<>)",
+            ),
+            Ok(None) => self.unknown_rcpt().await,
+            Err(e) => {
+                let r = reply::for_error(&e);
+                self.send(&r)
+            }
+        }
     }
 
     /// Sends the `delivered` DSN (RFC 3461 NOTIFY=SUCCESS) for recipients of ours to the
@@ -1096,7 +1151,7 @@ impl Session {
             let mut full = trace_fields.into_bytes();
             full.extend_from_slice(&body);
             drop(body);
-            let external: Vec<OutboundRecipient> = tx
+            let mut external: Vec<OutboundRecipient> = tx
                 .rcpts
                 .iter()
                 .filter(|r| r.external)
@@ -1106,6 +1161,15 @@ impl Session {
                     notify: r.notify.clone(),
                 })
                 .collect();
+            // An alias of ours forwarding elsewhere: the user's own mail goes out from
+            // the user's address (no SRS needed), like any other external recipient.
+            external.extend(tx.rcpts.iter().flat_map(|r| {
+                r.forward.iter().map(|f| OutboundRecipient {
+                    address: f.clone(),
+                    orcpt: None,
+                    notify: r.notify.clone(),
+                })
+            }));
             let envelope = EnvelopeOptions {
                 smtputf8: tx.smtputf8,
                 envid: tx.envid.clone(),
@@ -1220,9 +1284,41 @@ impl Session {
                 },
                 session: self.session_info(),
             };
+            // Aliases forwarding to other domains (and SRS bounces going back): queued
+            // with the delivery, from the SRS sender of the first forwarding alias's
+            // domain.
+            let forwarding = tx
+                .rcpts
+                .iter()
+                .find(|r| !r.forward.is_empty())
+                .map(|first| postern_core::srs::Forwarding {
+                    via_domain: first
+                        .address
+                        .rsplit_once('@')
+                        .map(|(_, d)| d.to_string())
+                        .unwrap_or_default(),
+                    to: tx
+                        .rcpts
+                        .iter()
+                        .flat_map(|r| r.forward.iter())
+                        .map(|f| OutboundRecipient {
+                            address: f.clone(),
+                            orcpt: None,
+                            notify: None,
+                        })
+                        .collect(),
+                });
             shared
                 .core
-                .deliver(&ctx, &tx.from, &principals, full, to_junk, details)
+                .deliver_forwarding(
+                    &ctx,
+                    &tx.from,
+                    &principals,
+                    forwarding.as_ref(),
+                    full,
+                    to_junk,
+                    details,
+                )
                 .await
         };
         match result {
@@ -1292,7 +1388,7 @@ async fn postmaster(shared: &Shared) -> Option<Address> {
 /// The DKIM-Signature fields for a submitted message: signed with every key of the domain
 /// of its (single) From address, when that domain has keys. `Ok(None)`: nothing to sign
 /// with. Signing runs off the async threads (RSA takes a few milliseconds).
-async fn dkim_sign(core: &postern_core::Core, raw: &[u8]) -> Result<Option<String>, String> {
+pub async fn dkim_sign(core: &postern_core::Core, raw: &[u8]) -> Result<Option<String>, String> {
     use postern_outbound::dkim::{Algorithm, DkimKey, sign_all};
     let Ok(from) = postern_core::delivery::single_from(raw) else {
         return Ok(None);

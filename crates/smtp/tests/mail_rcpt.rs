@@ -117,11 +117,13 @@ async fn recipients_resolve() {
     // no: unknown user
     let r = c.expect("RCPT TO:<nobody@example.com>", 550).await;
     assert!(r.text.starts_with("550 5.1.1"), "{}", r.text);
-    // Only external targets: forwarding needs the outbound queue (issue 5) → 451.
+    // Only external targets: forwarding needs the installation's SRS key, which this
+    // Core was not given (`postern serve` installs one; tests/outbound.rs
+    // `alias_forwarding_uses_srs_and_bounces_come_back` forwards end to end) → 451.
     let r = c.expect("RCPT TO:<fwd@example.com>", 451).await;
     assert!(r.text.starts_with("451 4.3.0"), "{}", r.text);
     // Local and external targets (alice and an outside address): not only the local
-    // half, the whole recipient waits for the outbound queue → 451.
+    // half, the whole recipient waits → 451.
     let r = c.expect("RCPT TO:<both@example.com>", 451).await;
     assert!(r.text.starts_with("451 4.3.0"), "{}", r.text);
     // bad: parameters (DSN's NOTIFY and ORCPT are not offered: 555 5.5.4)

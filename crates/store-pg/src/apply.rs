@@ -13,7 +13,7 @@ use crate::error::is_constraint;
 use crate::listen::payload;
 use crate::rows::{self, col, i64_of, mailbox_cols, to_json, u64_of};
 use deadpool_postgres::Transaction;
-use postern_store::ledger;
+use postern_store::{blob, ledger};
 use postern_store::*;
 use std::collections::HashMap;
 use tokio_postgres::Row;
@@ -71,7 +71,8 @@ fn account_of(op: &Op) -> Option<PrincipalId> {
         Op::CreateDavCollection(c) => Some(c.account),
         Op::UpdateDavCollection { account, .. }
         | Op::DeleteDavCollection { account, .. }
-        | Op::DeleteDavResource { account, .. } => Some(*account),
+        | Op::DeleteDavResource { account, .. }
+        | Op::SetDavShare { account, .. } => Some(*account),
         Op::PutDavResource { resource, .. } => Some(resource.account),
         _ => None,
     }
@@ -449,6 +450,11 @@ impl<'t, 'c> Batch<'t, 'c> {
                 }
                 self.exec(
                     "DELETE FROM mailbox_acl WHERE account_id = $1 OR grantee_id = $1",
+                    &[&id.0],
+                )
+                .await?;
+                self.exec(
+                    "DELETE FROM dav_shares WHERE account_id = $1 OR grantee_id = $1",
                     &[&id.0],
                 )
                 .await?;
@@ -916,6 +922,44 @@ impl<'t, 'c> Batch<'t, 'c> {
                 self.ledger_head = Some((seq, hash.clone()));
                 Ok(OpResult::LedgerAppended { seq, hash })
             }
+            Op::PutBlob { hash, data } => {
+                if !blob::valid_hash(hash) || blob::hash_bytes(data) != *hash {
+                    return Err(WriteError::Store(StoreError::Invalid(format!(
+                        "blob {hash:?}: the bytes do not have that hash"
+                    ))));
+                }
+                // As PgBlobStore::put, inside this batch's transaction: the same bytes
+                // stored twice keep one copy (a second writer waits for the first).
+                let size = i64_of(data.len() as u64);
+                let inserted = self
+                    .opt(
+                        "INSERT INTO blobs (hash, size) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING RETURNING 1",
+                        &[hash, &size],
+                    )
+                    .await?
+                    .is_some();
+                if inserted {
+                    let chunks: Vec<&[u8]> = if data.is_empty() {
+                        vec![&[]]
+                    } else {
+                        data.chunks(crate::CHUNK_SIZE).collect()
+                    };
+                    for (i, chunk) in chunks.into_iter().enumerate() {
+                        let idx = i as i32;
+                        self.exec(
+                            "INSERT INTO blob_chunks (hash, idx, data) VALUES ($1, $2, $3)",
+                            &[hash, &idx, &chunk],
+                        )
+                        .await?;
+                    }
+                }
+                Ok(OpResult::Done)
+            }
+            Op::DeleteBlob(hash) => {
+                self.exec("DELETE FROM blobs WHERE hash = $1", &[hash])
+                    .await?;
+                Ok(OpResult::Done)
+            }
             Op::Enqueue { .. }
             | Op::ClaimQueued { .. }
             | Op::UpdateQueued { .. }
@@ -927,7 +971,8 @@ impl<'t, 'c> Batch<'t, 'c> {
             | Op::UpdateDavCollection { .. }
             | Op::DeleteDavCollection { .. }
             | Op::PutDavResource { .. }
-            | Op::DeleteDavResource { .. } => self.apply_dav(op).await,
+            | Op::DeleteDavResource { .. }
+            | Op::SetDavShare { .. } => self.apply_dav(op).await,
         }
     }
 

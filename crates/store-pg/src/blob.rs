@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use futures_util::{StreamExt, TryFutureExt};
 use postern_store::blob::{hash_bytes, valid_hash};
-use postern_store::{BlobRef, BlobStore, Result, StoreError};
+use postern_store::{BlobBytes, BlobRef, BlobStore, Op, Result, StoreError};
 use tokio_postgres::types::ToSql;
 
 /// Bytes per `blob_chunks` row.
@@ -83,6 +83,24 @@ impl BlobStore for PgBlobStore {
         }
         tx.commit().await.map_err(pg_err)?;
         Ok(BlobRef { hash, size })
+    }
+
+    /// Up to one chunk: put by the batch that refers to it, in its transaction (one
+    /// commit instead of two). Bigger blobs are written (and committed) first.
+    async fn stage(&self, data: Vec<u8>) -> Result<(BlobRef, Vec<Op>)> {
+        if data.len() > CHUNK_SIZE {
+            return Ok((self.put(data).await?, Vec::new()));
+        }
+        let (hash, data) = hash_of(data).await?;
+        let blob = BlobRef {
+            hash: hash.clone(),
+            size: data.len() as u64,
+        };
+        let op = Op::PutBlob {
+            hash,
+            data: BlobBytes(std::sync::Arc::new(data)),
+        };
+        Ok((blob, vec![op]))
     }
 
     async fn get(&self, hash: &str) -> Result<Vec<u8>> {

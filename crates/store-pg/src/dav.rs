@@ -209,6 +209,11 @@ impl Batch<'_, '_> {
             } => {
                 let modseq = self.dav_touch(*account, *collection).await?;
                 self.exec(
+                    "DELETE FROM dav_shares WHERE collection_id = $1",
+                    &[&collection.0],
+                )
+                .await?;
+                self.exec(
                     "DELETE FROM dav_resources WHERE collection_id = $1",
                     &[&collection.0],
                 )
@@ -332,6 +337,48 @@ impl Batch<'_, '_> {
                 .await?;
                 Ok(OpResult::Done)
             }
+            Op::SetDavShare {
+                account,
+                collection,
+                grantee,
+                rights,
+            } => {
+                if self
+                    .opt(
+                        "SELECT 1 FROM dav_collections WHERE id = $1 AND account_id = $2",
+                        &[&collection.0, &account.0],
+                    )
+                    .await?
+                    .is_none()
+                {
+                    return Err(
+                        StoreError::NotFound(format!("dav collection {collection}")).into(),
+                    );
+                }
+                if self
+                    .opt("SELECT 1 FROM principals WHERE id = $1", &[&grantee.0])
+                    .await?
+                    .is_none()
+                {
+                    return Err(StoreError::NotFound(format!("principal {grantee}")).into());
+                }
+                if rights.is_empty() {
+                    self.exec(
+                        "DELETE FROM dav_shares WHERE collection_id = $1 AND grantee_id = $2",
+                        &[&collection.0, &grantee.0],
+                    )
+                    .await?;
+                } else {
+                    self.exec(
+                        "INSERT INTO dav_shares (collection_id, account_id, grantee_id, rights)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (collection_id, grantee_id) DO UPDATE SET rights = EXCLUDED.rights",
+                        &[&collection.0, &account.0, &grantee.0, rights],
+                    )
+                    .await?;
+                }
+                Ok(OpResult::Done)
+            }
             _ => Err(StoreError::Invalid("not a DAV operation".into()).into()),
         }
     }
@@ -380,4 +427,20 @@ pub(crate) fn changes(rows: &[Row]) -> Result<Vec<DavChange>> {
             })
         })
         .collect()
+}
+
+pub(crate) const SHARES_SQL: &str = "SELECT grantee_id, rights FROM dav_shares
+     WHERE collection_id = $1 AND account_id = $2 ORDER BY grantee_id";
+
+/// Collections shared with `$1`: the collection's columns, then the rights (index 11).
+pub(crate) fn shared_with_sql() -> String {
+    let cols: Vec<String> = COLLECTION_COLS
+        .split(", ")
+        .map(|col| format!("d.{}", col.trim()))
+        .collect();
+    format!(
+        "SELECT {}, s.rights FROM dav_shares s JOIN dav_collections d ON d.id = s.collection_id
+         WHERE s.grantee_id = $1 AND d.account_id <> $1 ORDER BY d.account_id, d.name",
+        cols.join(", ")
+    )
 }

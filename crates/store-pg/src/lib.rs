@@ -70,7 +70,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// First key of the advisory lock that serialises migrations (second: the schema).
 const MIGRATION_LOCK: i32 = 0x7057_7231;
@@ -78,6 +78,7 @@ const MIGRATION_LOCK: i32 = 0x7057_7231;
 const SCHEMA_SQL: &str = include_str!("schema.sql");
 const QUEUE_SQL: &str = include_str!("queue.sql");
 const DAV_SQL: &str = include_str!("dav.sql");
+const DAV_SHARE_SQL: &str = include_str!("dav_share.sql");
 
 /// Settings of the PostgreSQL backend.
 #[derive(Debug, Clone)]
@@ -222,6 +223,7 @@ pub(crate) async fn prepare_schema(
             tx.batch_execute(SCHEMA_SQL).await.map_err(pg_err)?;
             tx.batch_execute(QUEUE_SQL).await.map_err(pg_err)?;
             tx.batch_execute(DAV_SQL).await.map_err(pg_err)?;
+            tx.batch_execute(DAV_SHARE_SQL).await.map_err(pg_err)?;
             tx.execute(
                 "INSERT INTO ledger_head (id, seq, hash) VALUES (1, 0, $1)",
                 &[&ledger::GENESIS],
@@ -270,6 +272,10 @@ pub(crate) async fn prepare_schema(
             if v < 5 {
                 // 4 → 5: CalDAV/CardDAV collections and resources.
                 tx.batch_execute(DAV_SQL).await.map_err(pg_err)?;
+            }
+            if v < 6 {
+                // 5 → 6: calendar and address-book sharing.
+                tx.batch_execute(DAV_SHARE_SQL).await.map_err(pg_err)?;
             }
             tx.execute(
                 "UPDATE schema_version SET version = $1 WHERE id = 1",
@@ -1115,6 +1121,28 @@ impl Store for PgStore {
             )
             .await?;
         dav::changes(&rows)
+    }
+
+    async fn dav_shares(
+        &self,
+        account: PrincipalId,
+        collection: DavCollectionId,
+    ) -> Result<Vec<(PrincipalId, String)>> {
+        let rows = self
+            .query(dav::SHARES_SQL, &[&collection.0, &account.0])
+            .await?;
+        rows.iter()
+            .map(|r| Ok((PrincipalId(col(r, 0)?), col(r, 1)?)))
+            .collect()
+    }
+
+    async fn dav_shared_with(&self, grantee: PrincipalId) -> Result<Vec<(DavCollection, String)>> {
+        let rows = self
+            .query(&dav::shared_with_sql(), &[&grantee.0])
+            .await?;
+        rows.iter()
+            .map(|r| Ok((dav::collection_row(r)?, col(r, 11)?)))
+            .collect()
     }
 
     async fn referenced_blobs(&self) -> Result<Vec<BlobRef>> {

@@ -4,8 +4,9 @@
 //! **What is copied:** every table of the embedded schema with every column as stored —
 //! ids, UIDVALIDITY, `uid_next`, UIDs, modseqs, `highest_modseq`, usage counters, the
 //! journal, credentials, aliases, group members, ACLs, the whole ledger (seq, record,
-//! prev_hash, hash) and its head — plus every blob file, under the same content-addressed
-//! name, into `blobs`/`blob_chunks`. [`TABLES`] lists the columns; before anything is
+//! prev_hash, hash) and its head — plus every blob (the files, and the small blobs the
+//! database keeps in `inline_blobs`), under the same content-addressed name, into
+//! `blobs`/`blob_chunks`. [`TABLES`] lists the columns; before anything is
 //! written both sides' catalogues are compared with it, so a column added to either
 //! `schema.sql` without being added here stops the migration instead of being dropped.
 //!
@@ -66,7 +67,7 @@ use tokio_postgres::types::ToSql;
 pub const SQLITE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// The embedded schema version this migration reads (`PRAGMA user_version`).
-const SQLITE_SCHEMA_VERSION: i64 = 5;
+const SQLITE_SCHEMA_VERSION: i64 = 7;
 
 /// Rows read from SQLite and inserted with one statement: 500 × at most 15 columns is
 /// far below PostgreSQL's 65535 bind parameters, and big enough that round trips do
@@ -75,6 +76,10 @@ const ROWS_PER_BATCH: usize = 500;
 
 /// Blob bytes gathered before one multi-row insert (a single bigger blob is one batch).
 const BLOB_BATCH_BYTES: usize = 8 << 20;
+
+/// Tables only the embedded schema has: `inline_blobs` holds small blobs, copied into
+/// `blobs`/`blob_chunks` with the blob files (not as a table).
+const SQLITE_ONLY_TABLES: [&str; 1] = ["inline_blobs"];
 
 /// Tables only the PostgreSQL schema has; everything else must be in [`TABLES`].
 const PG_ONLY_TABLES: [&str; 5] = [
@@ -392,6 +397,17 @@ pub const TABLES: &[Table] = &[
         ],
         derived: &[],
     },
+    Table {
+        name: "dav_shares",
+        pk: &["collection_id", "grantee_id"],
+        cols: &[
+            c("collection_id", I64),
+            c("account_id", I64),
+            c("grantee_id", I64),
+            c("rights", Text),
+        ],
+        derived: &[],
+    },
 ];
 
 /// What one table's copy found.
@@ -692,6 +708,9 @@ fn check_sqlite_catalogue(conn: &rusqlite::Connection) -> Result<()> {
         .collect::<rusqlite::Result<_>>()
         .map_err(sqlite_err)?;
     for name in &tables {
+        if SQLITE_ONLY_TABLES.contains(&name.as_str()) {
+            continue;
+        }
         let Some(t) = TABLES.iter().find(|t| t.name == name) else {
             return Err(invalid(format!(
                 "the embedded store has a table `{name}` this migration does not know: upgrade Postern"
@@ -767,6 +786,45 @@ async fn check_pg_catalogue(tx: &tokio_postgres::Transaction<'_>, schema: &str) 
 
 /// (name, path) of blob files, sorted by name.
 type BlobFiles = Vec<(String, PathBuf)>;
+
+/// Where a blob of the embedded store is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum BlobSource {
+    /// A row of `inline_blobs`.
+    Inline,
+    File(PathBuf),
+}
+
+/// Every blob of the embedded store, sorted by name, each once: the rows of
+/// `inline_blobs` and the blob files (a blob in both places is read from the row; both
+/// copies are checked against the name when read).
+fn all_blobs(
+    conn: &rusqlite::Connection,
+    files: BlobFiles,
+) -> Result<Vec<(String, BlobSource)>> {
+    let mut st = conn
+        .prepare("SELECT hash FROM inline_blobs ORDER BY hash")
+        .map_err(sqlite_err)?;
+    let inline: Vec<String> = st
+        .query_map([], |r| r.get(0))
+        .map_err(sqlite_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sqlite_err)?;
+    let mut out: Vec<(String, BlobSource)> = Vec::with_capacity(inline.len() + files.len());
+    for name in inline {
+        if !valid_hash(&name) {
+            return Err(invalid(format!(
+                "inline_blobs holds a row named {name:?}, which is not a blob name; run `postern store verify`"
+            )));
+        }
+        out.push((name, BlobSource::Inline));
+    }
+    out.extend(files.into_iter().map(|(n, p)| (n, BlobSource::File(p))));
+    // Inline sorts before File: the row is kept when a name is in both places.
+    out.sort();
+    out.dedup_by(|b, a| a.0 == b.0);
+    Ok(out)
+}
 
 /// Blob files under `dir` (`ab/cd/<sha256>`), sorted by name, and the other files.
 fn list_blob_files(dir: &Path) -> Result<(BlobFiles, Vec<String>)> {
@@ -1082,6 +1140,7 @@ pub async fn from_embedded(
     let sqlite = open_locked(sqlite_path)?;
     check_sqlite_catalogue(&sqlite)?;
     let (blob_files, ignored) = list_blob_files(blobs_dir)?;
+    let blob_files = all_blobs(&sqlite, blob_files)?;
     {
         let mut st = sqlite
             .prepare("SELECT DISTINCT blob_hash FROM messages ORDER BY blob_hash")
@@ -1101,8 +1160,8 @@ pub async fn from_embedded(
             .collect();
         if !missing.is_empty() {
             return Err(invalid(format!(
-                "{} message blob(s) are missing from {} (first: {}); run `postern store verify` \
-                 and repair the embedded store before migrating",
+                "{} message blob(s) are missing from {} and the database (first: {}); run \
+                 `postern store verify` and repair the embedded store before migrating",
                 missing.len(),
                 blobs_dir.display(),
                 missing[0]
@@ -1169,7 +1228,7 @@ pub async fn from_embedded(
 
 async fn copy_and_verify(
     sqlite: &rusqlite::Connection,
-    blob_files: &[(String, PathBuf)],
+    blob_files: &[(String, BlobSource)],
     client: &mut tokio_postgres::Client,
     schema: &str,
     report: &mut MigrationReport,
@@ -1222,8 +1281,15 @@ async fn copy_and_verify(
 
     let mut batch = BlobBatch::default();
     let mut source_list = Sha256::new();
-    for (name, path) in blob_files {
-        let data = std::fs::read(path)?;
+    for (name, source) in blob_files {
+        let data = match source {
+            BlobSource::File(path) => std::fs::read(path)?,
+            BlobSource::Inline => sqlite
+                .prepare_cached("SELECT data FROM inline_blobs WHERE hash = ?1")
+                .map_err(sqlite_err)?
+                .query_row([name], |r| r.get::<_, Vec<u8>>(0))
+                .map_err(sqlite_err)?,
+        };
         let actual = hash_bytes(&data);
         if &actual != name {
             return Err(StoreError::CorruptBlob {

@@ -119,6 +119,13 @@ async fn mailbox_lifecycle() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blob_staging_rules() {
+    let (_g, p, s, b) = fresh().await;
+    c::blob_staging_rules(s, b).await;
+    assert!(p.backend_check().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn edge_rules() {
     let (_g, _p, s, b) = fresh().await;
     c::edge_rules(s, b).await;
@@ -1138,9 +1145,23 @@ async fn queue_rules() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dav_time_ranges() {
+    let (_g, p, s, b) = fresh().await;
+    c::dav_time_ranges(s, b).await;
+    assert!(p.backend_check().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dav_rules() {
     let (_g, p, s, b) = fresh().await;
     c::dav_rules(s, b).await;
+    assert!(p.backend_check().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dav_share_rules() {
+    let (_g, p, s, _) = fresh().await;
+    c::dav_share_rules(s).await;
     assert!(p.backend_check().await.unwrap().is_empty());
 }
 

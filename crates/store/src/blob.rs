@@ -8,6 +8,7 @@
 
 use crate::error::{Result, StoreError};
 use crate::model::BlobRef;
+use crate::ops::Op;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -30,6 +31,15 @@ pub trait BlobStore: Send + Sync {
     /// Stores the bytes durably and returns their name. Storing the same bytes twice
     /// keeps one copy.
     async fn put(&self, data: Vec<u8>) -> Result<BlobRef>;
+    /// Stores the bytes as part of the batch that will refer to them: returns their name
+    /// and the ops the caller must put in that same [`crate::Store::write`] (on the
+    /// store this blob store belongs to), anywhere in it. When the batch commits the
+    /// blob is durable with it; when it fails or is never written, nothing refers to
+    /// the blob. A store that keeps the bytes elsewhere writes them durably here and
+    /// returns no ops (the default).
+    async fn stage(&self, data: Vec<u8>) -> Result<(BlobRef, Vec<Op>)> {
+        Ok((self.put(data).await?, Vec::new()))
+    }
     /// Reads a blob, checking its hash.
     async fn get(&self, hash: &str) -> Result<Vec<u8>>;
     async fn exists(&self, hash: &str) -> Result<bool>;

@@ -1376,6 +1376,121 @@ pub async fn queue_rules(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) {
     );
 }
 
+/// Time-range filters against the plain overlap rule, over resources of every span
+/// around the embedded backend's short-span index bound (31 days), open-ended, undated
+/// and half-dated ones, and ranges with and without either side: the index changes
+/// how resources are found, never which.
+pub async fn dav_time_ranges(store: Arc<dyn Store>, _blobs: Arc<dyn BlobStore>) {
+    let d = domain("example.com");
+    let alice = principal(d.id, "alice", PrincipalKind::Individual);
+    let a = alice.id;
+    store
+        .write(vec![Op::CreateDomain(d), Op::CreatePrincipal(alice)])
+        .await
+        .unwrap();
+    let cal = dav_collection(a, "calendar", DavKind::Calendar);
+    let cal_id = cal.id;
+    store
+        .write(vec![Op::CreateDavCollection(cal)])
+        .await
+        .unwrap();
+    const DAY: i64 = 24 * 3600 * 1000;
+    let t0: i64 = 1_893_456_000_000; // 2030-01-01
+    let bound = 31 * DAY;
+    let mut spans: Vec<(Option<i64>, Option<i64>)> = Vec::new();
+    for (i, len) in [
+        1,
+        3600 * 1000,
+        DAY,
+        bound - 1,
+        bound,
+        bound + 1,
+        2 * bound,
+        400 * DAY,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for start in [t0 - 40 * DAY, t0 - bound, t0, t0 + (i as i64) * 7 * DAY] {
+            spans.push((Some(start), Some(start + len)));
+        }
+    }
+    spans.extend([
+        (Some(t0 + 3 * DAY), Some(i64::MAX)),
+        (Some(i64::MIN / 2), Some(i64::MAX)),
+        (Some(-5 * DAY), Some(-4 * DAY)),
+        (None, None),
+        (Some(t0 + DAY), None),
+        (None, Some(t0 + DAY)),
+    ]);
+    let mut ops = Vec::new();
+    for (i, (s, e)) in spans.iter().enumerate() {
+        let mut r = dav_resource(
+            a,
+            cal_id,
+            &format!("r{i:03}.ics"),
+            &format!("u{i}"),
+            "x",
+            None,
+        );
+        (r.start_ms, r.end_ms) = (*s, *e);
+        ops.push(Op::PutDavResource {
+            resource: r,
+            expect: DavExpect::Any,
+        });
+    }
+    store.write(ops).await.unwrap();
+    let mut queries: Vec<(Option<i64>, Option<i64>)> = vec![(None, None)];
+    for start in [
+        t0 - 60 * DAY,
+        t0 - bound - 1,
+        t0 - bound,
+        t0 - DAY,
+        t0,
+        t0 + 1,
+        t0 + 10 * DAY,
+        t0 + 45 * DAY,
+        t0 + 500 * DAY,
+    ] {
+        for len in [1, DAY, bound, 3 * bound] {
+            queries.push((Some(start), Some(start + len)));
+        }
+        queries.push((Some(start), None));
+        queries.push((None, Some(start)));
+    }
+    for (qs, qe) in queries {
+        let mut want: Vec<String> = spans
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, e))| {
+                qs.is_none_or(|q| e.is_none_or(|e| e > q))
+                    && qe.is_none_or(|q| s.is_none_or(|s| s < q))
+            })
+            .map(|(i, _)| format!("r{i:03}.ics"))
+            .collect();
+        want.sort();
+        for with_data in [false, true] {
+            let got: Vec<String> = store
+                .dav_resources(
+                    a,
+                    cal_id,
+                    DavFilter {
+                        component: Some("VEVENT".into()),
+                        start_ms: qs,
+                        end_ms: qe,
+                        with_data,
+                    },
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+            assert_eq!(got, want, "range {qs:?}..{qe:?}");
+        }
+    }
+}
+
 fn dav_collection(account: PrincipalId, name: &str, kind: DavKind) -> DavCollection {
     DavCollection {
         id: DavCollectionId::generate(),
@@ -1951,4 +2066,209 @@ pub async fn scoped_store_keeps_other_flags(store: Arc<dyn Store>, blobs: Arc<dy
         .unwrap();
     let (_, entries) = store.mailbox_entries(account, mailbox).await.unwrap();
     assert!(entries[0].flags.contains(Flags::DELETED));
+}
+
+/// Blobs staged with the batch that refers to them ([`BlobStore::stage`]): a staged
+/// blob exists exactly when its batch committed, with the same bytes; staging the same
+/// bytes twice keeps one copy; an `Op::PutBlob` whose bytes do not match its name fails
+/// its batch; big blobs and plain `put` work alongside; `verify_store` is clean.
+pub async fn blob_staging_rules(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) {
+    let (account, mailbox) = account_with_mailbox(store.as_ref()).await;
+    let record = |blob: BlobRef| MessageRecord {
+        id: MessageId::generate(),
+        account,
+        blob,
+        received_ms: now_ms(),
+        thread_id: format!("t{}", MessageId::generate()),
+        meta: MessageMeta::default(),
+    };
+    let small = b"Subject: staged\r\n\r\nsmall body\r\n".to_vec();
+    let (blob, ops) = blobs.stage(small.clone()).await.unwrap();
+    assert_eq!(blob.hash, blob::hash_bytes(&small));
+    assert_eq!(blob.size, small.len() as u64);
+    let staged = !ops.is_empty();
+    if staged {
+        // Not there before its batch commits.
+        assert!(!blobs.exists(&blob.hash).await.unwrap());
+        assert!(matches!(
+            blobs.get(&blob.hash).await,
+            Err(StoreError::NotFound(_))
+        ));
+        // A batch that fails leaves no blob.
+        let mut failing = vec![append(record(blob.clone()), MailboxId::generate())];
+        failing.extend(ops.iter().cloned());
+        assert!(store.write(failing).await.is_err());
+        assert!(!blobs.exists(&blob.hash).await.unwrap());
+    }
+    let mut batch = vec![append(record(blob.clone()), mailbox)];
+    batch.extend(ops);
+    let results = store.write(batch).await.unwrap();
+    assert!(matches!(results[0], OpResult::Appended { uid: 1, .. }));
+    assert!(blobs.exists(&blob.hash).await.unwrap());
+    assert_eq!(blobs.get(&blob.hash).await.unwrap(), small);
+
+    // The same bytes again (another recipient's delivery): one copy.
+    let (again, ops) = blobs.stage(small.clone()).await.unwrap();
+    assert_eq!(again, blob);
+    let mut batch = vec![append(record(again), mailbox)];
+    batch.extend(ops);
+    store.write(batch).await.unwrap();
+    let listed = blobs.list().await.unwrap();
+    assert_eq!(listed.iter().filter(|h| **h == blob.hash).count(), 1);
+
+    // Two batches staging the same new bytes in one group commit.
+    let twin = b"Subject: twin\r\n\r\nsame bytes\r\n".to_vec();
+    let mut writes = Vec::new();
+    for _ in 0..2 {
+        let (b, ops) = blobs.stage(twin.clone()).await.unwrap();
+        let mut batch = vec![append(record(b), mailbox)];
+        batch.extend(ops);
+        let store = store.clone();
+        writes.push(tokio::spawn(async move { store.write(batch).await }));
+    }
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        blobs.get(&blob::hash_bytes(&twin)).await.unwrap(),
+        twin
+    );
+
+    // Bytes that do not match their name: the whole batch fails.
+    let bad = Op::PutBlob {
+        hash: blob::hash_bytes(b"other bytes"),
+        data: BlobBytes(Arc::new(b"these bytes".to_vec())),
+    };
+    let (_, before) = store.mailbox_entries(account, mailbox).await.unwrap();
+    let lonely = put_message(blobs.as_ref(), account, b"Subject: lonely\r\n\r\n").await;
+    assert!(
+        store
+            .write(vec![append(lonely, mailbox), bad])
+            .await
+            .is_err()
+    );
+    let (_, after) = store.mailbox_entries(account, mailbox).await.unwrap();
+    assert_eq!(after.len(), before.len());
+    assert!(!blobs.exists(&blob::hash_bytes(b"other bytes")).await.unwrap());
+
+    // A big blob (over any backend's inline limit) and an empty one.
+    let big: Vec<u8> = (0..(3 << 20) + 17).map(|i| (i % 251) as u8).collect();
+    for data in [big, Vec::new()] {
+        let (b, ops) = blobs.stage(data.clone()).await.unwrap();
+        let mut batch = vec![append(record(b.clone()), mailbox)];
+        batch.extend(ops);
+        store.write(batch).await.unwrap();
+        assert_eq!(blobs.get(&b.hash).await.unwrap(), data);
+    }
+
+    let report = verify_store(store.as_ref(), blobs.as_ref()).await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.orphan_blobs, 1, "the lonely message's blob only");
+
+    // Delete removes a staged blob (an unreferenced one here).
+    let (orphan, ops) = blobs.stage(b"orphan".to_vec()).await.unwrap();
+    store.write(ops).await.unwrap();
+    assert!(blobs.exists(&orphan.hash).await.unwrap());
+    blobs.delete(&orphan.hash).await.unwrap();
+    assert!(!blobs.exists(&orphan.hash).await.unwrap());
+    blobs.delete(&orphan.hash).await.unwrap();
+}
+
+/// Calendar and address-book sharing grants (`dav_shares`): set, change, list from
+/// both sides, remove; refused for a collection of another account or an unknown
+/// grantee; gone with the collection and with either account.
+pub async fn dav_share_rules(store: Arc<dyn Store>) {
+    let d = domain("example.com");
+    let alice = principal(d.id, "alice", PrincipalKind::Individual);
+    let bob = principal(d.id, "bob", PrincipalKind::Individual);
+    let carol = principal(d.id, "carol", PrincipalKind::Individual);
+    let (a, b, c) = (alice.id, bob.id, carol.id);
+    store
+        .write(vec![
+            Op::CreateDomain(d),
+            Op::CreatePrincipal(alice),
+            Op::CreatePrincipal(bob),
+            Op::CreatePrincipal(carol.clone()),
+        ])
+        .await
+        .unwrap();
+    let cal = dav_collection(a, "calendar", DavKind::Calendar);
+    let book = dav_collection(a, "contacts", DavKind::AddressBook);
+    let (cal_id, book_id) = (cal.id, book.id);
+    store
+        .write(vec![
+            Op::CreateDavCollection(cal),
+            Op::CreateDavCollection(book),
+        ])
+        .await
+        .unwrap();
+    let share = |coll: DavCollectionId, grantee: PrincipalId, rights: &str| Op::SetDavShare {
+        account: a,
+        collection: coll,
+        grantee,
+        rights: rights.into(),
+    };
+    store
+        .write(vec![share(cal_id, b, "lr"), share(book_id, b, "lrwite")])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.dav_shares(a, cal_id).await.unwrap(),
+        vec![(b, "lr".to_string())]
+    );
+    // Another account's id pair has no grants.
+    assert!(store.dav_shares(b, cal_id).await.unwrap().is_empty());
+    let mine = store.dav_shared_with(b).await.unwrap();
+    assert_eq!(
+        mine.iter()
+            .map(|(col, r)| (col.name.as_str(), r.as_str()))
+            .collect::<Vec<_>>(),
+        [("calendar", "lr"), ("contacts", "lrwite")]
+    );
+    assert!(mine.iter().all(|(col, _)| col.account == a));
+    assert!(store.dav_shared_with(c).await.unwrap().is_empty());
+    // Changing replaces; empty rights remove.
+    store.write(vec![share(cal_id, b, "lrwite")]).await.unwrap();
+    assert_eq!(
+        store.dav_shares(a, cal_id).await.unwrap(),
+        vec![(b, "lrwite".to_string())]
+    );
+    store.write(vec![share(book_id, b, "")]).await.unwrap();
+    assert_eq!(store.dav_shared_with(b).await.unwrap().len(), 1);
+    // A collection that is not the account's, or an unknown grantee: NotFound.
+    let bad = Op::SetDavShare {
+        account: b,
+        collection: cal_id,
+        grantee: c,
+        rights: "lr".into(),
+    };
+    assert!(matches!(
+        store.write(vec![bad]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .write(vec![share(cal_id, PrincipalId::generate(), "lr")])
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Removing the collection removes its grants; removing a grantee removes theirs.
+    store
+        .write(vec![share(cal_id, c, "lr"), share(book_id, c, "lr")])
+        .await
+        .unwrap();
+    store
+        .write(vec![Op::DeleteDavCollection {
+            account: a,
+            collection: cal_id,
+        }])
+        .await
+        .unwrap();
+    assert!(store.dav_shared_with(b).await.unwrap().is_empty());
+    assert_eq!(store.dav_shared_with(c).await.unwrap().len(), 1);
+    store
+        .write(vec![Op::RemovePrincipal(carol.id)])
+        .await
+        .unwrap();
+    assert!(store.dav_shares(a, book_id).await.unwrap().is_empty());
 }

@@ -33,7 +33,7 @@ pub mod verify;
 pub use blob::{BlobStore, FsBlobStore};
 pub use error::{Result, StoreError};
 pub use model::*;
-pub use ops::{FlagAction, Op, OpResult};
+pub use ops::{BlobBytes, FlagAction, Op, OpResult};
 pub use queue::*;
 
 use async_trait::async_trait;
@@ -218,6 +218,15 @@ pub trait Store: Send + Sync {
         since: u64,
         limit: usize,
     ) -> Result<Vec<DavChange>>;
+    /// The grants on one of the account's DAV collections: (grantee, rights).
+    async fn dav_shares(
+        &self,
+        account: PrincipalId,
+        collection: DavCollectionId,
+    ) -> Result<Vec<(PrincipalId, String)>>;
+    /// Other accounts' DAV collections granted to `grantee`, with the rights, by owner
+    /// then name.
+    async fn dav_shared_with(&self, grantee: PrincipalId) -> Result<Vec<(DavCollection, String)>>;
 
     /// Every (blob, size) that a message record or a queued message refers to.
     async fn referenced_blobs(&self) -> Result<Vec<BlobRef>>;

@@ -554,6 +554,8 @@ pub enum DavKind {
     Tasks,
     /// An address book (RFC 6352).
     AddressBook,
+    /// The scheduling inbox (RFC 6638 §2.2): iTIP messages delivered to the account.
+    Inbox,
 }
 
 impl DavKind {
@@ -562,6 +564,7 @@ impl DavKind {
             DavKind::Calendar => "calendar",
             DavKind::Tasks => "tasks",
             DavKind::AddressBook => "addressbook",
+            DavKind::Inbox => "inbox",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -569,6 +572,7 @@ impl DavKind {
             "calendar" => DavKind::Calendar,
             "tasks" => DavKind::Tasks,
             "addressbook" => DavKind::AddressBook,
+            "inbox" => DavKind::Inbox,
             _ => return None,
         })
     }

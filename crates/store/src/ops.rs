@@ -109,7 +109,15 @@ pub enum Op {
     },
     /// Append to the access ledger, chained to the entry before it.
     AppendLedger(LedgerRecord),
-    /// Puts a message in the outbound queue. Its blob must already be durable.
+    /// Keeps a blob's bytes in the metadata store under `hash` (their SHA-256, checked):
+    /// made by [`crate::BlobStore::stage`] so that a small blob commits with the batch
+    /// that refers to it — one durability point for both. Storing the same bytes again
+    /// keeps one copy. Result: [`OpResult::Done`].
+    PutBlob { hash: String, data: BlobBytes },
+    /// Removes a blob kept by `PutBlob`; a missing one is not an error.
+    DeleteBlob(String),
+    /// Puts a message in the outbound queue. Its blob must already be durable (or be
+    /// put by a `PutBlob` of the same batch).
     Enqueue {
         message: QueuedMessage,
         recipients: Vec<QueuedRecipient>,
@@ -176,6 +184,33 @@ pub enum Op {
         name: String,
         expect: DavExpect,
     },
+    /// Sets `grantee`'s rights (RFC 4314 letters) on one of `account`'s DAV collections
+    /// (calendar/address-book sharing); empty rights remove the grant. The collection
+    /// must be the account's and the grantee must exist (else `NotFound`).
+    SetDavShare {
+        account: PrincipalId,
+        collection: DavCollectionId,
+        grantee: PrincipalId,
+        rights: String,
+    },
+}
+
+/// A blob's bytes in an [`Op::PutBlob`]: shared, so retrying a batch copies no bytes,
+/// and shown by length only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BlobBytes(pub std::sync::Arc<Vec<u8>>);
+
+impl std::fmt::Debug for BlobBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BlobBytes({} bytes)", self.0.len())
+    }
+}
+
+impl std::ops::Deref for BlobBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// The UIDs of a `StoreFlags` or `Expunge` in first-seen order without repeats: a UID

@@ -1,16 +1,153 @@
-//! The conformance suite on the embedded backend (SQLite + blob files).
+//! The conformance suite on the embedded backend (SQLite; small blobs in it, big ones
+//! as files), and the embedded store's own rules.
 
 use postern_store::conformance as c;
-use postern_store::sqlite::{SqliteOptions, SqliteStore};
+use postern_store::sqlite::{SqliteBlobStore, SqliteOptions, SqliteStore};
 use postern_store::{BlobStore, FsBlobStore, Store};
 use std::sync::Arc;
 
+/// The inline limit the tests use (the server's default).
+const INLINE_MAX: usize = 128 * 1024;
+
 fn fresh() -> (tempfile::TempDir, Arc<dyn Store>, Arc<dyn BlobStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("meta.sqlite"), SqliteOptions::default()).unwrap(),
+    );
+    let files = FsBlobStore::open(&dir.path().join("blobs")).unwrap();
+    let blobs = SqliteBlobStore::new(store.clone(), files, INLINE_MAX);
+    (dir, store, Arc::new(blobs))
+}
+
+/// The same store with every blob a file (as before schema 7, or `inline_blob_max = 0`).
+fn fresh_files() -> (tempfile::TempDir, Arc<dyn Store>, Arc<dyn BlobStore>) {
     let dir = tempfile::tempdir().unwrap();
     let store =
         SqliteStore::open(&dir.path().join("meta.sqlite"), SqliteOptions::default()).unwrap();
     let blobs = FsBlobStore::open(&dir.path().join("blobs")).unwrap();
     (dir, Arc::new(store), Arc::new(blobs))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blob_staging_rules() {
+    let (_d, s, b) = fresh();
+    c::blob_staging_rules(s, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blob_staging_rules_with_files_only() {
+    let (_d, s, b) = fresh_files();
+    c::blob_staging_rules(s, b).await;
+}
+
+/// A data directory written before schema 7 (version 6, every blob a file) opens,
+/// migrates, and reads as before; new small blobs then go into the database, and both
+/// kinds read, list and verify together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn old_blob_files_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sqlite");
+    let blob_dir = dir.path().join("blobs");
+    let (acct, inbox, old) = {
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let files = FsBlobStore::open(&blob_dir).unwrap();
+        let (acct, inbox) = c::account_with_mailbox(&store).await;
+        let mut ops = Vec::new();
+        let mut old = Vec::new();
+        for i in 0..3 {
+            let body = format!("Subject: old {i}
+
+{}
+", "x".repeat(i * 100));
+            let m = c::put_message(&files, acct, body.as_bytes()).await;
+            old.push((m.blob.hash.clone(), body.into_bytes()));
+            ops.push(c::append(m, inbox));
+        }
+        store.write(ops).await.unwrap();
+        store.close();
+        (acct, inbox, old)
+    };
+    {
+        // Back to version 6: no inline_blobs table.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("DROP TABLE inline_blobs; PRAGMA user_version = 6;")
+            .unwrap();
+    }
+    let store = Arc::new(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+    let blobs = SqliteBlobStore::new(
+        store.clone(),
+        FsBlobStore::open(&blob_dir).unwrap(),
+        INLINE_MAX,
+    );
+    for (hash, body) in &old {
+        assert_eq!(&blobs.get(hash).await.unwrap(), body);
+        assert!(blobs.exists(hash).await.unwrap());
+    }
+    let new = b"Subject: new\r\n\r\nsmall\r\n".to_vec();
+    let (blob, ops) = blobs.stage(new.clone()).await.unwrap();
+    assert_eq!(ops.len(), 1, "a small blob is staged into the database");
+    let record = postern_store::MessageRecord {
+        id: postern_store::MessageId::generate(),
+        account: acct,
+        blob: blob.clone(),
+        received_ms: 0,
+        thread_id: "t".into(),
+        meta: Default::default(),
+    };
+    let mut batch = vec![c::append(record, inbox)];
+    batch.extend(ops);
+    store.write(batch).await.unwrap();
+    assert_eq!(blobs.get(&blob.hash).await.unwrap(), new);
+    let files = blobs.files().list().await.unwrap();
+    assert_eq!(files.len(), 3, "the new blob is not a file");
+    let mut want: Vec<String> = old.iter().map(|(h, _)| h.clone()).collect();
+    want.push(blob.hash.clone());
+    want.sort();
+    assert_eq!(blobs.list().await.unwrap(), want);
+    let report = postern_store::verify::verify_store(store.as_ref(), &blobs)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!((report.messages, report.orphan_blobs), (4, 0));
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert!(v >= 7, "schema version {v}");
+}
+
+/// A blob kept in the database whose bytes were changed is refused on read and by
+/// verification; names that are not hex digests never reach SQL or the file system.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corrupt_inline_blob_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sqlite");
+    let store = Arc::new(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+    let blobs = SqliteBlobStore::new(
+        store.clone(),
+        FsBlobStore::open(&dir.path().join("blobs")).unwrap(),
+        INLINE_MAX,
+    );
+    let r = blobs.put(b"hello".to_vec()).await.unwrap();
+    assert_eq!(blobs.get(&r.hash).await.unwrap(), b"hello");
+    assert!(blobs.files().list().await.unwrap().is_empty());
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute(
+        "UPDATE inline_blobs SET data = ?1 WHERE hash = ?2",
+        rusqlite::params![&b"hellO"[..], r.hash],
+    )
+    .unwrap();
+    assert!(matches!(
+        blobs.get(&r.hash).await,
+        Err(postern_store::StoreError::CorruptBlob { .. })
+    ));
+    for bad in ["../../etc/passwd", "AB", &"g".repeat(64), "' OR 1=1 --"] {
+        assert!(matches!(
+            blobs.get(bad).await,
+            Err(postern_store::StoreError::NotFound(_))
+        ));
+        assert!(!blobs.exists(bad).await.unwrap());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -275,9 +412,21 @@ async fn queue_rules() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dav_time_ranges() {
+    let (_d, s, b) = fresh();
+    c::dav_time_ranges(s, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dav_rules() {
     let (_d, s, b) = fresh();
     c::dav_rules(s, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dav_share_rules() {
+    let (_d, s, _) = fresh();
+    c::dav_share_rules(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

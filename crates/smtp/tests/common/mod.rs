@@ -3,7 +3,7 @@
 //! with a fixture directory, and a raw-bytes client that can switch to TLS.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use postern_core::store::sqlite::{SqliteOptions, SqliteStore};
+use postern_core::store::sqlite::{SqliteBlobStore, SqliteOptions, SqliteStore};
 use postern_core::store::{FsBlobStore, LedgerQuery, PrincipalKind, SpecialUse};
 use postern_core::{Argon2Settings, Core, CoreSettings};
 use postern_net::{BoxStream, Limits, ListenerKind, ListenerSpec, Server, bind_all};
@@ -57,9 +57,12 @@ impl Env {
 
     pub async fn with(limits: SmtpLimits, policy: SmtpPolicy) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            SqliteStore::open(&dir.path().join("meta.sqlite"), SqliteOptions::default()).unwrap();
-        let blobs = FsBlobStore::open(&dir.path().join("blobs")).unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("meta.sqlite"), SqliteOptions::default()).unwrap(),
+        );
+        // As the server keeps them: small blobs in the database, big ones as files.
+        let files = FsBlobStore::open(&dir.path().join("blobs")).unwrap();
+        let blobs = SqliteBlobStore::new(store.clone(), files, 128 * 1024);
         let settings = CoreSettings {
             argon2: Argon2Settings {
                 memory_kib: 8,
@@ -68,7 +71,7 @@ impl Env {
             },
             ..Default::default()
         };
-        let store: Arc<dyn postern_core::store::Store> = Arc::new(store);
+        let store: Arc<dyn postern_core::store::Store> = store;
         let blobs: Arc<dyn postern_core::store::BlobStore> = Arc::new(blobs);
         let core = Arc::new(Core::new(store.clone(), blobs.clone(), settings).unwrap());
         fixture(&core).await;

@@ -242,6 +242,10 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             )?;
             c.execute("DELETE FROM messages WHERE account_id = ?1", [id.0])?;
             c.execute("DELETE FROM mailboxes WHERE account_id = ?1", [id.0])?;
+            c.execute(
+                "DELETE FROM dav_shares WHERE account_id = ?1 OR grantee_id = ?1",
+                [id.0],
+            )?;
             c.execute("DELETE FROM dav_resources WHERE account_id = ?1", [id.0])?;
             c.execute("DELETE FROM dav_collections WHERE account_id = ?1", [id.0])?;
             c.execute("DELETE FROM journal WHERE account_id = ?1", [id.0])?;
@@ -679,6 +683,23 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             .execute(params![seq as i64, hash])?;
             Ok(OpResult::LedgerAppended { seq, hash })
         }
+        Op::PutBlob { hash, data } => {
+            if !crate::blob::valid_hash(hash) || crate::blob::hash_bytes(data) != *hash {
+                return Err(StoreError::Invalid(format!(
+                    "blob {hash:?}: the bytes do not have that hash"
+                )));
+            }
+            c.prepare_cached(
+                "INSERT INTO inline_blobs (hash, data) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING",
+            )?
+            .execute(params![hash, &data[..]])?;
+            Ok(OpResult::Done)
+        }
+        Op::DeleteBlob(hash) => {
+            c.prepare_cached("DELETE FROM inline_blobs WHERE hash = ?1")?
+                .execute([hash])?;
+            Ok(OpResult::Done)
+        }
         Op::Enqueue { .. }
         | Op::ClaimQueued { .. }
         | Op::UpdateQueued { .. }
@@ -690,6 +711,7 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
         | Op::UpdateDavCollection { .. }
         | Op::DeleteDavCollection { .. }
         | Op::PutDavResource { .. }
-        | Op::DeleteDavResource { .. } => super::dav::apply(c, op, notices),
+        | Op::DeleteDavResource { .. }
+        | Op::SetDavShare { .. } => super::dav::apply(c, op, notices),
     }
 }

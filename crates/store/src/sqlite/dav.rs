@@ -204,6 +204,10 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
         } => {
             let modseq = touch(c, *account, *collection)?;
             c.execute(
+                "DELETE FROM dav_shares WHERE collection_id = ?1",
+                [collection.0],
+            )?;
+            c.execute(
                 "DELETE FROM dav_resources WHERE collection_id = ?1",
                 [collection.0],
             )?;
@@ -323,6 +327,41 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             )?;
             Ok(OpResult::Done)
         }
+        Op::SetDavShare {
+            account,
+            collection,
+            grantee,
+            rights,
+        } => {
+            let owned = c
+                .prepare_cached("SELECT 1 FROM dav_collections WHERE id = ?1 AND account_id = ?2")?
+                .query_row(params![collection.0, account.0], |_| Ok(()))
+                .optional()?;
+            if owned.is_none() {
+                return Err(StoreError::NotFound(format!("dav collection {collection}")));
+            }
+            let grantee_there = c
+                .prepare_cached("SELECT 1 FROM principals WHERE id = ?1")?
+                .query_row([grantee.0], |_| Ok(()))
+                .optional()?;
+            if grantee_there.is_none() {
+                return Err(StoreError::NotFound(format!("principal {grantee}")));
+            }
+            if rights.is_empty() {
+                c.execute(
+                    "DELETE FROM dav_shares WHERE collection_id = ?1 AND grantee_id = ?2",
+                    params![collection.0, grantee.0],
+                )?;
+            } else {
+                c.execute(
+                    "INSERT INTO dav_shares (collection_id, account_id, grantee_id, rights)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (collection_id, grantee_id) DO UPDATE SET rights = excluded.rights",
+                    params![collection.0, account.0, grantee.0, rights],
+                )?;
+            }
+            Ok(OpResult::Done)
+        }
         _ => Err(StoreError::Invalid("not a DAV operation".into())),
     }
 }
@@ -335,6 +374,28 @@ pub(super) fn collections(c: &Connection, account: PrincipalId) -> Result<Vec<Da
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// Time-range index: a resource whose indexed span (`end_ms - start_ms`) is at most this
+/// long is found through `dav_resources_short` (collection, start): a range query reads
+/// only the resources starting between its start minus this span and its end. Longer,
+/// open-ended (recurring series past the expansion caps) and undated ones are few and
+/// read through `dav_resources_long`, checked one by one. 31 days: meetings, all-day and
+/// multi-week events are short; a finite series spanning months is long.
+pub const SHORT_SPAN_MS: i64 = 31 * 24 * 3600 * 1000;
+
+/// The partial indexes of [`SHORT_SPAN_MS`]. They hold nothing the table does not, so
+/// they are made (if missing) at every open rather than by a schema version; their
+/// WHERE clauses are repeated word for word in [`resources`] (SQLite uses a partial
+/// index only for a query whose WHERE has its terms).
+pub(super) fn ensure_indexes(c: &Connection) -> Result<()> {
+    c.execute_batch(&format!(
+        "CREATE INDEX IF NOT EXISTS dav_resources_short ON dav_resources(collection_id, start_ms)
+           WHERE deleted = 0 AND end_ms - start_ms <= {SHORT_SPAN_MS};
+         CREATE INDEX IF NOT EXISTS dav_resources_long ON dav_resources(collection_id)
+           WHERE deleted = 0 AND (start_ms IS NULL OR end_ms IS NULL OR end_ms - start_ms > {SHORT_SPAN_MS});"
+    ))?;
+    Ok(())
+}
+
 pub(super) fn resources(
     c: &Connection,
     account: PrincipalId,
@@ -342,6 +403,37 @@ pub(super) fn resources(
     filter: &DavFilter,
 ) -> Result<Vec<DavResource>> {
     let data = if filter.with_data { ", data" } else { "" };
+    if let Some(start) = filter.start_ms {
+        // A range with a start: short spans by the index on their start, the rest one
+        // by one (see SHORT_SPAN_MS). The end is exclusive: start_ms <= end - 1.
+        let last = filter.end_ms.map_or(i64::MAX, |e| e.saturating_sub(1));
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {RESOURCE_COLS}{data} FROM dav_resources
+             WHERE collection_id = ?1 AND account_id = ?2 AND deleted = 0
+               AND end_ms - start_ms <= {SHORT_SPAN_MS}
+               AND start_ms >= ?4 AND start_ms <= ?6 AND end_ms > ?5
+               AND (?3 IS NULL OR component = ?3)
+             UNION ALL
+             SELECT {RESOURCE_COLS}{data} FROM dav_resources
+             WHERE collection_id = ?1 AND account_id = ?2 AND deleted = 0
+               AND (start_ms IS NULL OR end_ms IS NULL OR end_ms - start_ms > {SHORT_SPAN_MS})
+               AND (end_ms IS NULL OR end_ms > ?5) AND (start_ms IS NULL OR start_ms <= ?6)
+               AND (?3 IS NULL OR component = ?3)
+             ORDER BY name"
+        ))?;
+        let rows = st.query_map(
+            params![
+                collection.0,
+                account.0,
+                filter.component,
+                start.saturating_sub(SHORT_SPAN_MS),
+                start,
+                last
+            ],
+            |r| resource_row(r, filter.with_data),
+        )?;
+        return Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?);
+    }
     let mut st = c.prepare_cached(&format!(
         "SELECT {RESOURCE_COLS}{data} FROM dav_resources
          WHERE collection_id = ?1 AND account_id = ?2 AND deleted = 0
@@ -418,5 +510,37 @@ pub(super) fn changes(
             })
         },
     )?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(super) fn shares(
+    c: &Connection,
+    account: PrincipalId,
+    collection: DavCollectionId,
+) -> Result<Vec<(PrincipalId, String)>> {
+    let mut st = c.prepare_cached(
+        "SELECT grantee_id, rights FROM dav_shares
+         WHERE collection_id = ?1 AND account_id = ?2 ORDER BY grantee_id",
+    )?;
+    let rows = st.query_map(params![collection.0, account.0], |r| {
+        Ok((PrincipalId(r.get(0)?), r.get(1)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(super) fn shared_with(
+    c: &Connection,
+    grantee: PrincipalId,
+) -> Result<Vec<(DavCollection, String)>> {
+    let cols: Vec<String> = COLLECTION_COLS
+        .split(", ")
+        .map(|col| format!("d.{}", col.trim()))
+        .collect();
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {}, s.rights FROM dav_shares s JOIN dav_collections d ON d.id = s.collection_id
+         WHERE s.grantee_id = ?1 AND d.account_id <> ?1 ORDER BY d.account_id, d.name",
+        cols.join(", ")
+    ))?;
+    let rows = st.query_map([grantee.0], |r| Ok((collection_row(r)?, r.get(11)?)))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }

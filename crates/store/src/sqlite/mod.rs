@@ -7,6 +7,7 @@
 //! read inside one transaction, so it sees one snapshot.
 
 mod apply;
+mod blobs;
 mod dav;
 mod queue;
 
@@ -21,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, oneshot};
 
-const SCHEMA_VERSION: i64 = 5;
+pub use blobs::SqliteBlobStore;
+
+const SCHEMA_VERSION: i64 = 7;
 
 /// Settings of the embedded backend.
 #[derive(Debug, Clone)]
@@ -114,6 +117,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(include_str!("schema.sql"))?;
         tx.execute_batch(include_str!("queue.sql"))?;
         tx.execute_batch(include_str!("dav.sql"))?;
+        tx.execute_batch(include_str!("dav_share.sql"))?;
+        tx.execute_batch(include_str!("inline_blobs.sql"))?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     } else if (1..SCHEMA_VERSION).contains(&version) {
         if version < 2 {
@@ -131,12 +136,22 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             // 4 → 5: CalDAV/CardDAV collections and resources.
             tx.execute_batch(include_str!("dav.sql"))?;
         }
+        if version < 6 {
+            // 5 → 6: calendar and address-book sharing.
+            tx.execute_batch(include_str!("dav_share.sql"))?;
+        }
+        if version < 7 {
+            // 6 → 7: small blobs in the database (their files stay where they are).
+            tx.execute_batch(include_str!("inline_blobs.sql"))?;
+        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     } else if version > SCHEMA_VERSION {
         return Err(StoreError::Invalid(format!(
             "the data directory has schema version {version}, this build knows {SCHEMA_VERSION}: upgrade Postern"
         )));
     }
+    // Indexes that store nothing new (made when missing, at any version).
+    dav::ensure_indexes(&tx)?;
     tx.commit()?;
     Ok(())
 }
@@ -913,6 +928,18 @@ impl Store for SqliteStore {
     ) -> Result<Vec<DavChange>> {
         self.read(move |c| dav::changes(c, account, collection, since, limit))
             .await
+    }
+
+    async fn dav_shares(
+        &self,
+        account: PrincipalId,
+        collection: DavCollectionId,
+    ) -> Result<Vec<(PrincipalId, String)>> {
+        self.read(move |c| dav::shares(c, account, collection)).await
+    }
+
+    async fn dav_shared_with(&self, grantee: PrincipalId) -> Result<Vec<(DavCollection, String)>> {
+        self.read(move |c| dav::shared_with(c, grantee)).await
     }
 
     async fn referenced_blobs(&self) -> Result<Vec<BlobRef>> {

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# CalDAV benchmark (issue 6): ../shared/tools/caldav_baseline.py against a throwaway
+# Radicale and, in the same run, against Postern's `http` listener on loopback, with the
+# same event counts, connections and report counts. For each event count (EVENTS, by
+# default 500 and 10000) the driver PUTs that many new VEVENTs into a new calendar, then
+# measures REPORT calendar-query (a 1-day time-range with calendar-data), REPORT
+# calendar-multiget (20 hrefs), REPORT sync-collection (initial) and PROPFIND Depth:1.
+# One server runs at a time. Durability as shipped on both sides: Postern answers a PUT
+# only after the object and its ledger entry are fsynced (group commit), and every read
+# of calendar data has its `dav.read` ledger entry committed before the answer;
+# Radicale writes each object to its own file (its default, no fsync setting).
+# Postern's account password is argon2id (default cost); Radicale's htpasswd is plain.
+#
+# Usage: benches/caldav.sh            (from the repository root; builds postern --release)
+# Environment: EVENTS="500 10000" CONNS=4 REPORTS=200 MAX_SECS=120 (per load phase)
+#   PORT=18088 (Postern http) RADICALE_PORT=15232 WORK=/tmp/postern-caldav-bench
+#   SKIP_BUILD=1 (use the binary already built; CARGO_TARGET_DIR is honoured)
+#   ONLY=postern|radicale (run one side; no ratio)
+# Needs: pip install radicale caldav==3.6.0 (../shared/tools/install_tools.sh), python3.
+# Last lines: per event count, both sides' figures, the ratios postern/radicale and the
+# error counts (the goal is zero).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+TOOLS="$ROOT/../shared/tools"
+EVENTS="${EVENTS:-500 10000}"
+CONNS="${CONNS:-4}"
+REPORTS="${REPORTS:-200}"
+MAX_SECS="${MAX_SECS:-120}"
+PORT="${PORT:-18088}"
+R_PORT="${RADICALE_PORT:-15232}"
+WORK="${WORK:-/tmp/postern-caldav-bench}"
+ONLY="${ONLY:-}"
+USER_ADDR="bench@example.com"
+PASS="bench-caldav-password-1"
+DRIVER="$TOOLS/caldav_baseline.py"
+
+command -v python3 >/dev/null || { echo "python3 missing" >&2; exit 2; }
+python3 -c 'import radicale, caldav' 2>/dev/null \
+  || { echo "radicale/caldav missing: pip install radicale caldav==3.6.0" >&2; exit 2; }
+
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+  cargo build --release -p postern >/dev/null
+fi
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/postern"
+
+SERVER_PID=""
+cleanup() {
+  if [[ -n "$SERVER_PID" ]]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+chmod 755 "$WORK"
+
+cat > "$WORK/postern.toml" <<EOF
+hostname = "dav.bench.example"
+data_dir = "$WORK/data"
+[listen]
+smtp = []
+submission = []
+submissions = []
+imap = []
+imaps = []
+http = ["127.0.0.1:$PORT"]
+https = []
+admin = []
+[server]
+run_as = "nobody"
+[log]
+level = "warn"
+[limits]
+connections_per_ip = 1000
+[auth]
+allow_plaintext_on_loopback = true
+EOF
+
+# wait_ready: benches/lib.sh
+. benches/lib.sh
+
+# First start creates the data directory; then the domain and the account.
+"$BIN" --config "$WORK/postern.toml" serve > "$WORK/serve0.log" 2>&1 &
+SERVER_PID=$!
+wait_ready "$WORK/serve0.log"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+"$BIN" --config "$WORK/postern.toml" domain add example.com >/dev/null
+echo "$PASS" | "$BIN" --config "$WORK/postern.toml" account add "$USER_ADDR" >/dev/null
+
+# field NAME LOG: the figure NAME=... of the driver's last line.
+field() { tail -n 1 "$2" | tr ' ' '\n' | sed -n "s|^$1=\([0-9.]*\)$|\1|p"; }
+ratio() { awk -v p="${1:-0}" -v r="${2:-0}" 'BEGIN { if (r > 0) printf "%.1f", p / r; else print "n/a" }'; }
+
+SUMMARY=()
+for N in $EVENTS; do
+  R_LOG="$WORK/radicale-$N.log"
+  P_LOG="$WORK/postern-$N.log"
+  if [[ "$ONLY" != postern ]]; then
+    echo "== radicale, $N events, $CONNS conns (127.0.0.1:$R_PORT)"
+    python3 "$DRIVER" --port "$R_PORT" --work "$WORK/radicale-$N" --events "$N" \
+      --reports "$REPORTS" --conns "$CONNS" --max-secs "$MAX_SECS" | tee "$R_LOG"
+  fi
+  if [[ "$ONLY" != radicale ]]; then
+    # A fresh server per event count (same data directory: each run makes its own
+    # calendar).
+    "$BIN" --config "$WORK/postern.toml" serve > "$WORK/serve-$N.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "$WORK/serve-$N.log"
+    echo "== postern, $N events, $CONNS conns (127.0.0.1:$PORT)"
+    python3 "$DRIVER" --no-start --url "http://127.0.0.1:$PORT/dav/" --user "$USER_ADDR" \
+      --password "$PASS" --work "$WORK/postern-$N" --events "$N" --reports "$REPORTS" \
+      --conns "$CONNS" --max-secs "$MAX_SECS" | tee "$P_LOG"
+    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+  fi
+  line="$N events:"
+  for f in PUT/s query-REPORT/s multiget-REPORT/s sync-REPORT/s PROPFIND-D1/s; do
+    p=""; r=""
+    [[ -f "$P_LOG" ]] && p=$(field "$f" "$P_LOG")
+    [[ -f "$R_LOG" ]] && r=$(field "$f" "$R_LOG")
+    line+=" $f postern ${p:-n/a} radicale ${r:-n/a} (x$(ratio "$p" "$r"));"
+  done
+  pe=""; re=""
+  [[ -f "$P_LOG" ]] && pe=$(tail -n 1 "$P_LOG" | sed -n 's/.*errors=\([0-9]*\).*/\1/p')
+  [[ -f "$R_LOG" ]] && re=$(tail -n 1 "$R_LOG" | sed -n 's/.*errors=\([0-9]*\).*/\1/p')
+  line+=" errors postern ${pe:-n/a} radicale ${re:-n/a}"
+  SUMMARY+=("$line")
+done
+
+echo "== summary ($CONNS conns, $REPORTS reports, max $MAX_SECS s per phase, load average $(cut -d' ' -f1-3 /proc/loadavg), nproc $(nproc))"
+for l in "${SUMMARY[@]}"; do echo "$l"; done

@@ -1,0 +1,1156 @@
+//! CalDAV scheduling (RFC 6638) — the policy: implicit scheduling on PUT and DELETE of
+//! scheduling objects, the scheduling inbox, free/busy for the outbox, room accounts
+//! that answer by themselves; external attendees and organisers by iMIP ([`super::imip`]).
+//!
+//! **Organiser** (ORGANIZER is the caller's address): a PUT whose object changed in a way
+//! attendees see ([`Cal::significant`]) sends an iTIP REQUEST to each attendee the server
+//! schedules for (SCHEDULE-AGENT absent or SERVER): a local account gets the object in
+//! its default calendar (its PARTSTAT kept unless the timing changed, else NEEDS-ACTION)
+//! and a REQUEST item in its inbox; another domain's address gets a mail; an unknown
+//! address of one of our domains nothing (SCHEDULE-STATUS 3.7). Attendees removed, or the
+//! object deleted, get a CANCEL. The organiser's stored copy carries SCHEDULE-STATUS on
+//! each scheduled ATTENDEE, and keeps the PARTSTATs the server recorded from replies
+//! while the timing is unchanged (a client re-sending a stale copy does not undo them).
+//!
+//! **Attendee** (the caller is an ATTENDEE, not the organiser): a PUT that changes its
+//! own PARTSTAT, or a DELETE (DECLINED), sends a REPLY: a local organiser's copy gets
+//! that one PARTSTAT changed (nothing else) and a REPLY item in its inbox.
+//!
+//! **Rooms** ([`PrincipalKind::Resource`]): invited, a room accepts when its calendars
+//! have no busy time overlapping the event and declines otherwise; the answer is written
+//! into the organiser's copy as it is stored. A declined event is not kept in the
+//! room's calendar.
+//!
+//! **Ledger:** each write to another account (`dav.schedule.deliver`, `.cancel`,
+//! `.reply`) is one entry in the same batch, with the acting session (the organiser's,
+//! the attendee's, or SMTP's for iMIP) as actor and the account written as target; reads
+//! of another account's calendars for busy time are `dav.schedule.busy`.
+//!
+//! **Failures:** the caller's own write decides the answer; deliveries after it that fail
+//! are logged and do not undo it.
+
+use super::ical::Cal;
+use super::{DavWriteError, etag_of, index_icalendar};
+use crate::address::parse_address;
+use crate::directory::Resolution;
+use crate::error::{CoreError, Result};
+use crate::{Authenticated, Core, Ctx};
+use postern_store::*;
+use serde_json::json;
+
+/// The inbox's collection name (`/dav/calendars/<address>/inbox/`).
+pub const INBOX: &str = "inbox";
+/// The outbox's name (a virtual collection: nothing is stored there).
+pub const OUTBOX: &str = "outbox";
+/// Most attendees the server schedules for in one object.
+pub const MAX_ATTENDEES: usize = 256;
+/// Most recipients of one free/busy request.
+pub const MAX_FREEBUSY_RECIPIENTS: usize = 64;
+/// Longest range of one free/busy request.
+pub const MAX_FREEBUSY_RANGE_MS: i64 = 400 * 86_400_000;
+/// How far ahead a room looks for conflicts with an open-ended series.
+const ROOM_HORIZON_MS: i64 = 366 * 86_400_000;
+
+const PARTSTATS: [&str; 5] = [
+    "NEEDS-ACTION",
+    "ACCEPTED",
+    "DECLINED",
+    "TENTATIVE",
+    "DELEGATED",
+];
+
+/// What a scheduling-aware PUT did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub created: bool,
+    pub etag: String,
+    /// The server stored something else than the client sent (SCHEDULE-STATUS, kept
+    /// PARTSTATs): no ETag in the answer (RFC 4791 §5.3.4), the client reads it again.
+    pub rewritten: bool,
+}
+
+/// One recipient's answer to a free/busy request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreeBusyAnswer {
+    pub recipient: String,
+    /// iTIP REQUEST-STATUS (`2.0;Success`, `3.7;Invalid calendar user`).
+    pub status: String,
+    pub data: Option<String>,
+}
+
+/// Who a calendar user address is.
+#[derive(Debug, Clone)]
+pub(crate) enum Recipient {
+    Local(Principal),
+    External,
+    /// One of our domains, nobody there (or a group).
+    Unknown,
+}
+
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+fn random_name() -> String {
+    format!("{}.ics", hex::encode(rand::random::<[u8; 12]>()))
+}
+
+/// The iTIP form of an object: METHOD set, the server's per-attendee parameters gone
+/// (RFC 6638 §3.2: SCHEDULE-AGENT, -STATUS and -FORCE-SEND are not sent).
+pub(crate) fn itip(cal: &Cal, method: &str) -> Cal {
+    let mut c = cal.clone();
+    c.set_method(Some(method));
+    for m in c.mains_mut() {
+        for p in m.props.iter_mut() {
+            if p.name == "ATTENDEE" || p.name == "ORGANIZER" {
+                p.remove_param("SCHEDULE-STATUS");
+                p.remove_param("SCHEDULE-AGENT");
+                p.remove_param("SCHEDULE-FORCE-SEND");
+            }
+        }
+    }
+    c
+}
+
+/// A REPLY from `attendee` about `cal`: per component its identity, timing, the
+/// organiser and that one ATTENDEE.
+pub(crate) fn reply_of(cal: &Cal, attendee: &str, partstat: &str) -> Cal {
+    let mut out = cal.clone();
+    out.set_method(Some("REPLY"));
+    let stamp = super::ical::utc_now();
+    for m in out.mains_mut() {
+        m.subs.clear();
+        m.props.retain(|p| {
+            matches!(
+                p.name.as_str(),
+                "UID"
+                    | "RECURRENCE-ID"
+                    | "SEQUENCE"
+                    | "DTSTART"
+                    | "DTEND"
+                    | "DURATION"
+                    | "DUE"
+                    | "SUMMARY"
+                    | "ORGANIZER"
+            ) || (p.name == "ATTENDEE" && p.address().as_deref() == Some(attendee))
+        });
+        m.set("DTSTAMP", &stamp);
+        if let Some(p) = m.attendee_mut(attendee) {
+            p.set_param("PARTSTAT", partstat);
+            p.remove_param("SCHEDULE-STATUS");
+            p.remove_param("SCHEDULE-AGENT");
+            p.remove_param("RSVP");
+        }
+    }
+    out
+}
+
+/// A CANCEL for `cal`: STATUS:CANCELLED, the sequence raised.
+pub(crate) fn cancel_of(cal: &Cal) -> Cal {
+    let mut c = itip(cal, "CANCEL");
+    for m in c.mains_mut() {
+        m.set("STATUS", "CANCELLED");
+        let seq = m
+            .value("SEQUENCE")
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        m.set("SEQUENCE", &(seq.saturating_add(1)).to_string());
+    }
+    c
+}
+
+fn server_schedules(cal: &Cal, addr: &str) -> bool {
+    cal.attendee(addr).is_none_or(|p| {
+        p.param("SCHEDULE-AGENT")
+            .is_none_or(|a| a.eq_ignore_ascii_case("SERVER"))
+    })
+}
+
+/// Indexes an object off the async workers (a series may take a while).
+async fn index_blocking(text: String) -> Option<super::DavIndex> {
+    tokio::task::spawn_blocking(move || index_icalendar(&text).ok())
+        .await
+        .ok()
+        .flatten()
+}
+
+impl Core {
+    /// The account's collections with its inbox (made when missing: accounts made before
+    /// scheduling).
+    pub(crate) async fn sched_with_inbox(
+        &self,
+        account: PrincipalId,
+        have: Vec<DavCollection>,
+    ) -> Result<Vec<DavCollection>> {
+        if have
+            .iter()
+            .any(|c| c.kind == DavKind::Inbox || c.name == INBOX)
+        {
+            return Ok(have);
+        }
+        let inbox = DavCollection {
+            id: DavCollectionId::generate(),
+            account,
+            kind: DavKind::Inbox,
+            name: INBOX.into(),
+            display_name: "Scheduling inbox".into(),
+            color: None,
+            order: None,
+            description: None,
+            components: vec![],
+            modseq: 0,
+            created_ms: now_ms(),
+        };
+        match self.store.write(vec![Op::CreateDavCollection(inbox)]).await {
+            Ok(_) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(self.store.dav_collections(account).await?)
+    }
+
+    /// Another account's collections (the defaults made on first use), for deliveries.
+    async fn sched_collections(&self, account: PrincipalId) -> Result<Vec<DavCollection>> {
+        let have = self.store.dav_collections(account).await?;
+        if !have.is_empty() {
+            return self.sched_with_inbox(account, have).await;
+        }
+        let ops: Vec<Op> = super::DEFAULT_COLLECTIONS
+            .iter()
+            .map(|(name, kind, display)| {
+                Op::CreateDavCollection(DavCollection {
+                    id: DavCollectionId::generate(),
+                    account,
+                    kind: *kind,
+                    name: (*name).into(),
+                    display_name: (*display).into(),
+                    color: None,
+                    order: None,
+                    description: None,
+                    components: super::default_components(*kind),
+                    modseq: 0,
+                    created_ms: now_ms(),
+                })
+            })
+            .collect();
+        match self.store.write(ops).await {
+            Ok(_) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(self.store.dav_collections(account).await?)
+    }
+
+    /// The primary address of a principal.
+    pub(crate) async fn sched_address(&self, p: &Principal) -> Result<String> {
+        let d = self
+            .store
+            .domains()
+            .await?
+            .into_iter()
+            .find(|d| d.id == p.domain)
+            .ok_or_else(|| CoreError::Internal("principal without domain".into()))?;
+        Ok(format!("{}@{}", p.local_part, d.name))
+    }
+
+    /// Who a calendar user address is: an account of ours (by its primary address or an
+    /// alias leading to exactly one account), another domain's, or nobody.
+    pub(crate) async fn sched_classify(&self, addr: &str) -> Result<Recipient> {
+        let Ok(a) = parse_address(addr) else {
+            return Ok(Recipient::Unknown);
+        };
+        if let Some(p) = self.find_principal(&a).await? {
+            return Ok(match p.kind {
+                PrincipalKind::Individual | PrincipalKind::Resource | PrincipalKind::Shared => {
+                    Recipient::Local(p)
+                }
+                PrincipalKind::Group => Recipient::Unknown,
+            });
+        }
+        Ok(match self.resolve(&a).await? {
+            Resolution::NotOurs => Recipient::External,
+            Resolution::Deliver { local, external } if local.len() == 1 && external.is_empty() => {
+                Recipient::Local(local[0].clone())
+            }
+            _ => Recipient::Unknown,
+        })
+    }
+
+    /// The object with this UID in one of the account's calendars, with its data.
+    pub(crate) async fn sched_find(
+        &self,
+        account: PrincipalId,
+        uid: &str,
+    ) -> Result<Option<(DavCollection, DavResource)>> {
+        for c in self.sched_collections(account).await? {
+            if !matches!(c.kind, DavKind::Calendar | DavKind::Tasks) {
+                continue;
+            }
+            let list = self
+                .store
+                .dav_resources(account, c.id, DavFilter::default())
+                .await?;
+            if let Some(r) = list.into_iter().find(|r| r.uid == uid) {
+                let full = self
+                    .store
+                    .dav_resources_named(account, c.id, vec![r.name.clone()])
+                    .await?;
+                if let Some(r) = full.into_iter().next() {
+                    return Ok(Some((c, r)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A `PutDavResource` for another account's copy (indexed like a PUT).
+    async fn sched_put_op(
+        &self,
+        account: PrincipalId,
+        col: &DavCollection,
+        name: &str,
+        text: String,
+        expect: DavExpect,
+    ) -> Result<Op> {
+        let ix = index_blocking(text.clone())
+            .await
+            .ok_or_else(|| CoreError::invalid("calendar-data", "not a valid object"))?;
+        Ok(Op::PutDavResource {
+            resource: DavResource {
+                id: DavResourceId::generate(),
+                account,
+                collection: col.id,
+                name: name.into(),
+                etag: etag_of(text.as_bytes()),
+                size: text.len() as u64,
+                data: text,
+                component: ix.component,
+                uid: ix.uid,
+                start_ms: ix.start_ms,
+                end_ms: ix.end_ms,
+                modseq: 0,
+                modified_ms: now_ms(),
+            },
+            expect,
+        })
+    }
+
+    /// An inbox item (an iTIP message, kept as received).
+    async fn sched_inbox_op(&self, account: PrincipalId, itip: &Cal) -> Result<Op> {
+        let inbox = self
+            .sched_collections(account)
+            .await?
+            .into_iter()
+            .find(|c| c.kind == DavKind::Inbox)
+            .ok_or_else(|| CoreError::Internal("no scheduling inbox".into()))?;
+        let text = itip.to_text();
+        let name = random_name();
+        let component = itip
+            .master()
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| "VEVENT".into());
+        Ok(Op::PutDavResource {
+            resource: DavResource {
+                id: DavResourceId::generate(),
+                account,
+                collection: inbox.id,
+                name: name.clone(),
+                etag: etag_of(text.as_bytes()),
+                size: text.len() as u64,
+                data: text,
+                component,
+                // Several messages about one object: the item's own name keeps the
+                // collection's one-UID rule out of the way.
+                uid: name,
+                start_ms: None,
+                end_ms: None,
+                modseq: 0,
+                modified_ms: now_ms(),
+            },
+            expect: DavExpect::Absent,
+        })
+    }
+
+    /// Delivers a REQUEST to a local attendee: the object in its calendar (its PARTSTAT
+    /// kept when the timing did not change, else NEEDS-ACTION, or `decided` for a room)
+    /// and the message in its inbox. `organizer` must be the existing copy's organiser.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn sched_deliver(
+        &self,
+        ctx: &Ctx,
+        organizer: &str,
+        p: &Principal,
+        addr: &str,
+        request: &Cal,
+        decided: Option<&str>,
+    ) -> Result<()> {
+        let Some(uid) = request.uid() else {
+            return Err(CoreError::invalid("UID", "missing"));
+        };
+        let existing = self.sched_find(p.id, &uid).await?;
+        let old = existing.as_ref().and_then(|(_, r)| Cal::parse(&r.data));
+        if let Some(o) = &old
+            && o.organizer().as_deref() != Some(organizer)
+        {
+            return Err(CoreError::Forbidden(
+                "the attendee's copy has another organiser".into(),
+            ));
+        }
+        let mut copy = request.clone();
+        copy.set_method(None);
+        let partstat = match (decided, &old) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(o)) if o.timing() == copy.timing() => {
+                o.partstat(addr).unwrap_or_else(|| "NEEDS-ACTION".into())
+            }
+            _ => "NEEDS-ACTION".into(),
+        };
+        copy.set_partstat(addr, &partstat);
+        let mut ops = Vec::new();
+        let room_declines = decided == Some("DECLINED") && p.kind == PrincipalKind::Resource;
+        match (&existing, room_declines) {
+            (Some((c, r)), true) => ops.push(Op::DeleteDavResource {
+                account: p.id,
+                collection: c.id,
+                name: r.name.clone(),
+                expect: DavExpect::Etag(r.etag.clone()),
+            }),
+            (None, true) => {}
+            (Some((c, r)), false) => ops.push(
+                self.sched_put_op(
+                    p.id,
+                    c,
+                    &r.name,
+                    copy.to_text(),
+                    DavExpect::Etag(r.etag.clone()),
+                )
+                .await?,
+            ),
+            (None, false) => {
+                let comp = copy
+                    .master()
+                    .map(|c| c.name.clone())
+                    .unwrap_or_else(|| "VEVENT".into());
+                let cols = self.sched_collections(p.id).await?;
+                let Some(col) = cols
+                    .iter()
+                    .filter(|c| matches!(c.kind, DavKind::Calendar | DavKind::Tasks))
+                    .filter(|c| c.components.contains(&comp))
+                    .min_by_key(|c| (c.name != "calendar" && c.name != "tasks", c.created_ms))
+                else {
+                    return Err(CoreError::NotFound("no calendar takes it".into()));
+                };
+                let wanted = format!("{uid}.ics");
+                let name = if super::valid_segment(&wanted)
+                    && self
+                        .store
+                        .dav_resources_named(p.id, col.id, vec![wanted.clone()])
+                        .await?
+                        .is_empty()
+                {
+                    wanted
+                } else {
+                    random_name()
+                };
+                ops.push(
+                    self.sched_put_op(p.id, col, &name, copy.to_text(), DavExpect::Absent)
+                        .await?,
+                );
+            }
+        }
+        ops.push(self.sched_inbox_op(p.id, &itip(request, "REQUEST")).await?);
+        ops.push(Op::AppendLedger(Core::ledger_record(
+            ctx,
+            "dav.schedule.deliver",
+            Some(addr),
+            vec![format!("uid:{uid}")],
+            "ok",
+            None,
+            Some(json!({"method": "REQUEST", "organizer": organizer, "partstat": partstat})),
+        )));
+        self.store.write(ops).await?;
+        Ok(())
+    }
+
+    /// A CANCEL to a local attendee: its copy (when `organizer` organises it) marked
+    /// STATUS:CANCELLED, and the message in its inbox.
+    pub(crate) async fn sched_cancel(
+        &self,
+        ctx: &Ctx,
+        organizer: &str,
+        p: &Principal,
+        addr: &str,
+        cancel: &Cal,
+    ) -> Result<()> {
+        let Some(uid) = cancel.uid() else {
+            return Ok(());
+        };
+        let Some((c, r)) = self.sched_find(p.id, &uid).await? else {
+            return Ok(());
+        };
+        let Some(mut copy) = Cal::parse(&r.data) else {
+            return Ok(());
+        };
+        if copy.organizer().as_deref() != Some(organizer) {
+            return Err(CoreError::Forbidden(
+                "the attendee's copy has another organiser".into(),
+            ));
+        }
+        for m in copy.mains_mut() {
+            m.set("STATUS", "CANCELLED");
+        }
+        let ops = vec![
+            self.sched_put_op(p.id, &c, &r.name, copy.to_text(), DavExpect::Etag(r.etag))
+                .await?,
+            self.sched_inbox_op(p.id, cancel).await?,
+            Op::AppendLedger(Core::ledger_record(
+                ctx,
+                "dav.schedule.cancel",
+                Some(addr),
+                vec![format!("uid:{uid}")],
+                "ok",
+                None,
+                Some(json!({"method": "CANCEL", "organizer": organizer})),
+            )),
+        ];
+        self.store.write(ops).await?;
+        Ok(())
+    }
+
+    /// Applies a REPLY from `sender` to the copy `organizer` (account `p`, address
+    /// `org_addr`) holds: only that attendee's PARTSTAT changes, and only when the copy
+    /// is organised by `org_addr` and lists `sender`. Returns whether anything changed.
+    pub(crate) async fn sched_apply_reply(
+        &self,
+        ctx: &Ctx,
+        p: &Principal,
+        org_addr: &str,
+        sender: &str,
+        reply: &Cal,
+    ) -> Result<bool> {
+        let Some(uid) = reply.uid() else {
+            return Ok(false);
+        };
+        let Some((c, r)) = self.sched_find(p.id, &uid).await? else {
+            return Ok(false);
+        };
+        let Some(mut copy) = Cal::parse(&r.data) else {
+            return Ok(false);
+        };
+        if copy.organizer().as_deref() != Some(org_addr) || copy.attendee(sender).is_none() {
+            return Ok(false);
+        }
+        let mut changed = false;
+        let mut partstats = Vec::new();
+        for rc in reply.mains() {
+            let Some(ps) = rc
+                .attendee(sender)
+                .and_then(|a| a.param("PARTSTAT"))
+                .map(|s| s.trim().to_ascii_uppercase())
+                .filter(|s| PARTSTATS.contains(&s.as_str()))
+            else {
+                continue;
+            };
+            let rid = rc.value("RECURRENCE-ID").map(str::trim);
+            for m in copy.mains_mut() {
+                if rid.is_some() && m.value("RECURRENCE-ID").map(str::trim) != rid {
+                    continue;
+                }
+                if let Some(a) = m.attendee_mut(sender)
+                    && a.param("PARTSTAT").map(str::to_ascii_uppercase).as_deref()
+                        != Some(ps.as_str())
+                {
+                    a.set_param("PARTSTAT", &ps);
+                    a.set_param("SCHEDULE-STATUS", "2.0");
+                    changed = true;
+                }
+            }
+            partstats.push(ps);
+        }
+        if !changed {
+            return Ok(false);
+        }
+        let ops = vec![
+            self.sched_put_op(p.id, &c, &r.name, copy.to_text(), DavExpect::Etag(r.etag))
+                .await?,
+            self.sched_inbox_op(p.id, reply).await?,
+            Op::AppendLedger(Core::ledger_record(
+                ctx,
+                "dav.schedule.reply",
+                Some(org_addr),
+                vec![format!("uid:{uid}"), format!("resource:{}", r.name)],
+                "ok",
+                None,
+                Some(json!({"method": "REPLY", "attendee": sender, "partstat": partstats})),
+            )),
+        ];
+        self.store.write(ops).await?;
+        Ok(true)
+    }
+
+    /// What a room answers to `cal`: DECLINED when its calendars hold busy time (of
+    /// another object, not declined by the room) overlapping the event's, else ACCEPTED.
+    pub(crate) async fn sched_room_answer(
+        &self,
+        ctx: &Ctx,
+        room: &Principal,
+        room_addr: &str,
+        cal: &Cal,
+    ) -> Result<&'static str> {
+        use super::recur;
+        let uid = cal.uid().unwrap_or_default();
+        let text = cal.to_text();
+        let Some(ix) = index_blocking(text.clone()).await else {
+            return Ok("DECLINED");
+        };
+        let Some(start) = ix.start_ms else {
+            return Ok("ACCEPTED");
+        };
+        let end = ix
+            .end_ms
+            .unwrap_or(start.saturating_add(1))
+            .min(start.saturating_add(ROOM_HORIZON_MS));
+        let mut others = Vec::new();
+        for c in self.sched_collections(room.id).await? {
+            if c.kind != DavKind::Calendar {
+                continue;
+            }
+            let list = self
+                .store
+                .dav_resources(
+                    room.id,
+                    c.id,
+                    DavFilter {
+                        component: Some("VEVENT".into()),
+                        start_ms: Some(start),
+                        end_ms: Some(end),
+                        with_data: true,
+                    },
+                )
+                .await?;
+            others.extend(list.into_iter().filter(|r| r.uid != uid));
+        }
+        if !others.is_empty() {
+            self.record(
+                ctx,
+                "dav.schedule.busy",
+                Some(room_addr),
+                others
+                    .iter()
+                    .map(|r| format!("resource:{}", r.name))
+                    .collect(),
+                "ok",
+                None,
+                None,
+            )
+            .await?;
+        }
+        let room_addr = room_addr.to_string();
+        let conflict = recur::blocking(move || {
+            let deadline = std::time::Instant::now() + recur::EXPAND_BUDGET;
+            let mine = recur::busy_periods(&text, start, end, deadline);
+            for r in &others {
+                let declined = Cal::parse(&r.data)
+                    .and_then(|c| c.partstat(&room_addr))
+                    .is_some_and(|p| p == "DECLINED");
+                if declined {
+                    continue;
+                }
+                for (s, e, _) in recur::busy_periods(&r.data, start, end, deadline) {
+                    if mine.iter().any(|(ms, me, _)| *ms < e && s < *me) {
+                        return true;
+                    }
+                }
+            }
+            // Out of time: declining is the safe answer for a room.
+            std::time::Instant::now() > deadline
+        })
+        .await
+        .unwrap_or(true);
+        Ok(if conflict { "DECLINED" } else { "ACCEPTED" })
+    }
+
+    /// PUT with implicit scheduling (RFC 6638 §3.2): see the module documentation.
+    pub async fn dav_put_scheduled(
+        &self,
+        who: &Authenticated,
+        col: &DavCollection,
+        name: &str,
+        data: &[u8],
+        expect: DavExpect,
+    ) -> std::result::Result<PutOutcome, DavWriteError> {
+        if col.kind == DavKind::Inbox {
+            return Err(DavWriteError::Core(CoreError::Forbidden(
+                "the scheduling inbox is written by the server".into(),
+            )));
+        }
+        let plain = |(created, etag): (bool, String)| PutOutcome {
+            created,
+            etag,
+            rewritten: false,
+        };
+        // Scheduling is the owner's: a delegate's write to a shared calendar is plain.
+        if !col.kind.is_calendar()
+            || col.account != who.principal().id
+            || !contains_ci(data, b"ORGANIZER")
+        {
+            return self.dav_put(who, col, name, data, expect).await.map(plain);
+        }
+        let parsed = std::str::from_utf8(data)
+            .ok()
+            .and_then(Cal::parse)
+            .filter(|c| c.method().is_none());
+        let me = who.address().to_ascii_lowercase();
+        let Some(new) = parsed else {
+            return self.dav_put(who, col, name, data, expect).await.map(plain);
+        };
+        let Some(org) = new.organizer() else {
+            return self.dav_put(who, col, name, data, expect).await.map(plain);
+        };
+        let account = who.principal().id;
+        let old = self
+            .store
+            .dav_resources_named(account, col.id, vec![name.to_string()])
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|r| Cal::parse(&r.data));
+        if org == me {
+            return self
+                .sched_organizer_put(who, col, name, data, expect, new, old)
+                .await;
+        }
+        if new.attendee(&me).is_none() {
+            return self.dav_put(who, col, name, data, expect).await.map(plain);
+        }
+        let out = self
+            .dav_put(who, col, name, data, expect)
+            .await
+            .map(plain)?;
+        let new_ps = new.partstat(&me).unwrap_or_else(|| "NEEDS-ACTION".into());
+        let old_ps = old.as_ref().and_then(|o| o.partstat(&me));
+        let changed = match &old_ps {
+            Some(o) => *o != new_ps,
+            None => new_ps != "NEEDS-ACTION",
+        };
+        if changed && server_schedules(&new, &me) {
+            let reply = reply_of(&new, &me, &new_ps);
+            if let Err(e) = self
+                .sched_send_reply(who.ctx(), account, &me, &org, &reply)
+                .await
+            {
+                tracing::warn!(error = %e, "scheduling reply not delivered");
+            }
+        }
+        Ok(out)
+    }
+
+    /// A REPLY from `me` (account `account`) to `org`: applied to a local organiser's
+    /// copy, mailed to another domain's.
+    pub(crate) async fn sched_send_reply(
+        &self,
+        ctx: &Ctx,
+        account: PrincipalId,
+        me: &str,
+        org: &str,
+        reply: &Cal,
+    ) -> Result<()> {
+        match self.sched_classify(org).await? {
+            Recipient::Local(p) => {
+                let org_addr = self.sched_address(&p).await?;
+                self.sched_apply_reply(ctx, &p, &org_addr, me, reply)
+                    .await?;
+            }
+            Recipient::External => {
+                self.imip_send(ctx, Some(account), me, org, reply).await?;
+            }
+            Recipient::Unknown => {}
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn sched_organizer_put(
+        &self,
+        who: &Authenticated,
+        col: &DavCollection,
+        name: &str,
+        data: &[u8],
+        expect: DavExpect,
+        mut new: Cal,
+        old: Option<Cal>,
+    ) -> std::result::Result<PutOutcome, DavWriteError> {
+        let me = who.address().to_ascii_lowercase();
+        let ctx = who.ctx();
+        let attendees: Vec<String> = new.attendees().into_iter().filter(|a| *a != me).collect();
+        if attendees.len() > MAX_ATTENDEES {
+            return Err(DavWriteError::Core(CoreError::Refused(format!(
+                "at most {MAX_ATTENDEES} attendees"
+            ))));
+        }
+        let significant = old
+            .as_ref()
+            .is_none_or(|o| o.significant() != new.significant());
+        let retimed = old.as_ref().is_none_or(|o| o.timing() != new.timing());
+        let before = Cal::parse(std::str::from_utf8(data).unwrap_or_default()).map(|c| c.to_text());
+        let mut deliveries: Vec<(String, Recipient)> = Vec::new();
+        for a in &attendees {
+            if !server_schedules(&new, a) {
+                continue;
+            }
+            let forced = new
+                .attendee(a)
+                .is_some_and(|p| p.param("SCHEDULE-FORCE-SEND").is_some());
+            let was_there = old.as_ref().is_some_and(|o| o.attendee(a).is_some());
+            // PARTSTATs come from replies: kept while the timing stands.
+            if let Some(o) = &old
+                && was_there
+                && !retimed
+                && let Some(ps) = o.partstat(a)
+            {
+                new.set_partstat(a, &ps);
+            }
+            let send = significant || forced || !was_there;
+            let r = self.sched_classify(a).await?;
+            let status = match &r {
+                Recipient::Local(_) => "1.2",
+                Recipient::External => "1.1",
+                Recipient::Unknown => "3.7",
+            };
+            if let Recipient::Local(p) = &r
+                && p.kind == PrincipalKind::Resource
+                && send
+            {
+                let answer = self.sched_room_answer(ctx, p, a, &new).await?;
+                new.set_partstat(a, answer);
+            }
+            for m in new.mains_mut() {
+                if let Some(p) = m.attendee_mut(a) {
+                    p.remove_param("SCHEDULE-FORCE-SEND");
+                    if send {
+                        p.set_param("SCHEDULE-STATUS", status);
+                    } else if let Some(s) = old
+                        .as_ref()
+                        .and_then(|o| o.attendee(a))
+                        .and_then(|o| o.param("SCHEDULE-STATUS"))
+                    {
+                        p.set_param("SCHEDULE-STATUS", s);
+                    }
+                }
+            }
+            if send {
+                deliveries.push((a.clone(), r));
+            }
+        }
+        let removed: Vec<String> = old
+            .as_ref()
+            .map(|o| {
+                o.attendees()
+                    .into_iter()
+                    .filter(|a| *a != me && !attendees.contains(a) && server_schedules(o, a))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let text = new.to_text();
+        let rewritten = before.as_deref() != Some(text.as_str());
+        let bytes: &[u8] = if rewritten { text.as_bytes() } else { data };
+        let (created, etag) = self.dav_put(who, col, name, bytes, expect).await?;
+        let request = itip(&new, "REQUEST");
+        for (a, r) in deliveries {
+            let res = match r {
+                Recipient::Local(p) => {
+                    let decided = (p.kind == PrincipalKind::Resource)
+                        .then(|| new.partstat(&a))
+                        .flatten();
+                    self.sched_deliver(ctx, &me, &p, &a, &request, decided.as_deref())
+                        .await
+                }
+                Recipient::External => {
+                    self.imip_send(ctx, Some(who.principal().id), &me, &a, &request)
+                        .await
+                }
+                Recipient::Unknown => Ok(()),
+            };
+            if let Err(e) = res {
+                tracing::warn!(error = %e, attendee = %a, "scheduling request not delivered");
+            }
+        }
+        if let Some(o) = &old
+            && !removed.is_empty()
+        {
+            self.sched_cancel_to(who, o, &removed).await;
+        }
+        Ok(PutOutcome {
+            created,
+            etag,
+            rewritten,
+        })
+    }
+
+    /// CANCELs `cal` to `to` (a removed attendee, or everyone when it is deleted).
+    async fn sched_cancel_to(&self, who: &Authenticated, cal: &Cal, to: &[String]) {
+        let me = who.address().to_ascii_lowercase();
+        for a in to {
+            let mut c = cal.clone();
+            // Each removed attendee hears only about itself when others stay.
+            for m in c.mains_mut() {
+                m.props
+                    .retain(|p| p.name != "ATTENDEE" || p.address().as_deref() == Some(a.as_str()));
+            }
+            let cancel = cancel_of(&c);
+            let res = match self.sched_classify(a).await {
+                Ok(Recipient::Local(p)) => self.sched_cancel(who.ctx(), &me, &p, a, &cancel).await,
+                Ok(Recipient::External) => {
+                    self.imip_send(who.ctx(), Some(who.principal().id), &me, a, &cancel)
+                        .await
+                }
+                Ok(Recipient::Unknown) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = res {
+                tracing::warn!(error = %e, attendee = %a, "scheduling cancel not delivered");
+            }
+        }
+    }
+
+    /// DELETE with implicit scheduling: the organiser's removal cancels for every
+    /// attendee, an attendee's declines.
+    pub async fn dav_delete_scheduled(
+        &self,
+        who: &Authenticated,
+        col: &DavCollection,
+        name: &str,
+        expect: DavExpect,
+    ) -> std::result::Result<(), DavWriteError> {
+        if !matches!(col.kind, DavKind::Calendar | DavKind::Tasks)
+            || col.account != who.principal().id
+        {
+            return self.dav_delete(who, col, name, expect).await;
+        }
+        let old = self
+            .store
+            .dav_resources_named(who.principal().id, col.id, vec![name.to_string()])
+            .await?
+            .into_iter()
+            .next()
+            .filter(|r| contains_ci(r.data.as_bytes(), b"ORGANIZER"))
+            .and_then(|r| Cal::parse(&r.data));
+        self.dav_delete(who, col, name, expect).await?;
+        let Some(old) = old else {
+            return Ok(());
+        };
+        let me = who.address().to_ascii_lowercase();
+        let Some(org) = old.organizer() else {
+            return Ok(());
+        };
+        if org == me {
+            let to: Vec<String> = old
+                .attendees()
+                .into_iter()
+                .filter(|a| *a != me && server_schedules(&old, a))
+                .collect();
+            self.sched_cancel_to(who, &old, &to).await;
+        } else if old.attendee(&me).is_some()
+            && server_schedules(&old, &me)
+            && old.partstat(&me).as_deref() != Some("DECLINED")
+        {
+            let reply = reply_of(&old, &me, "DECLINED");
+            if let Err(e) = self
+                .sched_send_reply(who.ctx(), who.principal().id, &me, &org, &reply)
+                .await
+            {
+                tracing::warn!(error = %e, "scheduling reply not delivered");
+            }
+        }
+        Ok(())
+    }
+
+    /// A free/busy request POSTed to the caller's outbox (RFC 6638 §5): one VFREEBUSY
+    /// per ATTENDEE, for accounts of the caller's own domain; others answer 3.7. The
+    /// ORGANIZER must be the caller.
+    pub async fn sched_freebusy(
+        &self,
+        who: &Authenticated,
+        body: &[u8],
+    ) -> Result<Vec<FreeBusyAnswer>> {
+        use super::recur;
+        let bad = |s: &str| CoreError::invalid("calendar-data", s.to_string());
+        let text = std::str::from_utf8(body).map_err(|_| bad("not UTF-8"))?;
+        let cal = Cal::parse(text).ok_or_else(|| bad("not an iCalendar object"))?;
+        if cal.method().as_deref() != Some("REQUEST") {
+            return Err(bad("METHOD:REQUEST expected"));
+        }
+        let fb = cal
+            .root
+            .subs
+            .iter()
+            .find(|c| c.name == "VFREEBUSY")
+            .ok_or_else(|| bad("no VFREEBUSY"))?;
+        let me = who.address().to_ascii_lowercase();
+        if fb.organizer().as_deref() != Some(me.as_str()) {
+            return Err(CoreError::Forbidden(
+                "the ORGANIZER must be the caller's address".into(),
+            ));
+        }
+        let when = |n: &str| {
+            fb.value(n)
+                .and_then(|v| super::ical::parse_utc(v.trim()))
+                .ok_or_else(|| bad("DTSTART and DTEND in UTC"))
+        };
+        let (start, end) = (when("DTSTART")?, when("DTEND")?);
+        if end <= start || end - start > MAX_FREEBUSY_RANGE_MS {
+            return Err(bad("range empty or too long"));
+        }
+        let recipients: Vec<String> = fb
+            .props_named("ATTENDEE")
+            .filter_map(|p| p.address())
+            .collect();
+        if recipients.is_empty() || recipients.len() > MAX_FREEBUSY_RECIPIENTS {
+            return Err(CoreError::Refused(format!(
+                "1 to {MAX_FREEBUSY_RECIPIENTS} recipients"
+            )));
+        }
+        let my_domain = who.principal().domain;
+        let mut out = Vec::new();
+        for a in recipients {
+            let p = match self.sched_classify(&a).await? {
+                Recipient::Local(p) if p.domain == my_domain => p,
+                _ => {
+                    out.push(FreeBusyAnswer {
+                        recipient: a,
+                        status: "3.7;Invalid calendar user".into(),
+                        data: None,
+                    });
+                    continue;
+                }
+            };
+            let mut list = Vec::new();
+            for c in self.sched_collections(p.id).await? {
+                if c.kind != DavKind::Calendar {
+                    continue;
+                }
+                list.extend(
+                    self.store
+                        .dav_resources(
+                            p.id,
+                            c.id,
+                            DavFilter {
+                                component: Some("VEVENT".into()),
+                                start_ms: Some(start),
+                                end_ms: Some(end),
+                                with_data: true,
+                            },
+                        )
+                        .await?,
+                );
+            }
+            self.record(
+                who.ctx(),
+                "dav.schedule.busy",
+                Some(&a),
+                list.iter()
+                    .map(|r| format!("resource:{}", r.name))
+                    .collect(),
+                "ok",
+                None,
+                None,
+            )
+            .await?;
+            let addr = a.clone();
+            let periods = recur::blocking(move || {
+                let deadline = std::time::Instant::now() + recur::EXPAND_BUDGET;
+                let mut periods = Vec::new();
+                for r in &list {
+                    let declined = Cal::parse(&r.data)
+                        .and_then(|c| c.partstat(&addr))
+                        .is_some_and(|p| p == "DECLINED");
+                    if !declined {
+                        periods.extend(recur::busy_periods(&r.data, start, end, deadline));
+                    }
+                }
+                (periods, std::time::Instant::now() > deadline)
+            })
+            .await;
+            let Some((periods, false)) = periods else {
+                out.push(FreeBusyAnswer {
+                    recipient: a,
+                    status: "5.1;Service unavailable".into(),
+                    data: None,
+                });
+                continue;
+            };
+            let body = recur::freebusy_ical(start, end, periods);
+            let Some(mut reply) = Cal::parse(&body) else {
+                continue;
+            };
+            reply.set_method(Some("REPLY"));
+            if let Some(v) = reply.root.subs.iter_mut().find(|c| c.name == "VFREEBUSY") {
+                if let Some(uid) = fb.value("UID") {
+                    v.props.insert(0, super::ical::Prop::new("UID", uid));
+                }
+                if let Some(o) = fb.prop("ORGANIZER") {
+                    v.props.push(o.clone());
+                }
+                let mut att = super::ical::Prop::new("ATTENDEE", &format!("mailto:{a}"));
+                att.params.clear();
+                v.props.push(att);
+            }
+            out.push(FreeBusyAnswer {
+                recipient: a,
+                status: "2.0;Success".into(),
+                data: Some(reply.to_text()),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EV: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:u1\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300101T090000Z\r\nDTEND:20300101T100000Z\r\nSUMMARY:Plan\r\nORGANIZER:mailto:a@x.org\r\nATTENDEE;PARTSTAT=ACCEPTED;SCHEDULE-STATUS=1.2:mailto:b@x.org\r\nATTENDEE;SCHEDULE-AGENT=CLIENT:mailto:c@y.org\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+    #[test]
+    fn itip_strips_server_parameters() {
+        let c = Cal::parse(EV).unwrap();
+        let t = itip(&c, "REQUEST").to_text();
+        assert!(t.contains("METHOD:REQUEST"));
+        assert!(!t.contains("SCHEDULE-STATUS") && !t.contains("SCHEDULE-AGENT"));
+        assert!(!server_schedules(&c, "c@y.org"));
+        assert!(server_schedules(&c, "b@x.org"));
+    }
+
+    #[test]
+    fn reply_names_only_the_attendee() {
+        let c = Cal::parse(EV).unwrap();
+        let r = reply_of(&c, "b@x.org", "DECLINED");
+        assert_eq!(r.method().as_deref(), Some("REPLY"));
+        assert_eq!(r.attendees(), vec!["b@x.org".to_string()]);
+        assert_eq!(r.partstat("b@x.org").as_deref(), Some("DECLINED"));
+    }
+
+    #[test]
+    fn significance_ignores_partstat_and_stamps() {
+        let a = Cal::parse(EV).unwrap();
+        let b = Cal::parse(
+            &EV.replace("PARTSTAT=ACCEPTED", "PARTSTAT=DECLINED")
+                .replace("DTSTAMP:20300101T000000Z", "DTSTAMP:20310101T000000Z"),
+        )
+        .unwrap();
+        assert_eq!(a.significant(), b.significant());
+        assert_eq!(a.timing(), b.timing());
+        let c = Cal::parse(&EV.replace("T090000Z", "T080000Z")).unwrap();
+        assert_ne!(a.timing(), c.timing());
+        let d = Cal::parse(&EV.replace("SUMMARY:Plan", "SUMMARY:Other")).unwrap();
+        assert_ne!(a.significant(), d.significant());
+    }
+
+    #[test]
+    fn cancel_marks_cancelled() {
+        let c = cancel_of(&Cal::parse(EV).unwrap());
+        assert_eq!(c.method().as_deref(), Some("CANCEL"));
+        let m = c.master().unwrap();
+        assert_eq!(m.value("STATUS"), Some("CANCELLED"));
+        assert_eq!(m.value("SEQUENCE"), Some("1"));
+    }
+}

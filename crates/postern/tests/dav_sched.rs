@@ -1,0 +1,890 @@
+//! CalDAV scheduling (RFC 6638) and iMIP (RFC 6047) against a real `postern serve`:
+//! alice invites bob (local) and carol (another domain, by mail through the outbound
+//! queue to a loopback aiosmtpd peer found through a test DNS zone); bob accepts with a
+//! PUT and alice's copy shows it; carol's iMIP REPLY arriving by SMTP updates alice's
+//! copy; forged REPLYs (wrong sender, other attendees, other fields) change nothing; a
+//! room accepts when free and declines on conflict; free/busy through the outbox; the
+//! inbox of another account answers like a path that does not exist; the Python
+//! `caldav` library's scheduling helpers as a real client.
+//!
+//! Needs python3 with dnslib, aiosmtpd and caldav (`.ci/run` installs them): a missing
+//! one fails the test, nothing is skipped.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DNS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../smtp/tests/dns_zone.py");
+const PEER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/outbound_peer.py");
+const PYTHON_INSTALL: &str = "python3 -m pip install dnslib aiosmtpd caldav==3.6.0";
+const ALICE: &str = "alice@example.com";
+const BOB: &str = "bob@example.com";
+const CAROL: &str = "carol@external.test";
+const ROOM: &str = "room1@example.com";
+const ALICE_PW: &str = "alice-sched-secret";
+const BOB_PW: &str = "bob-sched-secret";
+const DELIVERY: Duration = Duration::from_secs(30);
+
+// ---- helpers shared with outbound.rs (a test binary cannot import another) ----
+
+fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn port_line(child: &mut Child, what: &str) -> u16 {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    match line.trim().parse() {
+        Ok(p) => p,
+        Err(_) => {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("{what} did not start: {err}\n{PYTHON_INSTALL}");
+        }
+    }
+}
+
+struct Helper {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The test DNS zone: `external.test` has its MX on 127.0.0.2.
+fn dns() -> Helper {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zone.json");
+    let zone = json!({"records": [
+        {"name": "external.test", "type": "MX", "value": "10 mx.external.test"},
+        {"name": "mx.external.test", "type": "A", "value": "127.0.0.2"},
+    ], "ttl": 1, "ad": false});
+    std::fs::write(&path, zone.to_string()).unwrap();
+    let mut child = Command::new("python3")
+        .arg(DNS_SCRIPT)
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let port = port_line(&mut child, "the test DNS server");
+    Helper { child, port, dir }
+}
+
+/// The receiving MTA of external.test (aiosmtpd, accepts everything).
+fn peer() -> Helper {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new("python3")
+        .arg(PEER_SCRIPT)
+        .args(["--hosts", "127.0.0.2", "--port", "0", "--dir"])
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let port = port_line(&mut child, "the aiosmtpd peer");
+    Helper { child, port, dir }
+}
+
+/// Messages the peer received for `rcpt`, as text.
+fn received(peer: &Helper, rcpt: &str) -> Vec<String> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(peer.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "json")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("msg-"))
+        })
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter(|p| {
+            let meta: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+            meta["rcpt_tos"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|r| r == rcpt))
+        })
+        .map(|p| text(&std::fs::read(p.with_extension("eml")).unwrap()))
+        .collect()
+}
+
+/// The text/calendar part of a received iMIP message (base64 decoded) and its
+/// Content-Type line.
+fn calendar_of(msg: &str) -> (String, String) {
+    let at = msg
+        .find("Content-Type: text/calendar")
+        .expect("a text/calendar part");
+    let part = &msg[at..];
+    let ct = part.lines().next().unwrap().to_string();
+    let body_at = part.find("\r\n\r\n").unwrap() + 4;
+    let b64: String = part[body_at..]
+        .lines()
+        .take_while(|l| !l.starts_with("--"))
+        .collect();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .unwrap();
+    (text(&raw), ct)
+}
+
+fn basic(user: &str, pw: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+    )
+}
+
+fn dav(
+    addr: SocketAddr,
+    auth: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut h: Vec<(&str, &str)> = vec![("Authorization", auth)];
+    h.extend_from_slice(headers);
+    http(addr, method, path, &h, body)
+}
+
+/// Unfolded text (continuation lines joined) for simple `contains` checks.
+fn unfold(s: &str) -> String {
+    s.replace("\r\n ", "").replace("\r\n\t", "")
+}
+
+/// The ATTENDEE line of `who` in an object.
+fn attendee_line(data: &str, who: &str) -> String {
+    unfold(data)
+        .lines()
+        .find(|l| {
+            l.starts_with("ATTENDEE") && l.to_ascii_lowercase().ends_with(&format!("mailto:{who}"))
+        })
+        .unwrap_or_else(|| panic!("no ATTENDEE {who} in {data}"))
+        .to_string()
+}
+
+fn invite(uid: &str, start: &str, end: &str, summary: &str, attendees: &[&str]) -> String {
+    let mut atts = String::new();
+    for a in attendees {
+        atts.push_str(&format!(
+            "ATTENDEE;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:{a}\r\n"
+        ));
+    }
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//postern test//EN\r\nBEGIN:VEVENT\r\n\
+         UID:{uid}\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:{start}\r\nDTEND:{end}\r\n\
+         SUMMARY:{summary}\r\nORGANIZER:mailto:{ALICE}\r\n\
+         ATTENDEE;PARTSTAT=ACCEPTED:mailto:{ALICE}\r\n{atts}END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+/// Names in a collection (PROPFIND depth 1), without the collection itself.
+fn list(addr: SocketAddr, auth: &str, path: &str) -> Vec<String> {
+    let r = dav(addr, auth, "PROPFIND", path, &[("Depth", "1")], b"");
+    assert_eq!(r.status, 207, "{path}: {}", r.text());
+    let body = r.text();
+    body.split("<d:href>")
+        .skip(1)
+        .map(|s| s.split("</d:href>").next().unwrap().to_string())
+        .filter(|h| h != path)
+        .collect()
+}
+
+fn get(addr: SocketAddr, auth: &str, path: &str) -> String {
+    let r = dav(addr, auth, "GET", path, &[], b"");
+    assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+    r.text()
+}
+
+/// One SMTP transaction to port 25 with `data` as the message.
+fn smtp(addr: SocketAddr, from: &str, to: &str, data: &str) {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let expect = |code: &str, r: &mut BufReader<TcpStream>| loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with(code), "expected {code}, got {line:?}");
+        if line.as_bytes().get(3) == Some(&b' ') {
+            break;
+        }
+    };
+    expect("220", &mut r);
+    for (cmd, code) in [
+        ("EHLO mx.external.test".to_string(), "250"),
+        (format!("MAIL FROM:<{from}>"), "250"),
+        (format!("RCPT TO:<{to}>"), "250"),
+        ("DATA".to_string(), "354"),
+    ] {
+        write!(w, "{cmd}\r\n").unwrap();
+        expect(code, &mut r);
+    }
+    write!(w, "{data}\r\n.\r\n").unwrap();
+    expect("250", &mut r);
+    write!(w, "QUIT\r\n").unwrap();
+    expect("221", &mut r);
+}
+
+/// An iMIP message with `ical` as its text/calendar part.
+fn imip_mail(from: &str, to: &str, method: &str, ical: &str) -> String {
+    format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: Reply\r\nMessage-ID: <{}@external.test>\r\n\
+         Date: Mon, 1 Jan 2030 00:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/calendar; charset=utf-8; method={method}\r\n\r\n{ical}",
+        rand_hex()
+    )
+}
+
+fn rand_hex() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+fn reply_ical(uid: &str, summary: &str, attendees: &[(&str, &str)]) -> String {
+    let mut atts = String::new();
+    for (a, ps) in attendees {
+        atts.push_str(&format!("ATTENDEE;PARTSTAT={ps}:mailto:{a}\r\n"));
+    }
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//carol//EN\r\nMETHOD:REPLY\r\nBEGIN:VEVENT\r\n\
+         UID:{uid}\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300301T090000Z\r\n\
+         SUMMARY:{summary}\r\nORGANIZER:mailto:{ALICE}\r\n{atts}END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+fn sched_server(extra: &str) -> Server {
+    let s = Server::start_with(&format!(
+        "[auth]\nallow_plaintext_on_loopback = true\n{extra}"
+    ));
+    s.cli_ok(&["domain", "add", "example.com"], "");
+    s.cli_ok(&["account", "add", ALICE], format!("{ALICE_PW}\n"));
+    s.cli_ok(&["account", "add", BOB], format!("{BOB_PW}\n"));
+    s
+}
+
+fn outbound_config(dns: u16, port: u16) -> String {
+    format!(
+        "[dns]\nnameservers = [\"127.0.0.1:{dns}\"]\ntimeout_secs = 2\n\
+         [outbound]\nport = {port}\nallow_private_destinations = true\n\
+         connect_timeout_secs = 2\ncommand_timeout_secs = 2\n\
+         data_timeout_secs = 3\nlease_secs = 13\npoll_secs = 1\nretry_base_secs = 1\n\
+         retry_max_secs = 1\nmax_queue_lifetime_secs = 600\ndelay_notice_secs = 0\n"
+    )
+}
+
+const EV_PATH: &str = "/dav/calendars/alice@example.com/calendar/plan.ics";
+
+// =======================================================================================
+
+/// The whole round trip: invite (local + external + unknown + client-scheduled), accept
+/// by PUT, a stale organiser re-PUT, an iMIP REPLY by SMTP, forged REPLYs, cancel.
+#[test]
+fn invitation_round_trip_local_and_external() {
+    let dns = dns();
+    let peer = peer();
+    let s = sched_server(&outbound_config(dns.port, peer.port));
+    let a = s.addr("http");
+    let alice = basic(ALICE, ALICE_PW);
+    let bob = basic(BOB, BOB_PW);
+
+    // OPTIONS advertises scheduling; the principal names the inbox and outbox.
+    let r = dav(a, &alice, "OPTIONS", "/dav/", &[], b"");
+    assert!(r.header("dav").unwrap().contains("calendar-auto-schedule"));
+    let r = dav(
+        a,
+        &bob,
+        "PROPFIND",
+        "/dav/principals/bob@example.com/",
+        &[("Depth", "0")],
+        br#"<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:schedule-inbox-URL/><c:schedule-outbox-URL/><c:calendar-user-type/></d:prop></d:propfind>"#,
+    );
+    let body = r.text();
+    assert!(
+        body.contains("/dav/calendars/bob@example.com/inbox/"),
+        "{body}"
+    );
+    assert!(
+        body.contains("/dav/calendars/bob@example.com/outbox/"),
+        "{body}"
+    );
+    assert!(body.contains("INDIVIDUAL"), "{body}");
+    let r = dav(
+        a,
+        &bob,
+        "PROPFIND",
+        "/dav/calendars/bob@example.com/inbox/",
+        &[("Depth", "0")],
+        b"",
+    );
+    assert!(r.text().contains("schedule-inbox"), "{}", r.text());
+
+    // 1. alice invites bob, carol (external), nobody@ (unknown here), dave (client
+    //    schedules: the server sends nothing).
+    let ev = invite(
+        "plan-1",
+        "20300301T090000Z",
+        "20300301T100000Z",
+        "Planning",
+        &[BOB, CAROL, "nobody@example.com", "dave@external.test"],
+    )
+    .replace(
+        "ATTENDEE;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:dave@external.test",
+        "ATTENDEE;SCHEDULE-AGENT=CLIENT:mailto:dave@external.test",
+    );
+    let r = dav(a, &alice, "PUT", EV_PATH, &[], ev.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(
+        r.header("etag").is_none(),
+        "the server changed the object: no ETag"
+    );
+    let mine = get(a, &alice, EV_PATH);
+    assert!(
+        attendee_line(&mine, BOB).contains("SCHEDULE-STATUS=1.2"),
+        "{mine}"
+    );
+    assert!(
+        attendee_line(&mine, CAROL).contains("SCHEDULE-STATUS=1.1"),
+        "{mine}"
+    );
+    assert!(
+        attendee_line(&mine, "nobody@example.com").contains("SCHEDULE-STATUS=3.7"),
+        "{mine}"
+    );
+    assert!(
+        !attendee_line(&mine, "dave@external.test").contains("SCHEDULE-STATUS"),
+        "{mine}"
+    );
+
+    // bob: a REQUEST in the inbox, the event in his calendar as NEEDS-ACTION.
+    let items = list(a, &bob, "/dav/calendars/bob@example.com/inbox/");
+    assert_eq!(items.len(), 1, "{items:?}");
+    let req = get(a, &bob, &items[0]);
+    assert!(
+        req.contains("METHOD:REQUEST") && req.contains("UID:plan-1"),
+        "{req}"
+    );
+    let bob_path = "/dav/calendars/bob@example.com/calendar/plan-1.ics";
+    let bobs = get(a, &bob, bob_path);
+    assert!(
+        attendee_line(&bobs, BOB).contains("PARTSTAT=NEEDS-ACTION"),
+        "{bobs}"
+    );
+    assert!(!bobs.contains("METHOD"), "{bobs}");
+
+    // carol: an iMIP REQUEST through the queue.
+    let mail = wait_for(DELIVERY, "the invitation at the peer", || {
+        received(&peer, CAROL).into_iter().next()
+    });
+    assert!(mail.contains("From: <alice@example.com>"), "{mail}");
+    assert!(mail.contains("multipart/alternative"), "{mail}");
+    assert!(mail.contains("Subject: Invitation: Planning"), "{mail}");
+    let (ical, ct) = calendar_of(&mail);
+    assert!(ct.contains("method=REQUEST"), "{ct}");
+    assert!(
+        ical.contains("METHOD:REQUEST") && ical.contains("UID:plan-1"),
+        "{ical}"
+    );
+    assert!(!ical.contains("SCHEDULE-STATUS"), "{ical}");
+
+    // 2. bob accepts with a PUT of his copy: alice's copy shows it, a REPLY in her inbox.
+    let accepted = bobs.replace(
+        &attendee_line(&bobs, BOB),
+        &attendee_line(&bobs, BOB).replace("PARTSTAT=NEEDS-ACTION", "PARTSTAT=ACCEPTED"),
+    );
+    let r = dav(a, &bob, "PUT", bob_path, &[], accepted.as_bytes());
+    assert_eq!(r.status, 204, "{}", r.text());
+    let mine = get(a, &alice, EV_PATH);
+    assert!(
+        attendee_line(&mine, BOB).contains("PARTSTAT=ACCEPTED"),
+        "{mine}"
+    );
+    let alice_inbox = list(a, &alice, "/dav/calendars/alice@example.com/inbox/");
+    assert_eq!(alice_inbox.len(), 1);
+    assert!(get(a, &alice, &alice_inbox[0]).contains("METHOD:REPLY"));
+
+    // 3. alice's client PUTs its stale copy (bob NEEDS-ACTION) again: bob's answer stays
+    //    and nothing is sent again.
+    let r = dav(a, &alice, "PUT", EV_PATH, &[], ev.as_bytes());
+    assert_eq!(r.status, 204);
+    let mine = get(a, &alice, EV_PATH);
+    assert!(
+        attendee_line(&mine, BOB).contains("PARTSTAT=ACCEPTED"),
+        "{mine}"
+    );
+    assert_eq!(
+        list(a, &bob, "/dav/calendars/bob@example.com/inbox/").len(),
+        1
+    );
+
+    // 4. carol answers TENTATIVE by mail; the same message tries to decline for bob and
+    //    rename the event: only carol's PARTSTAT changes.
+    let mx = s.addr("smtp");
+    let reply = reply_ical(
+        "plan-1",
+        "Renamed by carol",
+        &[(CAROL, "TENTATIVE"), (BOB, "DECLINED")],
+    );
+    smtp(mx, CAROL, ALICE, &imip_mail(CAROL, ALICE, "REPLY", &reply));
+    let mine = wait_for(DELIVERY, "carol's REPLY in alice's copy", || {
+        let m = get(a, &alice, EV_PATH);
+        attendee_line(&m, CAROL)
+            .contains("PARTSTAT=TENTATIVE")
+            .then_some(m)
+    });
+    assert!(
+        attendee_line(&mine, BOB).contains("PARTSTAT=ACCEPTED"),
+        "{mine}"
+    );
+    assert!(unfold(&mine).contains("SUMMARY:Planning"), "{mine}");
+
+    // 5. Forged: the envelope says mallory, the From says carol.
+    let forged = reply_ical("plan-1", "x", &[(CAROL, "DECLINED")]);
+    smtp(
+        mx,
+        "mallory@external.test",
+        ALICE,
+        &imip_mail(CAROL, ALICE, "REPLY", &forged),
+    );
+    //    mallory in her own name, answering for carol.
+    smtp(
+        mx,
+        "mallory@external.test",
+        ALICE,
+        &imip_mail("mallory@external.test", ALICE, "REPLY", &forged),
+    );
+    //    and a REQUEST claiming to be from alice (a local organiser) for bob.
+    let fake_req = invite(
+        "plan-1",
+        "20300301T120000Z",
+        "20300301T130000Z",
+        "Moved!",
+        &[BOB],
+    )
+    .replace("VERSION:2.0\r\n", "VERSION:2.0\r\nMETHOD:REQUEST\r\n");
+    smtp(mx, ALICE, BOB, &imip_mail(ALICE, BOB, "REQUEST", &fake_req));
+    //    and a REPLY with more than MAX_IMIP_COMPONENTS (64) components.
+    let one = "BEGIN:VTIMEZONE\r\nTZID:x\r\nEND:VTIMEZONE\r\n";
+    let bloated = reply_ical("plan-1", "Planning", &[(CAROL, "DECLINED")])
+        .replace("BEGIN:VEVENT", &format!("{}BEGIN:VEVENT", one.repeat(64)));
+    smtp(
+        mx,
+        CAROL,
+        ALICE,
+        &imip_mail(CAROL, ALICE, "REPLY", &bloated),
+    );
+    // The ledger shows each was looked at and ignored.
+    wait_for(DELIVERY, "four ignored iMIP messages in the ledger", || {
+        let audit = s.cli_ok(&["audit", "show", "--json"], "");
+        (audit.matches("dav.schedule.imip.ignored").count() >= 4).then_some(())
+    });
+    let audit = s.cli_ok(&["audit", "show", "--json"], "");
+    for why in [
+        "From differs from the envelope sender",
+        "the REPLY does not come from its attendee",
+        "a local ORGANIZER does not schedule by mail",
+        "too many components",
+    ] {
+        assert!(audit.contains(why), "{why}:\n{audit}");
+    }
+    let mine = get(a, &alice, EV_PATH);
+    assert!(
+        attendee_line(&mine, CAROL).contains("PARTSTAT=TENTATIVE"),
+        "{mine}"
+    );
+    let bobs = get(a, &bob, bob_path);
+    assert!(unfold(&bobs).contains("SUMMARY:Planning"), "{bobs}");
+    assert!(bobs.contains("DTSTART:20300301T090000Z"), "{bobs}");
+
+    // 6. IDOR: bob cannot read alice's inbox or its items (404 as for nothing there).
+    let alice_inbox = list(a, &alice, "/dav/calendars/alice@example.com/inbox/");
+    let r = dav(
+        a,
+        &bob,
+        "PROPFIND",
+        "/dav/calendars/alice@example.com/inbox/",
+        &[("Depth", "1")],
+        b"",
+    );
+    assert_eq!(r.status, 404);
+    let r = dav(a, &bob, "GET", &alice_inbox[0], &[], b"");
+    assert_eq!(r.status, 404);
+    // Clients cannot write into an inbox.
+    let r = dav(
+        a,
+        &bob,
+        "PUT",
+        "/dav/calendars/bob@example.com/inbox/x.ics",
+        &[],
+        ev.as_bytes(),
+    );
+    assert_eq!(r.status, 403);
+    // The owner reads and deletes inbox items.
+    let items = list(a, &bob, "/dav/calendars/bob@example.com/inbox/");
+    let r = dav(a, &bob, "DELETE", &items[0], &[], b"");
+    assert_eq!(r.status, 204);
+
+    // 7. alice deletes the event: bob's copy is cancelled, carol gets a CANCEL.
+    let r = dav(a, &alice, "DELETE", EV_PATH, &[], b"");
+    assert_eq!(r.status, 204);
+    let bobs = get(a, &bob, bob_path);
+    assert!(bobs.contains("STATUS:CANCELLED"), "{bobs}");
+    let items = list(a, &bob, "/dav/calendars/bob@example.com/inbox/");
+    assert!(
+        items
+            .iter()
+            .any(|i| get(a, &bob, i).contains("METHOD:CANCEL")),
+        "{items:?}"
+    );
+    let cancel = wait_for(DELIVERY, "the CANCEL at the peer", || {
+        received(&peer, CAROL)
+            .into_iter()
+            .find(|m| m.contains("method=CANCEL"))
+    });
+    assert!(calendar_of(&cancel).0.contains("STATUS:CANCELLED"));
+    // dave (SCHEDULE-AGENT=CLIENT) never got anything.
+    assert!(received(&peer, "dave@external.test").is_empty());
+
+    // The ledger has the cross-account writes and the mail.
+    let audit = s.cli_ok(&["audit", "show", "--json"], "");
+    for action in [
+        "dav.schedule.deliver",
+        "dav.schedule.reply",
+        "dav.schedule.cancel",
+        "dav.schedule.imip",
+    ] {
+        assert!(audit.contains(action), "{action} missing:\n{audit}");
+    }
+}
+
+/// An external organiser's REQUEST by mail lands in bob's inbox and calendar; bob's
+/// accept goes back by mail (iMIP REPLY from bob).
+#[test]
+fn external_organiser_request_and_reply_by_mail() {
+    let dns = dns();
+    let peer = peer();
+    let s = sched_server(&outbound_config(dns.port, peer.port));
+    let a = s.addr("http");
+    let bob = basic(BOB, BOB_PW);
+    let req = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//carol//EN\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\n\
+         UID:ext-1\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300401T090000Z\r\n\
+         DTEND:20300401T100000Z\r\nSUMMARY:Vendor call\r\nORGANIZER:mailto:{CAROL}\r\n\
+         ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:{BOB}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    );
+    smtp(
+        s.addr("smtp"),
+        CAROL,
+        BOB,
+        &imip_mail(CAROL, BOB, "REQUEST", &req),
+    );
+    let path = "/dav/calendars/bob@example.com/calendar/ext-1.ics";
+    let copy = wait_for(
+        DELIVERY,
+        "the external invitation in bob's calendar",
+        || {
+            let r = dav(a, &bob, "GET", path, &[], b"");
+            (r.status == 200).then(|| r.text())
+        },
+    );
+    assert!(attendee_line(&copy, BOB).contains("NEEDS-ACTION"), "{copy}");
+    let items = list(a, &bob, "/dav/calendars/bob@example.com/inbox/");
+    assert_eq!(items.len(), 1);
+    let accepted = copy.replace("PARTSTAT=NEEDS-ACTION", "PARTSTAT=ACCEPTED");
+    let r = dav(a, &bob, "PUT", path, &[], accepted.as_bytes());
+    assert_eq!(r.status, 204, "{}", r.text());
+    let mail = wait_for(DELIVERY, "bob's REPLY at the peer", || {
+        received(&peer, CAROL).into_iter().next()
+    });
+    assert!(mail.contains("From: <bob@example.com>"), "{mail}");
+    let (ical, ct) = calendar_of(&mail);
+    assert!(ct.contains("method=REPLY"), "{ct}");
+    assert!(ical.contains("PARTSTAT=ACCEPTED"), "{ical}");
+    assert!(!ical.contains(&format!("mailto:{ALICE}")), "{ical}");
+}
+
+/// A room accepts when free and declines on conflict; its answer is in the organiser's
+/// copy as stored. Free/busy through the outbox; 3.7 for unknown and external users.
+#[test]
+fn rooms_and_free_busy() {
+    let s = sched_server("[outbound]\nenabled = false\n");
+    s.cli_ok(&["account", "add", ROOM, "--kind", "resource"], "");
+    let a = s.addr("http");
+    let alice = basic(ALICE, ALICE_PW);
+    let bob = basic(BOB, BOB_PW);
+
+    let first = invite(
+        "room-a",
+        "20300501T090000Z",
+        "20300501T100000Z",
+        "First",
+        &[ROOM],
+    );
+    let r = dav(
+        a,
+        &alice,
+        "PUT",
+        "/dav/calendars/alice@example.com/calendar/room-a.ics",
+        &[],
+        first.as_bytes(),
+    );
+    assert_eq!(r.status, 201);
+    let mine = get(
+        a,
+        &alice,
+        "/dav/calendars/alice@example.com/calendar/room-a.ics",
+    );
+    assert!(
+        attendee_line(&mine, ROOM).contains("PARTSTAT=ACCEPTED"),
+        "{mine}"
+    );
+
+    // More than MAX_ATTENDEES (256) attendees: refused, nothing sent.
+    let crowd: Vec<String> = (0..257).map(|i| format!("p{i}@example.com")).collect();
+    let crowd: Vec<&str> = crowd.iter().map(String::as_str).collect();
+    let r = dav(
+        a,
+        &alice,
+        "PUT",
+        "/dav/calendars/alice@example.com/calendar/crowd.ics",
+        &[],
+        invite(
+            "crowd",
+            "20300701T090000Z",
+            "20300701T100000Z",
+            "All hands",
+            &crowd,
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+
+    // bob books an overlapping slot: declined.
+    let clash = invite(
+        "room-b",
+        "20300501T093000Z",
+        "20300501T103000Z",
+        "Clash",
+        &[ROOM],
+    )
+    .replace(&format!("mailto:{ALICE}"), &format!("mailto:{BOB}"));
+    let r = dav(
+        a,
+        &bob,
+        "PUT",
+        "/dav/calendars/bob@example.com/calendar/room-b.ics",
+        &[],
+        clash.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let his = get(
+        a,
+        &bob,
+        "/dav/calendars/bob@example.com/calendar/room-b.ics",
+    );
+    assert!(
+        attendee_line(&his, ROOM).contains("PARTSTAT=DECLINED"),
+        "{his}"
+    );
+
+    // bob moves it to a free hour: accepted.
+    let moved = clash
+        .replace("20300501T093000Z", "20300501T110000Z")
+        .replace("20300501T103000Z", "20300501T120000Z");
+    let r = dav(
+        a,
+        &bob,
+        "PUT",
+        "/dav/calendars/bob@example.com/calendar/room-b.ics",
+        &[],
+        moved.as_bytes(),
+    );
+    assert_eq!(r.status, 204);
+    let his = get(
+        a,
+        &bob,
+        "/dav/calendars/bob@example.com/calendar/room-b.ics",
+    );
+    assert!(
+        attendee_line(&his, ROOM).contains("PARTSTAT=ACCEPTED"),
+        "{his}"
+    );
+
+    // Free/busy: bob asks for alice, the room, nobody and someone outside.
+    let transparent = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:tr\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300501T130000Z\r\nDTEND:20300501T140000Z\r\nTRANSP:TRANSPARENT\r\nSUMMARY:free\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let r = dav(
+        a,
+        &alice,
+        "PUT",
+        "/dav/calendars/alice@example.com/calendar/tr.ics",
+        &[],
+        transparent.as_bytes(),
+    );
+    assert_eq!(r.status, 201);
+    let fb = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nMETHOD:REQUEST\r\nBEGIN:VFREEBUSY\r\n\
+         UID:fb-1\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300501T000000Z\r\nDTEND:20300502T000000Z\r\n\
+         ORGANIZER:mailto:{BOB}\r\nATTENDEE:mailto:{ALICE}\r\nATTENDEE:mailto:{ROOM}\r\n\
+         ATTENDEE:mailto:nobody@example.com\r\nATTENDEE:mailto:{CAROL}\r\nEND:VFREEBUSY\r\nEND:VCALENDAR\r\n"
+    );
+    let outbox = "/dav/calendars/bob@example.com/outbox/";
+    let r = dav(
+        a,
+        &bob,
+        "POST",
+        outbox,
+        &[("Content-Type", "text/calendar")],
+        fb.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.text();
+    assert!(body.contains("schedule-response"), "{body}");
+    let part = |who: &str| -> String {
+        body.split("<c:response>")
+            .find(|p| p.contains(&format!("mailto:{who}</d:href>")))
+            .unwrap_or_else(|| panic!("no answer for {who}: {body}"))
+            .to_string()
+    };
+    let alice_fb = part(ALICE);
+    assert!(alice_fb.contains("2.0;Success"), "{alice_fb}");
+    assert!(
+        alice_fb.contains("FREEBUSY;FBTYPE=BUSY:20300501T090000Z/20300501T100000Z"),
+        "{alice_fb}"
+    );
+    assert!(
+        !alice_fb.contains("20300501T130000Z/"),
+        "transparent: {alice_fb}"
+    );
+    let room_fb = part(ROOM);
+    assert!(
+        room_fb.contains("20300501T090000Z/20300501T100000Z"),
+        "{room_fb}"
+    );
+    assert!(
+        room_fb.contains("20300501T110000Z/20300501T120000Z"),
+        "{room_fb}"
+    );
+    assert!(!room_fb.contains("20300501T093000Z"), "declined: {room_fb}");
+    assert!(part("nobody@example.com").contains("3.7"));
+    assert!(part(CAROL).contains("3.7"));
+
+    // Only for oneself: alice cannot POST to bob's outbox, nor as bob to her own.
+    let r = dav(a, &alice, "POST", outbox, &[], fb.as_bytes());
+    assert_eq!(r.status, 404);
+    let r = dav(
+        a,
+        &alice,
+        "POST",
+        "/dav/calendars/alice@example.com/outbox/",
+        &[],
+        fb.as_bytes(),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    // A range over MAX_FREEBUSY_RANGE_MS (400 days).
+    let long = fb.replace("DTEND:20300502T000000Z", "DTEND:20310606T000000Z");
+    let r = dav(a, &bob, "POST", outbox, &[], long.as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    // Too many recipients.
+    let many: String = (0..65)
+        .map(|i| format!("ATTENDEE:mailto:u{i}@example.com\r\n"))
+        .collect();
+    let big = fb.replace("ATTENDEE:mailto:nobody@example.com\r\n", &many);
+    let r = dav(a, &bob, "POST", outbox, &[], big.as_bytes());
+    assert_eq!(r.status, 403, "{}", r.text());
+    // The outbox answers PROPFIND; the room principal says ROOM.
+    let r = dav(a, &bob, "PROPFIND", outbox, &[("Depth", "0")], b"");
+    assert!(r.text().contains("schedule-outbox"), "{}", r.text());
+    let audit = s.cli_ok(&["audit", "show", "--json"], "");
+    assert!(audit.contains("dav.schedule.busy"), "{audit}");
+}
+
+const LIB_CLIENT: &str = r#"
+import sys
+import caldav
+url, alice_pw, bob_pw = sys.argv[1], sys.argv[2], sys.argv[3]
+alice = caldav.DAVClient(url=url, username="alice@example.com", password=alice_pw)
+bob = caldav.DAVClient(url=url, username="bob@example.com", password=bob_pw)
+ap = alice.principal()
+bp = bob.principal()
+assert alice.check_scheduling_support()
+cal = [c for c in ap.calendars() if c.url.path.endswith("/calendar/")][0]
+ics = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\n"
+       "UID:lib-sched-1\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300601T090000Z\r\n"
+       "DTEND:20300601T100000Z\r\nSUMMARY:Library meeting\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+cal.save_with_invites(ics, [bp])
+inbox = bp.schedule_inbox()
+items = list(inbox.get_items())
+assert len(items) == 1, items
+item = items[0]
+assert item.is_invite_request()
+bcal = [c for c in bp.calendars() if c.url.path.endswith("/calendar/")][0]
+item.accept_invite(calendar=bcal)
+ev = cal.event_by_uid("lib-sched-1")
+ev.load()
+assert "PARTSTAT=ACCEPTED" in ev.data.replace("\r\n ", ""), ev.data
+fb = ap.freebusy_request(
+    __import__("datetime").datetime(2030, 6, 1, 0, 0, tzinfo=__import__("datetime").timezone.utc),
+    __import__("datetime").datetime(2030, 6, 2, 0, 0, tzinfo=__import__("datetime").timezone.utc),
+    ["mailto:bob@example.com"],
+)
+assert not fb["errors"], fb
+busy = fb["mailto:bob@example.com"].data.replace("\r\n ", "")
+assert "FREEBUSY;FBTYPE=BUSY:20300601T090000Z/20300601T100000Z" in busy, busy
+print("caldav scheduling ok")
+"#;
+
+/// The Python `caldav` library's scheduling helpers against the server: invite with
+/// `save_with_invites`, read the inbox with `schedule_inbox()`, accept with
+/// `accept_invite`, ask for free/busy with `freebusy_request`.
+#[test]
+fn caldav_library_scheduling_helpers() {
+    let s = sched_server("[outbound]\nenabled = false\n");
+    let url = format!("http://{}/dav/", s.addr("http"));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(LIB_CLIENT)
+        .args([&url, ALICE_PW, BOB_PW])
+        .output()
+        .expect("python3 must be installed");
+    assert!(
+        out.status.success(),
+        "python caldav failed ({PYTHON_INSTALL}):\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("caldav scheduling ok"));
+}
