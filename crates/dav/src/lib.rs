@@ -69,6 +69,8 @@ pub struct DavRequest<'a> {
     /// COPY/MOVE: the `Destination` and `Overwrite` headers (RFC 4918 §10.3, §10.6).
     pub destination: Option<&'a str>,
     pub overwrite: Option<&'a str>,
+    /// PUT/DELETE: `If-Schedule-Tag-Match` (RFC 6638 §8.3).
+    pub if_schedule_tag_match: Option<&'a str>,
     pub body: &'a [u8],
 }
 
@@ -1027,6 +1029,12 @@ async fn get(
     resp.headers.push(("etag", etag));
     resp.headers
         .push(("last-modified", http_date(r.modified_ms)));
+    // RFC 6638 §3.2.10: scheduling objects carry their Schedule-Tag.
+    if matches!(c.kind, DavKind::Calendar | DavKind::Tasks)
+        && let Some(t) = postern_core::dav::sched::schedule_tag(&r.data)
+    {
+        resp.headers.push(("schedule-tag", format!("\"{t}\"")));
+    }
     if req.method != "HEAD" {
         resp.body = r.data.into_bytes();
     }
@@ -1054,13 +1062,23 @@ async fn put(
     // Implicit scheduling (RFC 6638 §3.2) is core's: a stored object the server changed
     // (SCHEDULE-STATUS, kept PARTSTATs) is answered without an ETag (RFC 4791 §5.3.4).
     match core
-        .dav_put_scheduled(who, &c, name, req.body, expect_of(req))
+        .dav_put_scheduled(
+            who,
+            &c,
+            name,
+            req.body,
+            expect_of(req),
+            req.if_schedule_tag_match.map(strip_quotes),
+        )
         .await
     {
         Ok(out) => {
             let mut r = DavResponse::new(if out.created { 201 } else { 204 });
             if !out.rewritten {
                 r.headers.push(("etag", format!("\"{}\"", out.etag)));
+            }
+            if let Some(t) = out.schedule_tag {
+                r.headers.push(("schedule-tag", format!("\"{t}\"")));
             }
             Ok(r)
         }

@@ -569,6 +569,7 @@ async fn dav(
             if_none_match: h("if-none-match"),
             destination: h("destination"),
             overwrite: h("overwrite"),
+            if_schedule_tag_match: h("if-schedule-tag-match"),
             body: &body,
         },
     )

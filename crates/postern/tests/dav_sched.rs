@@ -558,6 +558,59 @@ fn invitation_round_trip_local_and_external() {
     let r = dav(a, &bob, "DELETE", &items[0], &[], b"");
     assert_eq!(r.status, 204);
 
+    // 6b. Schedule-Tag (RFC 6638 §3.2.10): bob's copy has one; alice renaming the event
+    //     changes it (bob's ACCEPTED stays: the time did not change); a PUT with the
+    //     stale tag is 412, with the current one it goes through.
+    let r = dav(a, &bob, "GET", bob_path, &[], b"");
+    let tag1 = r
+        .header("schedule-tag")
+        .expect("a Schedule-Tag")
+        .to_string();
+    let renamed = ev.replace("SUMMARY:Planning", "SUMMARY:Planning v2");
+    let r = dav(a, &alice, "PUT", EV_PATH, &[], renamed.as_bytes());
+    assert_eq!(r.status, 204);
+    let r = dav(a, &bob, "GET", bob_path, &[], b"");
+    let tag2 = r.header("schedule-tag").unwrap().to_string();
+    let bobs = r.text();
+    assert_ne!(tag1, tag2);
+    assert!(unfold(&bobs).contains("SUMMARY:Planning v2"), "{bobs}");
+    assert!(
+        attendee_line(&bobs, BOB).contains("PARTSTAT=ACCEPTED"),
+        "{bobs}"
+    );
+    let tentative = bobs.replace(
+        &attendee_line(&bobs, BOB),
+        &attendee_line(&bobs, BOB).replace("PARTSTAT=ACCEPTED", "PARTSTAT=TENTATIVE"),
+    );
+    let r = dav(
+        a,
+        &bob,
+        "PUT",
+        bob_path,
+        &[("If-Schedule-Tag-Match", &tag1)],
+        tentative.as_bytes(),
+    );
+    assert_eq!(r.status, 412, "{}", r.text());
+    let r = dav(
+        a,
+        &bob,
+        "PUT",
+        bob_path,
+        &[("If-Schedule-Tag-Match", &tag2)],
+        tentative.as_bytes(),
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(
+        r.header("schedule-tag"),
+        Some(tag2.as_str()),
+        "a reply keeps the tag"
+    );
+    let mine = get(a, &alice, EV_PATH);
+    assert!(
+        attendee_line(&mine, BOB).contains("PARTSTAT=TENTATIVE"),
+        "{mine}"
+    );
+
     // 7. alice deletes the event: bob's copy is cancelled, carol gets a CANCEL.
     let r = dav(a, &alice, "DELETE", EV_PATH, &[], b"");
     assert_eq!(r.status, 204);

@@ -188,6 +188,29 @@ fn share_read_write_revoke() {
     assert!(r.text().contains("need-privileges"), "{}", r.text());
     let r = dav(a, BOB, "DELETE", &path, &[], b"");
     assert_eq!(r.status, 403, "{}", r.text());
+    // MOVE out of a read-only share is refused before anything is copied.
+    let r = dav(
+        a,
+        BOB,
+        "MOVE",
+        &format!("{path}e1.ics"),
+        &[(
+            "Destination",
+            "/dav/calendars/bob@example.com/calendar/e1.ics",
+        )],
+        b"",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("need-privileges"), "{}", r.text());
+    let r = dav(
+        a,
+        BOB,
+        "GET",
+        "/dav/calendars/bob@example.com/calendar/e1.ics",
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 404);
     let r = dav(a, BOB, "GET", &format!("{path}e1.ics"), &[], b"");
     assert_eq!(r.status, 200);
     assert!(r.text().contains("Team offsite"));
@@ -634,4 +657,122 @@ fn principal_search_is_capped() {
         cap - 1
     );
     assert!(!t.contains("507"));
+}
+
+/// The members' names in a collection (PROPFIND Depth 1).
+fn members(addr: SocketAddr, user: &str, path: &str) -> Vec<String> {
+    let r = dav(addr, user, "PROPFIND", path, &[("Depth", "1")], PROPS);
+    if r.status == 404 {
+        return vec!["404".into()];
+    }
+    assert_eq!(r.status, 207, "{}", r.text());
+    let mut v: Vec<String> = r
+        .text()
+        .split("<d:href>")
+        .skip(1)
+        .filter_map(|x| x.split("</d:href>").next())
+        .filter(|h| h.len() > path.len() && h.starts_with(path))
+        .map(|h| h[path.len()..].to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn copy_and_move_collections() {
+    let s = server();
+    let a = s.addr("http");
+    let home = "/dav/calendars/alice@example.com/";
+    let cal = format!("{home}calendar/");
+    for (n, uid) in [("e1.ics", "cm-1"), ("e2.ics", "cm-2")] {
+        let r = dav(
+            a,
+            ALICE,
+            "PUT",
+            &format!("{cal}{n}"),
+            &[("Content-Type", "text/calendar")],
+            event(uid, "copied").as_bytes(),
+        );
+        assert_eq!(r.status, 201);
+    }
+    let go = |user: &str, method: &str, from: &str, to: &str, h: &[(&str, &str)]| {
+        let mut headers = vec![("Destination", to)];
+        headers.extend_from_slice(h);
+        dav(a, user, method, from, &headers, b"")
+    };
+    let both = vec!["e1.ics".to_string(), "e2.ics".to_string()];
+    // COPY (Depth infinity by default): a new calendar with the members; the source stays.
+    let copy1 = format!("{home}copy1/");
+    let r = go(ALICE, "COPY", &cal, &copy1, &[]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(members(a, ALICE, &copy1), both);
+    assert_eq!(members(a, ALICE, &cal), both);
+    let r = dav(a, ALICE, "GET", &format!("{copy1}e1.ics"), &[], b"");
+    assert!(r.text().contains("UID:cm-1"));
+    // Overwrite F over it: 412; T: 204 and the same members.
+    let r = go(ALICE, "COPY", &cal, &copy1, &[("Overwrite", "F")]);
+    assert_eq!(r.status, 412);
+    let r = go(ALICE, "COPY", &cal, &copy1, &[("Overwrite", "T")]);
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(members(a, ALICE, &copy1), both);
+    // Depth 0: the collection without members; Depth 1: refused.
+    let r = go(
+        ALICE,
+        "COPY",
+        &cal,
+        &format!("{home}empty/"),
+        &[("Depth", "0")],
+    );
+    assert_eq!(r.status, 201);
+    assert!(members(a, ALICE, &format!("{home}empty/")).is_empty());
+    let r = go(
+        ALICE,
+        "COPY",
+        &cal,
+        &format!("{home}d1/"),
+        &[("Depth", "1")],
+    );
+    assert_eq!(r.status, 400);
+    // MOVE: the destination has the members, the source is gone.
+    let moved = format!("{home}moved/");
+    let r = go(ALICE, "MOVE", &copy1, &moved, &[("Depth", "0")]);
+    assert_eq!(r.status, 400);
+    let r = go(ALICE, "MOVE", &copy1, &moved, &[]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(members(a, ALICE, &moved), both);
+    assert_eq!(members(a, ALICE, &copy1), vec!["404".to_string()]);
+    // Not across homes, not into another account, not onto reserved names.
+    let r = go(
+        ALICE,
+        "COPY",
+        &cal,
+        "/dav/addressbooks/alice@example.com/cal/",
+        &[],
+    );
+    assert_eq!(r.status, 403);
+    let r = go(
+        ALICE,
+        "COPY",
+        &cal,
+        "/dav/calendars/bob@example.com/stolen/",
+        &[],
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        members(a, BOB, "/dav/calendars/bob@example.com/stolen/"),
+        vec!["404".to_string()]
+    );
+    let r = go(ALICE, "COPY", &cal, &format!("{home}shared-1/"), &[]);
+    assert_eq!(r.status, 403);
+    // A read-only grantee may copy the shared calendar into their own home, not move it.
+    s.cli_ok(&["dav", "share", ALICE, "calendar", BOB, "read"], "");
+    let shared = shared_paths(a, BOB, "calendars");
+    assert_eq!(shared.len(), 1);
+    let mine = "/dav/calendars/bob@example.com/mine/";
+    let r = go(BOB, "MOVE", &shared[0], mine, &[]);
+    assert_eq!(r.status, 403);
+    let r = go(BOB, "COPY", &shared[0], mine, &[]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(members(a, BOB, mine), both);
+    assert_eq!(members(a, ALICE, &cal), both);
 }

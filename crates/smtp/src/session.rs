@@ -936,6 +936,53 @@ impl Session {
         }
     }
 
+    /// The `failed` DSN (RFC 3464, status 5.2.2) for recipients a delivery left out
+    /// because the message did not fit in what was left of their quota; `None` when
+    /// every one of them asked for no failure notice (NOTIFY without FAILURE).
+    fn quota_notice(&self, tx: &Tx, header: Vec<u8>, left_out: &[String]) -> Option<Vec<u8>> {
+        use postern_outbound::dsn::{self, Action, DsnInput, DsnRecipient, Ret};
+        let now = time::OffsetDateTime::now_utc();
+        let recipients: Vec<DsnRecipient> = left_out
+            .iter()
+            .filter_map(|addr| {
+                // The RCPT that named this account directly, for its ORCPT and NOTIFY;
+                // one reached through an alias or a group has neither.
+                let rcpt = tx
+                    .rcpts
+                    .iter()
+                    .find(|r| r.address.eq_ignore_ascii_case(addr));
+                let wants = rcpt
+                    .and_then(|r| r.notify.as_deref())
+                    .is_none_or(|n| n.split(',').any(|v| v == "FAILURE"));
+                wants.then(|| DsnRecipient {
+                    final_recipient: addr.clone(),
+                    original_recipient: rcpt.and_then(|r| r.orcpt.clone()),
+                    action: Action::Failed,
+                    status: "5.2.2".into(),
+                    remote_mta: None,
+                    diagnostic: Some(
+                        "552 5.2.2 mailbox full: the message does not fit in what is left of the quota".into(),
+                    ),
+                    last_attempt: Some(now),
+                    will_retry_until: None,
+                })
+            })
+            .collect();
+        if recipients.is_empty() {
+            return None;
+        }
+        Some(dsn::build(&DsnInput {
+            reporting_mta: &self.shared.hostname,
+            return_to: &tx.from,
+            envid: tx.envid.as_deref(),
+            arrival: now,
+            now,
+            recipients: &recipients,
+            original: &header,
+            ret: Ret::Headers,
+        }))
+    }
+
     /// Sends the `delivered` DSN (RFC 3461 NOTIFY=SUCCESS) for recipients of ours to the
     /// sender. A failure is logged: the message itself is delivered.
     fn success_notice(&self, tx: &Tx, header: Vec<u8>, to: Vec<String>) -> Vec<u8> {
@@ -1140,6 +1187,9 @@ impl Session {
         }
         let size = msg.len();
         let mut success_notice: Option<(Vec<u8>, Vec<String>)> = None;
+        // The header returned in a failure notice for recipients left out over quota
+        // (kept only when there is a sender to tell).
+        let mut notice_header: Option<Vec<u8>> = None;
         let result = if self.submission() {
             let Some(auth) = self.auth.clone() else {
                 return self.reply(530, "5.7.0", "Authentication required");
@@ -1205,9 +1255,12 @@ impl Session {
                 })
                 .map(|r| r.address.clone())
                 .collect();
-            if !success.is_empty() && !tx.from.is_empty() {
+            if !tx.from.is_empty() {
                 let header = postern_outbound::dsn::header_of(&signed).to_vec();
-                success_notice = Some((header, success));
+                if !success.is_empty() {
+                    success_notice = Some((header.clone(), success));
+                }
+                notice_header = Some(header);
             }
             shared
                 .core
@@ -1277,6 +1330,9 @@ impl Session {
             full.extend_from_slice(verdict.authentication_results.as_bytes());
             full.extend_from_slice(&body);
             drop(body);
+            if !tx.from.is_empty() {
+                notice_header = Some(postern_outbound::dsn::header_of(&full).to_vec());
+            }
             let ctx = Ctx {
                 actor: Actor {
                     account: None,
@@ -1330,6 +1386,25 @@ impl Session {
                     metrics::counter!("postern_smtp_quota_left_out_total")
                         .increment(d.left_out.len() as u64);
                     info!(session = self.id, id = %mid, left_out = d.left_out.len(), "recipients left out: over quota");
+                    // Accepted with 250, so the sender hears of them by a failure DSN
+                    // (RFC 5321 §6.1), unless it is a bounce or NOTIFY excludes it.
+                    if let Some(header) = notice_header.take()
+                        && let Some(report) = self.quota_notice(&tx, header, &d.left_out)
+                    {
+                        let shared = self.shared.clone();
+                        if let Err(e) = shared
+                            .core
+                            .return_to_sender(
+                                self.kind.name(),
+                                &tx.from,
+                                report,
+                                &format!("smtp:{mid}"),
+                            )
+                            .await
+                        {
+                            warn!(session = self.id, error = %e, "could not send the over-quota notice");
+                        }
+                    }
                 }
                 info!(session = self.id, id = %mid, from = %tx.from, recipients = d.stored.len(), size, "delivered");
                 self.junk = 0;

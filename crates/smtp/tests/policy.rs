@@ -76,10 +76,15 @@ async fn quota_at_rcpt_and_at_the_end() {
         after["quota_left_out"],
         serde_json::json!(["carol@example.com"])
     );
+    // The sender hears of carol by a failure DSN (queued to its domain).
+    let dsn = env.ledger("queue.dsn").await;
+    assert_eq!(dsn.len(), 1);
+    assert_eq!(dsn[0].record.target.as_deref(), Some("a@sender.example"));
     // Too big for the only recipient: 452 4.2.2, nothing stored, and no blob written
     // (the quota is checked before the blob exists).
     let blobs_mid = env.blobs.list().await.unwrap().len();
-    assert_eq!(blobs_mid, blobs_before + 1);
+    // The message's blob and the DSN's.
+    assert_eq!(blobs_mid, blobs_before + 2);
     let mut other = first.clone();
     other.extend_from_slice(b"another\r\n");
     c.expect("MAIL FROM:<a@sender.example>", 250).await;
@@ -293,6 +298,7 @@ async fn group_members_over_quota_are_recorded() {
         after["quota_left_out"],
         serde_json::json!(["bob@example.com"])
     );
+    assert_eq!(env.ledger("queue.dsn").await.len(), 1, "a failure DSN for bob");
     // Every member full: 452 4.2.2 at RCPT.
     for who in ["alice@example.com", "bob@example.com"] {
         let u = used(&env, who).await;

@@ -67,6 +67,8 @@ pub struct PutOutcome {
     /// The server stored something else than the client sent (SCHEDULE-STATUS, kept
     /// PARTSTATs): no ETag in the answer (RFC 4791 §5.3.4), the client reads it again.
     pub rewritten: bool,
+    /// RFC 6638 §3.2.10, for a scheduling object.
+    pub schedule_tag: Option<String>,
 }
 
 /// One recipient's answer to a free/busy request.
@@ -85,6 +87,23 @@ pub(crate) enum Recipient {
     External,
     /// One of our domains, nobody there (or a group).
     Unknown,
+}
+
+/// The Schedule-Tag of a scheduling object (RFC 6638 §3.2.10): a hash of what the
+/// attendees see ([`Cal::significant`]), so it stays while only PARTSTATs and
+/// SCHEDULE-STATUS change (replies) and moves with every organiser's change. `None` for
+/// an object without ORGANIZER.
+pub fn schedule_tag(data: &str) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    if !contains_ci(data.as_bytes(), b"ORGANIZER") {
+        return None;
+    }
+    let cal = Cal::parse(data)?;
+    cal.organizer()?;
+    Some(format!(
+        "s{}",
+        &hex::encode(Sha256::digest(cal.significant().as_bytes()))[..32]
+    ))
 }
 
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
@@ -677,7 +696,55 @@ impl Core {
         name: &str,
         data: &[u8],
         expect: DavExpect,
+        schedule_tag_match: Option<&str>,
     ) -> std::result::Result<PutOutcome, DavWriteError> {
+        let out = self
+            .dav_put_scheduling(who, col, name, data, expect, schedule_tag_match)
+            .await?;
+        let tag = std::str::from_utf8(data).ok().and_then(schedule_tag);
+        Ok(PutOutcome {
+            schedule_tag: if out.rewritten {
+                // The stored object is not the one sent; its tag is its own.
+                self.store
+                    .dav_resources_named(col.account, col.id, vec![name.to_string()])
+                    .await?
+                    .first()
+                    .and_then(|r| schedule_tag(&r.data))
+            } else {
+                tag
+            },
+            ..out
+        })
+    }
+
+    async fn dav_put_scheduling(
+        &self,
+        who: &Authenticated,
+        col: &DavCollection,
+        name: &str,
+        data: &[u8],
+        expect: DavExpect,
+        schedule_tag_match: Option<&str>,
+    ) -> std::result::Result<PutOutcome, DavWriteError> {
+        let mut expect = expect;
+        if let Some(want) = schedule_tag_match {
+            // RFC 6638 §8.3: the stored object must still have this Schedule-Tag; the
+            // write then expects the ETag it was read with (no change in between).
+            let now = self
+                .store
+                .dav_resources_named(col.account, col.id, vec![name.to_string()])
+                .await?
+                .into_iter()
+                .next();
+            match now {
+                Some(r) if schedule_tag(&r.data).as_deref() == Some(want) => {
+                    if expect == DavExpect::Any {
+                        expect = DavExpect::Etag(r.etag);
+                    }
+                }
+                _ => return Err(DavWriteError::Precondition),
+            }
+        }
         if col.kind == DavKind::Inbox {
             return Err(DavWriteError::Core(CoreError::Forbidden(
                 "the scheduling inbox is written by the server".into(),
@@ -687,6 +754,7 @@ impl Core {
             created,
             etag,
             rewritten: false,
+            schedule_tag: None,
         };
         // Scheduling is the owner's: a delegate's write to a shared calendar is plain.
         if !col.kind.is_calendar()
@@ -883,6 +951,7 @@ impl Core {
             created,
             etag,
             rewritten,
+            schedule_tag: None,
         })
     }
 

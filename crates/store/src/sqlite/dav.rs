@@ -405,16 +405,18 @@ pub(super) fn resources(
     let data = if filter.with_data { ", data" } else { "" };
     if let Some(start) = filter.start_ms {
         // A range with a start: short spans by the index on their start, the rest one
-        // by one (see SHORT_SPAN_MS). The end is exclusive: start_ms <= end - 1.
+        // by one (see SHORT_SPAN_MS; named, since without statistics the planner would
+        // rather walk the whole collection in name order). The end is exclusive:
+        // start_ms <= end - 1.
         let last = filter.end_ms.map_or(i64::MAX, |e| e.saturating_sub(1));
         let mut st = c.prepare_cached(&format!(
-            "SELECT {RESOURCE_COLS}{data} FROM dav_resources
+            "SELECT {RESOURCE_COLS}{data} FROM dav_resources INDEXED BY dav_resources_short
              WHERE collection_id = ?1 AND account_id = ?2 AND deleted = 0
                AND end_ms - start_ms <= {SHORT_SPAN_MS}
                AND start_ms >= ?4 AND start_ms <= ?6 AND end_ms > ?5
                AND (?3 IS NULL OR component = ?3)
              UNION ALL
-             SELECT {RESOURCE_COLS}{data} FROM dav_resources
+             SELECT {RESOURCE_COLS}{data} FROM dav_resources INDEXED BY dav_resources_long
              WHERE collection_id = ?1 AND account_id = ?2 AND deleted = 0
                AND (start_ms IS NULL OR end_ms IS NULL OR end_ms - start_ms > {SHORT_SPAN_MS})
                AND (end_ms IS NULL OR end_ms > ?5) AND (start_ms IS NULL OR start_ms <= ?6)
