@@ -38,11 +38,13 @@ pub const MAX_MAILBOXES: usize = 2_000;
 /// The hierarchy separator.
 pub const SEPARATOR: char = '/';
 
-/// Proof that a read was written to the ledger: the account and mailbox it covers.
+/// Proof that a read was written to the ledger: the account, the mailbox and exactly
+/// the messages (by UID in the entry) it covers; nothing else loads through it.
 #[derive(Debug, Clone)]
 pub struct ReadGrant {
     account: PrincipalId,
     mailbox: MailboxId,
+    messages: std::sync::Arc<std::collections::HashSet<MessageId>>,
 }
 
 impl ReadGrant {
@@ -643,8 +645,9 @@ impl Core {
         Ok(())
     }
 
-    /// Writes the ledger entry for a read of the given UIDs of one of the account's
-    /// mailboxes and returns the grant that lets the caller load their data.
+    /// Writes the ledger entry for a read of the given messages (UID and message id, as
+    /// the caller's view of the mailbox has them) of one of the account's mailboxes and
+    /// returns the grant that lets the caller load their data, and only theirs.
     /// `action` is `message.read` or `message.search`; `detail` says what (FETCH items,
     /// search keys), for the ledger.
     /// Needs `r`; the entry names the reader (the session) and the owner (the target),
@@ -654,10 +657,12 @@ impl Core {
         who: &Authenticated,
         access: &MailboxAccess,
         action: &'static str,
-        uids: &[u32],
+        messages: &[(u32, MessageId)],
         detail: &str,
     ) -> Result<ReadGrant> {
         self.check_rights(who, access, Rights::READ).await?;
+        let uids: Vec<u32> = messages.iter().map(|m| m.0).collect();
+        let uids = &uids[..];
         let mailbox = &access.mailbox;
         let mut objects = vec![format!("mailbox:{}", mailbox.id)];
         objects.push(format!("uid:{}", uid_ranges(uids)));
@@ -674,21 +679,25 @@ impl Core {
         Ok(ReadGrant {
             account: access.owner,
             mailbox: mailbox.id,
+            messages: std::sync::Arc::new(messages.iter().map(|m| m.1).collect()),
         })
     }
 
-    /// Metadata of messages covered by a grant.
+    /// Metadata of messages covered by a grant; an id it does not cover is not found.
     pub async fn granted_records(
         &self,
         grant: &ReadGrant,
         ids: Vec<MessageId>,
     ) -> Result<Vec<MessageRecord>> {
+        if let Some(id) = ids.iter().find(|id| !grant.messages.contains(id)) {
+            return Err(CoreError::NotFound(format!("message {id}")));
+        }
         Ok(self.store.messages(grant.account, ids).await?)
     }
 
     /// The bytes of a message covered by a grant.
     pub async fn granted_blob(&self, grant: &ReadGrant, record: &MessageRecord) -> Result<Vec<u8>> {
-        if record.account != grant.account {
+        if record.account != grant.account || !grant.messages.contains(&record.id) {
             return Err(CoreError::NotFound(format!("message {}", record.id)));
         }
         Ok(self.blobs.get(&record.blob.hash).await?)

@@ -5,7 +5,7 @@
 use postern_core::access::{AclChange, MailboxAccess, Rights};
 use postern_core::mailbox::NewMessage;
 use postern_core::store::sqlite::{SqliteOptions, SqliteStore};
-use postern_core::store::{FlagAction, Flags, FsBlobStore, SessionInfo, Store};
+use postern_core::store::{FlagAction, Flags, FsBlobStore, MessageId, SessionInfo, Store};
 use postern_core::{Argon2Settings, Authenticated, Core, CoreError, CoreSettings};
 use std::sync::Arc;
 
@@ -77,8 +77,14 @@ async fn a_forged_access_gets_no_rights() {
     };
     not_found(core.open_mailbox(&bob, &forged).await);
     not_found(
-        core.grant_read(&bob, &forged, "message.read", &[1], "BODY[]")
-            .await,
+        core.grant_read(
+            &bob,
+            &forged,
+            "message.read",
+            &[(1, MessageId::generate())],
+            "BODY[]",
+        )
+        .await,
     );
     not_found(
         core.store_flags(
@@ -122,6 +128,64 @@ async fn a_forged_access_gets_no_rights() {
     let (_, entries) = core.open_mailbox(&alice, &inbox).await.unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].flags, Flags::default());
+}
+
+/// A read grant covers exactly the messages its ledger entry names: not another message
+/// of the account, nor one of another mailbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_grant_covers_only_what_the_ledger_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (core, alice, _bob) = setup(dir.path()).await;
+    let inbox = core.resolve_mailbox(&alice, "INBOX").await.unwrap();
+    core.create_mailbox(&alice, "Other", None).await.unwrap();
+    let other = core.resolve_mailbox(&alice, "Other").await.unwrap();
+    let msg = |s: &str| NewMessage {
+        raw: format!("Subject: {s}\r\n\r\n{s}\r\n").into_bytes(),
+        flags: Flags::default(),
+        keywords: vec![],
+        received_ms: None,
+    };
+    core.append_messages(&alice, &other, vec![msg("elsewhere")])
+        .await
+        .unwrap();
+    core.append_messages(&alice, &inbox, vec![msg("second")])
+        .await
+        .unwrap();
+    let (_, inbox_entries) = core.open_mailbox(&alice, &inbox).await.unwrap();
+    let (_, other_entries) = core.open_mailbox(&alice, &other).await.unwrap();
+    assert_eq!(inbox_entries.len(), 2);
+    let first = (inbox_entries[0].uid, inbox_entries[0].message);
+    let grant = core
+        .grant_read(&alice, &inbox, "message.read", &[first], "BODY[]")
+        .await
+        .unwrap();
+    let records = core.granted_records(&grant, vec![first.1]).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert!(core.granted_blob(&grant, &records[0]).await.is_ok());
+    // The INBOX's other message and the other mailbox's: not covered.
+    not_found(
+        core.granted_records(&grant, vec![inbox_entries[1].message])
+            .await,
+    );
+    not_found(
+        core.granted_records(&grant, vec![other_entries[0].message])
+            .await,
+    );
+    let all = core
+        .grant_read(
+            &alice,
+            &other,
+            "message.read",
+            &[(other_entries[0].uid, other_entries[0].message)],
+            "BODY[]",
+        )
+        .await
+        .unwrap();
+    let elsewhere = core
+        .granted_records(&all, vec![other_entries[0].message])
+        .await
+        .unwrap();
+    not_found(core.granted_blob(&grant, &elsewhere[0]).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -208,14 +208,14 @@ pub(crate) async fn fetch(
             }
         }
     }
-    let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
+    let named: Vec<(u32, MessageId)> = targets.iter().map(|t| (t.1, t.2)).collect();
     let mut records: HashMap<MessageId, MessageRecord> = HashMap::new();
     let mut grant = None;
     if (needs.meta || needs.blob) && !targets.is_empty() {
         let g = match s
             .shared
             .core
-            .grant_read(&who, &mailbox, "message.read", &uids, &describe(&items))
+            .grant_read(&who, &mailbox, "message.read", &named, &describe(&items))
             .await
         {
             Ok(g) => g,
@@ -630,6 +630,7 @@ async fn evaluate(
     let mailbox = sel.access.clone();
     let uids = sel.uids();
     let ids: Vec<MessageId> = sel.entries.iter().map(|e| e.message).collect();
+    let named: Vec<(u32, MessageId)> = sel.entries.iter().map(|e| (e.uid, e.message)).collect();
     if content_keys(keys) > MAX_CONTENT_KEYS {
         s.tagged(
             tag,
@@ -644,7 +645,7 @@ async fn evaluate(
     let grant = match s
         .shared
         .core
-        .grant_read(&who, &mailbox, "message.search", &uids, what)
+        .grant_read(&who, &mailbox, "message.search", &named, what)
         .await
     {
         Ok(g) => g,
