@@ -12,6 +12,9 @@ use crate::error::{CoreError, Result};
 
 /// RFC 5321 §4.5.3.1.1 / .2: local part 64 octets, domain 255 (253 in text form).
 pub const MAX_LOCAL: usize = 64;
+/// An SRS address's local part (`SRS0=…`, `crate::srs`) carries a whole sender: longer
+/// ones are accepted (RFC 5321 §4.5.3.1: "to the extent possible"), up to this.
+pub const MAX_SRS_LOCAL: usize = 200;
 pub const MAX_DOMAIN: usize = 253;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -148,7 +151,12 @@ fn atext(c: char) -> bool {
 /// the length limit applies to the normalised form, which is what is stored.
 pub fn parse_local(s: &str) -> Result<String> {
     use unicode_normalization::UnicodeNormalization;
-    if s.is_empty() || s.len() > 4 * MAX_LOCAL {
+    let max = if crate::srs::is_srs(s) {
+        MAX_SRS_LOCAL
+    } else {
+        MAX_LOCAL
+    };
+    if s.is_empty() || s.len() > 4 * max {
         return Err(CoreError::invalid(
             "address",
             "local part empty or longer than 64 octets",
@@ -170,10 +178,10 @@ pub fn parse_local(s: &str) -> Result<String> {
         ));
     }
     let normal: String = s.nfc().collect::<String>().to_lowercase().nfc().collect();
-    if normal.len() > MAX_LOCAL {
+    if normal.len() > max {
         return Err(CoreError::invalid(
             "address",
-            "local part longer than 64 octets",
+            format!("local part longer than {max} octets"),
         ));
     }
     Ok(normal)

@@ -237,6 +237,7 @@ impl Core {
                 "'*' is the catch-all; use an alias",
             ));
         }
+        check_not_srs(&a)?;
         let d = self.domain_of(a.domain()).await?;
         let name = display_name.unwrap_or(a.local());
         check_text("display_name", name, MAX_NAME_CHARS)?;
@@ -574,6 +575,7 @@ impl Core {
         target: &str,
     ) -> Result<AliasInfo> {
         let a = parse_alias_address(alias)?;
+        check_not_srs(&a)?;
         let t = parse_address(target)?;
         let d = self.domain_of(a.domain()).await?;
         if a == t {
@@ -764,4 +766,16 @@ impl Core {
     ) -> Result<postern_store::verify::IntegrityReport> {
         Ok(postern_store::verify::verify_store(&*self.store, &*self.blobs).await?)
     }
+}
+
+/// `SRS0=…` / `SRS1=…` local parts are bounce paths of forwarded mail (`crate::srs`),
+/// never an account's or an alias's name.
+fn check_not_srs(a: &crate::address::Address) -> Result<()> {
+    if crate::srs::is_srs(a.local()) {
+        return Err(CoreError::invalid(
+            "address",
+            "local parts starting with SRS0= or SRS1= are reserved for forwarded mail's bounces",
+        ));
+    }
+    Ok(())
 }

@@ -1,10 +1,13 @@
 //! Calendars, task lists and address books (CalDAV RFC 4791, CardDAV RFC 6352): the
 //! policy behind `crates/dav`.
 //!
-//! **Access:** for now an account reaches only its own collections. A path naming
-//! another account (or no account) answers [`CoreError::NotFound`], exactly as a
-//! collection that does not exist — no existence leak — and the attempt is written to
-//! the ledger (`dav.denied`).
+//! **Access:** a path names the caller's own home only. A path naming another
+//! account (or no account) answers [`CoreError::NotFound`], exactly as a collection
+//! that does not exist — no existence leak — and the attempt is written to the ledger
+//! (`dav.denied`). Collections other accounts shared with the caller and the global
+//! address list appear in the caller's home ([`share`], [`gal`]); every method that
+//! reads or changes a collection re-checks the caller's access to it
+//! (`Core::dav_access_of`) and works on the owner's store rows.
 //!
 //! **Ledger:** every read of calendar or contact data (`dav.read`: GET, multiget,
 //! calendar-query with data) and every change (`dav.put`, `dav.delete`,
@@ -481,7 +484,9 @@ impl Core {
             }
             cards
         } else {
-            self.store.dav_resources(col.account, col.id, filter).await?
+            self.store
+                .dav_resources(col.account, col.id, filter)
+                .await?
         };
         if with_data && !out.is_empty() {
             self.dav_read_ledger(who, &access, col, &out).await?;

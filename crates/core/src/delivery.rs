@@ -24,6 +24,9 @@ use crate::{Core, Ctx};
 use postern_store::*;
 use std::collections::BTreeSet;
 
+/// Messages up to this size are parsed on the calling task ([`Core::extract_meta`]).
+const EXTRACT_INLINE_MAX: usize = 32 * 1024;
+
 /// Whether an account can take a message, checked when a recipient is named (RCPT), so
 /// that a full mailbox is refused before the message is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +46,8 @@ pub enum QuotaCheck {
 pub struct Delivered {
     pub stored: Vec<Stored>,
     pub left_out: Vec<String>,
+    /// The principals of `left_out`.
+    pub left_out_ids: Vec<PrincipalId>,
 }
 
 /// One header field of a header section: its name (trimmed, as mail-parser reads it) and
@@ -327,14 +332,32 @@ impl Core {
         to_junk: bool,
         mut details: serde_json::Value,
     ) -> Result<Delivered> {
+        // Mail filed as junk (DMARC quarantine) is not sent on under our name: the
+        // destination would judge our reputation by it, and its bounce would go to a
+        // sender that is probably forged. The ledger entry says so.
+        let forward = match forward {
+            Some(f) if to_junk && !f.to.is_empty() => {
+                details["forward_withheld"] =
+                    serde_json::json!(f.to.iter().map(|r| r.address.clone()).collect::<Vec<_>>());
+                if recipients.is_empty() {
+                    return Err(CoreError::Refused(
+                        "the message fails its sender's authentication policy and is not forwarded"
+                            .into(),
+                    ));
+                }
+                None
+            }
+            other => other,
+        };
         let queued = forward.filter(|f| !f.to.is_empty()).map(|f| {
             details["forwarded_to"] =
                 serde_json::json!(f.to.iter().map(|r| r.address.clone()).collect::<Vec<_>>());
             let sender = self.srs_sender(mail_from, &f.via_domain);
+            details["forward_sender"] = serde_json::json!(sender);
             let envelope = crate::outbound::EnvelopeOptions {
                 smtputf8: !sender.is_ascii()
                     || f.to.iter().any(|r| !r.address.is_ascii())
-                    || !raw.is_ascii(),
+                    || !crate::outbound::header_is_ascii(&raw),
                 lifetime_ms: Some(self.queue_lifetime_ms()),
                 ..Default::default()
             };
@@ -498,8 +521,14 @@ impl Core {
         Ok(delivered)
     }
 
-    async fn extract_meta(&self, raw: Vec<u8>) -> Result<(MessageMeta, Vec<u8>)> {
+    pub(crate) async fn extract_meta(&self, raw: Vec<u8>) -> Result<(MessageMeta, Vec<u8>)> {
         let limits = self.settings.mime;
+        // A small message parses in microseconds, less than a hop to a blocking thread
+        // and back; a big one (attachments to decode for the preview) moves off the
+        // async workers.
+        if raw.len() <= EXTRACT_INLINE_MAX {
+            return Ok((crate::message::extract(&raw, &limits), raw));
+        }
         tokio::task::spawn_blocking(move || (crate::message::extract(&raw, &limits), raw))
             .await
             .map_err(|e| CoreError::Internal(e.to_string()))
@@ -626,7 +655,16 @@ impl Core {
         }
         metrics::counter!("postern_messages_stored_total").increment(stored.len() as u64);
         metrics::counter!("postern_ledger_entries_total").increment(1);
-        Ok(Delivered { stored, left_out })
+        let left_out_ids = all
+            .iter()
+            .filter(|p| !targets.iter().any(|t| t.id == p.id))
+            .map(|p| p.id)
+            .collect();
+        Ok(Delivered {
+            stored,
+            left_out,
+            left_out_ids,
+        })
     }
 
     /// The batch of one delivery: every target's `AppendMessage`, then the ledger entry.

@@ -29,11 +29,7 @@ impl Core {
         raw: Vec<u8>,
         received_ms: i64,
     ) -> Result<(MessageRecord, Vec<Op>)> {
-        let limits = self.settings.mime;
-        let (meta, raw) =
-            tokio::task::spawn_blocking(move || (crate::message::extract(&raw, &limits), raw))
-                .await
-                .map_err(|e| CoreError::Internal(e.to_string()))?;
+        let (meta, raw) = self.extract_meta(raw).await?;
         let refs = crate::message::thread_references(&meta);
         let id = MessageId::generate();
         let thread_id = match self.store.thread_of(account, &refs).await? {

@@ -58,8 +58,11 @@ impl QueueParts {
     }
 }
 
+/// Most forward targets a report to a forwarding-only alias is queued to.
+const MAX_RETURN_FORWARDS: usize = 10;
+
 /// Whether the header section of `raw` (up to the first empty line) is all ASCII.
-fn header_is_ascii(raw: &[u8]) -> bool {
+pub(crate) fn header_is_ascii(raw: &[u8]) -> bool {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -369,9 +372,38 @@ impl Core {
                 "unusable return address {to:?}"
             )));
         };
+        // The sender of mail we forwarded is our SRS address: the report goes to the
+        // sender it encodes (possibly another forwarder's SRS address, which is theirs
+        // to reverse), never to whatever a catch-all of ours would make of it.
+        if crate::srs::is_srs(addr.local())
+            && !matches!(
+                self.resolve(&addr).await?,
+                crate::directory::Resolution::NotOurs
+            )
+        {
+            return match self.srs_reverse(&addr).await? {
+                Some(original) => self
+                    .enqueue_generated(node, &original, raw, about)
+                    .await
+                    .map(|_| ()),
+                None => Err(CoreError::NotFound(format!(
+                    "return address {to}: an SRS address that does not check"
+                ))),
+            };
+        }
         match self.resolve(&addr).await? {
             crate::directory::Resolution::NotOurs => {
                 self.enqueue_generated(node, to, raw, about).await?;
+                Ok(())
+            }
+            // An alias of ours that only forwards: the report follows it.
+            crate::directory::Resolution::Deliver { local, external }
+                if local.is_empty() && !external.is_empty() =>
+            {
+                for target in external.iter().take(MAX_RETURN_FORWARDS) {
+                    self.enqueue_generated(node, target, raw.clone(), about)
+                        .await?;
+                }
                 Ok(())
             }
             crate::directory::Resolution::Deliver { local, .. } if !local.is_empty() => {

@@ -14,6 +14,10 @@
 //!   old address is unknown (so the server is not an open relay for anyone who can
 //!   write `SRS0=`).
 //!
+//! A rewritten local part longer than [`crate::address::MAX_SRS_LOCAL`] is not made:
+//! such mail is forwarded with its original sender (SPF may then fail at the
+//! destination) rather than with an address no one could answer.
+//!
 //! The key is 32 bytes kept by the installation (`<data dir>/srs.key`, or on PostgreSQL
 //! derived from the nodes' shared secret), so addresses stay valid across restarts and
 //! on every node.
@@ -68,7 +72,11 @@ fn timestamp_age(ts: &str, today: u32) -> Option<u32> {
         return None;
     }
     let t = (value(b[0])? << 5) | value(b[1])?;
-    Some((today % 1024 + 1024 - t) % 1024)
+    match (today % 1024 + 1024 - t) % 1024 {
+        // One day ahead: another node's clock already past midnight.
+        1023 => Some(0),
+        age => Some(age),
+    }
 }
 
 impl Srs {
@@ -107,6 +115,14 @@ impl Srs {
     /// The envelope sender for mail from `sender` forwarded by `our_domain` on `day`.
     /// The null sender stays null (a bounce is forwarded as a bounce).
     pub fn forward(&self, sender: &str, our_domain: &str, day: u32) -> String {
+        let out = self.rewrite(sender, our_domain, day);
+        match out.rsplit_once('@') {
+            Some((local, _)) if local.len() > crate::address::MAX_SRS_LOCAL => sender.to_string(),
+            _ => out,
+        }
+    }
+
+    fn rewrite(&self, sender: &str, our_domain: &str, day: u32) -> String {
         let Some((local, domain)) = sender.rsplit_once('@') else {
             return sender.to_string();
         };
@@ -216,16 +232,13 @@ impl crate::Core {
     }
 }
 
-/// `local` without its `SRS0=` / `SRS1=` tag (any case; `=`, `+` or `-` after the tag
-/// as the scheme allows), or `None`.
+/// `local` without its `SRS0=` / `SRS1=` tag (any case), or `None`. Only `=` is taken
+/// as the separator (what we and postsrsd write), so real names such as `srs0-backup`
+/// stay names.
 fn strip_tag<'a>(local: &'a str, tag: &str) -> Option<&'a str> {
-    let head = local.get(..tag.len())?;
-    if !head.eq_ignore_ascii_case(tag) {
-        return None;
-    }
-    let rest = &local[tag.len()..];
-    let sep = rest.chars().next()?;
-    matches!(sep, '=' | '+' | '-').then(|| &rest[1..])
+    let head = local.get(..tag.len() + 1)?;
+    (head[..tag.len()].eq_ignore_ascii_case(tag) && head.ends_with('='))
+        .then(|| &local[tag.len() + 1..])
 }
 
 /// Whether `local` looks like an SRS address (it is then ours to check, never an
@@ -294,6 +307,34 @@ mod tests {
         assert_eq!(s.reverse("SRS0=", DAY), None);
         assert_eq!(s.reverse("SRS0=AAAAAA=AA=x", DAY), None);
         assert_eq!(s.reverse("SRS1=AAAAAA=x==", DAY), None);
+    }
+
+    #[test]
+    fn limits_clock_skew_and_real_names() {
+        let s = srs();
+        // A long sender (VERP, bulk mail): still rewritten, and reversible.
+        let long = format!("{}@{}.example", "b".repeat(60), "bounces".repeat(4));
+        let f = s.forward(&long, "fwd.example", DAY);
+        let local = f.rsplit_once('@').unwrap().0;
+        assert!(
+            local.len() > crate::address::MAX_LOCAL && is_srs(local),
+            "{f}"
+        );
+        assert!(crate::address::parse_address(&f).is_ok(), "{f}");
+        assert_eq!(s.reverse(local, DAY).as_deref(), Some(long.as_str()));
+        // Too long to rewrite: the original sender stays.
+        let huge = format!("{}@{}.example", "c".repeat(64), "d".repeat(150));
+        assert_eq!(s.forward(&huge, "fwd.example", DAY), huge);
+        // A timestamp one day ahead (another node past midnight) is fine.
+        let ahead = s.forward("alice@origin.example", "fwd.example", DAY + 1);
+        let local = ahead.rsplit_once('@').unwrap().0;
+        assert_eq!(
+            s.reverse(local, DAY).as_deref(),
+            Some("alice@origin.example")
+        );
+        // Names that only start like a tag are not SRS.
+        assert!(!is_srs("srs0-backup") && !is_srs("srs1+team") && !is_srs("srs0"));
+        assert!(is_srs("srs0=x") && is_srs("SRS1=x"));
     }
 
     #[test]

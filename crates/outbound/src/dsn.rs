@@ -5,7 +5,10 @@
 //! Internationalised mail (RFC 6533): when the sender's or a recipient's address, or the
 //! original's header, is not ASCII, the report is a `message/global-delivery-status`
 //! (UTF-8 fields, `utf-8;` address types) and the original comes back as
-//! `message/global` or `message/global-headers`; such a report is itself SMTPUTF8 mail.
+//! `message/global` or `message/global-headers` (`report-type=global-delivery-status`,
+//! 8-bit parts labelled `Content-Transfer-Encoding: 8bit`). Such a report needs an
+//! SMTPUTF8 transaction only when its envelope or its own header is not ASCII
+//! (`core::outbound` decides); a UTF-8 body part needs only 8BITMIME (RFC 6532).
 //!
 //! Never sent for a message whose reverse-path is null (`MAIL FROM:<>`): a DSN is itself
 //! sent from `<>`, so a failing DSN cannot start a loop (RFC 5321 §4.5.5, §6.1).
@@ -183,7 +186,7 @@ fn address_field(global: bool, address: &str) -> String {
 }
 
 /// Builds the whole DSN message (header and body, CRLF line ends). The caller sends it
-/// with `MAIL FROM:<>` to `return_to`, with SMTPUTF8 when [`is_global`].
+/// with `MAIL FROM:<>` to `return_to`.
 pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
     let global = is_global(input);
     // Fields of the status part: UTF-8 allowed in a global one (RFC 6533 §6.2).
@@ -234,8 +237,14 @@ attached below.\r\n\r\n",
     // RFC 3834 §5: automatic responses say so, so that auto-responders stay quiet.
     m.push_str("Auto-Submitted: auto-replied\r\n");
     m.push_str("MIME-Version: 1.0\r\n");
+    // RFC 6522 §3: report-type names the second part's subtype.
+    let report_type = if global {
+        "global-delivery-status"
+    } else {
+        "delivery-status"
+    };
     m.push_str(&format!(
-        "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
+        "Content-Type: multipart/report; report-type={report_type};\r\n\tboundary=\"{boundary}\"\r\n\r\n"
     ));
     m.push_str("This is a MIME-encapsulated message.\r\n\r\n");
 
@@ -271,23 +280,23 @@ attached below.\r\n\r\n",
     } else {
         "message/delivery-status"
     };
-    m.push_str(&format!(
-        "--{boundary}\r\nContent-Type: {status_type}\r\n\r\n"
-    ));
-    m.push_str(&format!(
+    // The status part's fields are written below; a global one may hold UTF-8, so it
+    // is labelled 8bit (RFC 2045 §6) when it does. Built first, then headed.
+    let mut status = String::new();
+    status.push_str(&format!(
         "Reporting-MTA: dns; {}\r\n",
         ascii_field(&host, 255)
     ));
     if let Some(envid) = input.envid {
         // RFC 3461 §6.3(a): the ENVID decoded from xtext.
-        m.push_str(&format!(
+        status.push_str(&format!(
             "Original-Envelope-Id: {}\r\n",
             ascii_field(&xtext_decode(envid), 100)
         ));
     }
-    m.push_str(&format!("Arrival-Date: {}\r\n", date(input.arrival)));
+    status.push_str(&format!("Arrival-Date: {}\r\n", date(input.arrival)));
     for r in input.recipients {
-        m.push_str("\r\n");
+        status.push_str("\r\n");
         if let Some(orcpt) = &r.original_recipient {
             let decoded = original_recipient(orcpt);
             let field = match decoded.split_once(';') {
@@ -295,31 +304,40 @@ attached below.\r\n\r\n",
                 Some((_, addr)) if global && !addr.is_ascii() => address_field(true, addr.trim()),
                 _ => ascii_field(&decoded, 512),
             };
-            m.push_str(&format!("Original-Recipient: {field}\r\n"));
+            status.push_str(&format!("Original-Recipient: {field}\r\n"));
         }
-        m.push_str(&format!(
+        status.push_str(&format!(
             "Final-Recipient: {}\r\n",
             address_field(global, &r.final_recipient)
         ));
-        m.push_str(&format!("Action: {}\r\n", r.action.as_str()));
-        m.push_str(&format!("Status: {}\r\n", ascii_field(&r.status, 20)));
+        status.push_str(&format!("Action: {}\r\n", r.action.as_str()));
+        status.push_str(&format!("Status: {}\r\n", ascii_field(&r.status, 20)));
         if let Some(h) = &r.remote_mta {
-            m.push_str(&format!("Remote-MTA: dns; {}\r\n", ascii_field(h, 255)));
+            status.push_str(&format!("Remote-MTA: dns; {}\r\n", ascii_field(h, 255)));
         }
         if let Some(d) = &r.diagnostic {
-            m.push_str(&format!(
+            status.push_str(&format!(
                 "Diagnostic-Code: smtp; {}\r\n",
                 status_text(d, 900)
             ));
         }
         if let Some(t) = r.last_attempt {
-            m.push_str(&format!("Last-Attempt-Date: {}\r\n", date(t)));
+            status.push_str(&format!("Last-Attempt-Date: {}\r\n", date(t)));
         }
         if let Some(t) = r.will_retry_until {
-            m.push_str(&format!("Will-Retry-Until: {}\r\n", date(t)));
+            status.push_str(&format!("Will-Retry-Until: {}\r\n", date(t)));
         }
     }
-    m.push_str("\r\n");
+    status.push_str("\r\n");
+    let cte = if status.is_ascii() {
+        ""
+    } else {
+        "Content-Transfer-Encoding: 8bit\r\n"
+    };
+    m.push_str(&format!(
+        "--{boundary}\r\nContent-Type: {status_type}\r\n{cte}\r\n"
+    ));
+    m.push_str(&status);
 
     // Part 3: the original (RFC 3462 message/rfc822, or only its header).
     let mut out = m.into_bytes();
@@ -330,12 +348,30 @@ attached below.\r\n\r\n",
     } else {
         ("message/rfc822", "text/rfc822-headers")
     };
+    // 8-bit content is labelled so (RFC 2045 §6; RFC 6532 §3.7).
+    let cte = |part: &[u8]| {
+        if part.is_ascii() {
+            ""
+        } else {
+            "Content-Transfer-Encoding: 8bit\r\n"
+        }
+    };
     if full {
-        out.extend_from_slice(format!("--{boundary}\r\nContent-Type: {whole}\r\n\r\n").as_bytes());
+        out.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Type: {whole}\r\n{}\r\n",
+                cte(input.original)
+            )
+            .as_bytes(),
+        );
         push_crlf(&mut out, input.original);
     } else {
         out.extend_from_slice(
-            format!("--{boundary}\r\nContent-Type: {headers}\r\n\r\n").as_bytes(),
+            format!(
+                "--{boundary}\r\nContent-Type: {headers}\r\n{}\r\n",
+                cte(header_of(input.original))
+            )
+            .as_bytes(),
         );
         push_crlf(&mut out, header_of(input.original));
     }
@@ -514,7 +550,10 @@ mod tests {
         assert!(is_global(&i));
         let text = String::from_utf8(build(&i)).expect("utf8");
         assert!(
-            text.contains("Content-Type: message/global-delivery-status\r\n"),
+            text.contains("Content-Type: multipart/report; report-type=global-delivery-status;")
+                && text.contains(
+                    "Content-Type: message/global-delivery-status\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+                ),
             "{text}"
         );
         assert!(
@@ -530,7 +569,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("Content-Type: message/global\r\n\r\nFrom: jos\u{e9}@"),
+            text.contains(
+                "Content-Type: message/global\r\nContent-Transfer-Encoding: 8bit\r\n\r\nFrom: jos\u{e9}@"
+            ),
             "{text}"
         );
         assert!(!text.contains("message/rfc822"), "{text}");

@@ -238,6 +238,11 @@ pub struct LimitsConfig {
     /// of thousands of connections each growing toward `message_size`. At least
     /// `message_size`, or the largest message could never be taken.
     pub smtp_inflight_bytes: u64,
+    /// `Received` fields a message may already carry before it is refused as a mail loop
+    /// (554 5.4.6). Default 100, the threshold RFC 5321 §6.3 recommends ("at least 100");
+    /// forwarding aliases make loops possible between two servers. Floor 25: fewer
+    /// would refuse honest mail that crossed a few large providers' internal hops.
+    pub smtp_max_received: u32,
     /// Longest IMAP command line in octets, literals excluded. Default 65536: RFC 7162 §4
     /// asks servers to accept at least 8192, and UID sets sent by clients with large
     /// mailboxes (CONDSTORE/QRESYNC, bulk STORE) go far beyond that; Dovecot uses 64 KiB.
@@ -310,6 +315,7 @@ impl Default for LimitsConfig {
             smtp_command_timeout_secs: 300,
             smtp_data_timeout_secs: 600,
             smtp_inflight_bytes: 512 * 1024 * 1024,
+            smtp_max_received: 100,
             imap_line_length: 65_536,
             imap_literal_size: DEFAULT_MESSAGE_SIZE,
             imap_idle_timeout_secs: 1800,
@@ -373,7 +379,10 @@ pub struct AuthConfig {
     /// again with the same password skips the Argon2id hash (like Dovecot's
     /// `auth_cache_ttl`). Default 300. Only a keyed hash of (account, stored hash,
     /// password) is kept in memory, never the password; a changed password misses at
-    /// once; failures are never remembered. 0 turns the cache off (SECURITY.md).
+    /// once; failures are never remembered. 0 turns the cache off (SECURITY.md). The
+    /// same time bounds the login of one HTTP (DAV) keep-alive connection: requests
+    /// repeating the verified `Authorization` on that connection reuse it (one
+    /// `auth.login` per connection, like an IMAP session) until it is this old.
     pub auth_cache_ttl_secs: u64,
 }
 
@@ -1091,6 +1100,12 @@ impl Config {
                 ),
             });
         }
+        at_least(
+            "limits.smtp_max_received",
+            l.smtp_max_received.into(),
+            25,
+            "fewer would refuse honest mail that crossed a few providers' internal hops",
+        )?;
         at_least(
             "limits.recipients_per_message",
             l.recipients_per_message.into(),
@@ -1814,6 +1829,11 @@ mod tests {
         assert_err(
             "[limits]\nrecipients_per_message = 99\n",
             Some("limits.recipients_per_message"),
+            2,
+        );
+        assert_err(
+            "[limits]\nsmtp_max_received = 24\n",
+            Some("limits.smtp_max_received"),
             2,
         );
         let e = assert_err(

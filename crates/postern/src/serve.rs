@@ -215,18 +215,36 @@ async fn install_srs_key(core: &Core, cfg: &Config) -> Result<(), String> {
         core.set_srs_key(postern_core::srs::derive_key(&secret));
         return Ok(());
     }
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let path = cfg.data_dir.join(SRS_KEY_FILE);
     if !path.exists() {
+        // Whole or not at all: written beside, synced, renamed, the directory synced, so
+        // a crash never leaves a partial key (which would stop the next start) and a
+        // power loss never brings back "no key" after bounces went out under this one.
         let key: [u8; 32] = rand::random();
+        let tmp = cfg.data_dir.join(format!("{SRS_KEY_FILE}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            .open(&tmp)
+            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
         writeln!(f, "{}", hex::encode(key)).map_err(|e| e.to_string())?;
         f.sync_all().map_err(|e| e.to_string())?;
+        drop(f);
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        std::fs::File::open(&cfg.data_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("cannot sync {}: {e}", cfg.data_dir.display()))?;
+    }
+    if let Ok(meta) = std::fs::metadata(&path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("cannot restrict {} to its owner: {e}", path.display()))?;
+        tracing::warn!(file = %path.display(), "SRS key was readable by others; now 0600");
     }
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -391,6 +409,7 @@ pub fn smtp_settings(cfg: &Config) -> (postern_smtp::SmtpLimits, postern_smtp::S
         line_length: l.smtp_line_length,
         message_size: l.message_size,
         recipients_per_message: l.recipients_per_message,
+        max_received: l.smtp_max_received,
         messages_per_connection: l.messages_per_connection,
         errors_before_disconnect: l.smtp_errors_before_disconnect,
         command_timeout: Duration::from_secs(l.smtp_command_timeout_secs),

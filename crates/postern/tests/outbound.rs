@@ -1824,10 +1824,15 @@ fn mx_transaction(server: &Server, from: &str, rcpts: &[&str], data: &str) -> Ve
 #[test]
 fn alias_forwarding_uses_srs_and_bounces_come_back() {
     require_python("dnslib");
-    let port = free_port(&["127.0.0.2"]);
+    let port = free_port(&["127.0.0.2", "127.0.0.3"]);
     let mut records = mx_to("other.test", "127.0.0.2");
     records.extend(mx_to("origin.test", "127.0.0.2"));
+    records.extend(mx_to("rcpt.test", "127.0.0.3"));
     let dns = Dns::start(records, false);
+    // An aiosmtpd peer for rcpt.test that has no such user.
+    let peer = Peer::start(&["127.0.0.3"], port, None);
+    peer.mode(json!({"rcpt": {"default": "250 2.1.5 OK",
+        "nobody@rcpt.test": "550 5.1.1 <nobody@rcpt.test>: no such user here"}}));
     let server = example_server(&outbound_config(dns.port, port, ""));
     server.cli_ok(&["alias", "add", "fwd@example.com", "carol@other.test"], "");
     server.cli_ok(&["alias", "add", "both@example.com", "bob@example.com"], "");
@@ -1879,7 +1884,9 @@ fn alias_forwarding_uses_srs_and_bounces_come_back() {
         entries
             .iter()
             .any(|e| e.to_string().contains("forwarded_to")
-                && e.to_string().contains("carol@other.test")),
+                && e.to_string().contains("carol@other.test")
+                && e.to_string()
+                    .contains(&format!("\"forward_sender\":\"{mail_args}\""))),
         "{entries:?}"
     );
 
@@ -1917,4 +1924,25 @@ fn alias_forwarding_uses_srs_and_bounces_come_back() {
     // Nothing else left the server.
     wait_queue_empty(&server);
     assert_eq!(sink.messages().len(), 2);
+
+    // The forward's destination refuses it: our own queue's bounce goes to the sender
+    // the SRS address encodes (not to a catch-all of ours, not lost).
+    server.cli_ok(&["alias", "add", "rej@example.com", "nobody@rcpt.test"], "");
+    let replies = mx_transaction(
+        &server,
+        "sender@origin.test",
+        &["rej@example.com"],
+        "From: sender@origin.test\r\nSubject: will bounce\r\n\r\nno one there",
+    );
+    assert!(replies[5].starts_with("250"), "{replies:?}");
+    let dsn = wait_for(DELIVERY, "the DSN for the refused forward", || {
+        sink.messages()
+            .into_iter()
+            .find(|m| m.contains("nobody@rcpt.test") && m.contains("X-Mail-Args: <>"))
+    });
+    assert!(dsn.contains("X-Rcpt-Args: <sender@origin.test>"), "{dsn}");
+    assert!(dsn.contains("Action: failed"), "{dsn}");
+    // The ORCPT of the forward names the address the sender wrote.
+    assert!(dsn.contains("rej@example.com"), "{dsn}");
+    wait_queue_empty(&server);
 }

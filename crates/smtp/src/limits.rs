@@ -37,6 +37,9 @@ pub struct SmtpLimits {
     /// thousands of sessions could each hold that: past this budget a message is
     /// refused with 452 4.3.1 (try later) instead of growing memory.
     pub inflight_bytes: u64,
+    /// `Received` fields a message may already carry; at this many it is refused as a
+    /// mail loop, 554 5.4.6 (RFC 5321 §6.3; `limits.smtp_max_received`).
+    pub max_received: u32,
 }
 
 impl Default for SmtpLimits {
@@ -54,6 +57,7 @@ impl Default for SmtpLimits {
             max_junk_commands: 100,
             max_session: Duration::from_secs(3600),
             inflight_bytes: 512 * 1024 * 1024,
+            max_received: 100,
         }
     }
 }

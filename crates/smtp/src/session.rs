@@ -831,7 +831,7 @@ impl Session {
             Resolution::Unknown => return self.unknown_rcpt().await,
             Resolution::Deliver { local, external } => (local, external),
         };
-        if !external.is_empty() && !self.shared.core.can_forward() {
+        if !external.is_empty() && !self.submission() && !self.shared.core.can_forward() {
             // External targets (an alias forwarding outside) go out with an SRS sender;
             // without the installation's SRS key (a store opened without `serve`'s
             // set-up) delivering only the local targets would drop the forward
@@ -937,35 +937,40 @@ impl Session {
     }
 
     /// The `failed` DSN (RFC 3464, status 5.2.2) for recipients a delivery left out
-    /// because the message did not fit in what was left of their quota; `None` when
-    /// every one of them asked for no failure notice (NOTIFY without FAILURE).
-    fn quota_notice(&self, tx: &Tx, header: Vec<u8>, left_out: &[String]) -> Option<Vec<u8>> {
+    /// because the message did not fit in what was left of their quota: one per RCPT
+    /// that named one account (itself, an alias of it or a plus form), with that RCPT's
+    /// address, ORCPT and NOTIFY (none when NOTIFY leaves FAILURE out). Members of a
+    /// group are a list's (RFC 3461 §6.2.7.4): their failures are not reported to the
+    /// sender, who would learn the membership; the ledger entry names them.
+    fn quota_notice(
+        &self,
+        tx: &Tx,
+        header: Vec<u8>,
+        left_out: &[postern_core::store::PrincipalId],
+    ) -> Option<Vec<u8>> {
         use postern_outbound::dsn::{self, Action, DsnInput, DsnRecipient, Ret};
         let now = time::OffsetDateTime::now_utc();
-        let recipients: Vec<DsnRecipient> = left_out
+        let recipients: Vec<DsnRecipient> = tx
+            .rcpts
             .iter()
-            .filter_map(|addr| {
-                // The RCPT that named this account directly, for its ORCPT and NOTIFY;
-                // one reached through an alias or a group has neither.
-                let rcpt = tx
-                    .rcpts
-                    .iter()
-                    .find(|r| r.address.eq_ignore_ascii_case(addr));
-                let wants = rcpt
-                    .and_then(|r| r.notify.as_deref())
-                    .is_none_or(|n| n.split(',').any(|v| v == "FAILURE"));
-                wants.then(|| DsnRecipient {
-                    final_recipient: addr.clone(),
-                    original_recipient: rcpt.and_then(|r| r.orcpt.clone()),
-                    action: Action::Failed,
-                    status: "5.2.2".into(),
-                    remote_mta: None,
-                    diagnostic: Some(
-                        "552 5.2.2 mailbox full: the message does not fit in what is left of the quota".into(),
-                    ),
-                    last_attempt: Some(now),
-                    will_retry_until: None,
-                })
+            .filter(|r| matches!(r.principals.as_slice(), [p] if left_out.contains(&p.id)))
+            .filter(|r| {
+                r.notify
+                    .as_deref()
+                    .is_none_or(|n| n.split(',').any(|v| v == "FAILURE"))
+            })
+            .map(|r| DsnRecipient {
+                final_recipient: r.address.clone(),
+                original_recipient: r.orcpt.clone(),
+                action: Action::Failed,
+                status: "5.2.2".into(),
+                remote_mta: None,
+                diagnostic: Some(
+                    "552 5.2.2 mailbox full: the message does not fit in what is left of the quota"
+                        .into(),
+                ),
+                last_attempt: Some(now),
+                will_retry_until: None,
             })
             .collect();
         if recipients.is_empty() {
@@ -1138,6 +1143,18 @@ impl Session {
             return self.reply(503, "5.5.1", "Send MAIL first");
         };
         self.messages += 1;
+        // RFC 5321 §6.3: a message that already crossed this many hops is looping
+        // (forwarding aliases make loops between servers possible).
+        if trace::received_count(&msg) >= self.shared.limits.max_received as usize {
+            metrics::counter!("postern_smtp_messages_refused_total", "reason" => "loop")
+                .increment(1);
+            info!(session = self.id, from = %tx.from, "refused: too many Received fields");
+            return self.reply(
+                554,
+                "5.4.6",
+                "Too many Received fields: the message is looping (RFC 5321 §6.3)",
+            );
+        }
         let shared = self.shared.clone();
         let hostname = shared.hostname.as_str();
         let ip = self.remote.ip();
@@ -1216,7 +1233,7 @@ impl Session {
             external.extend(tx.rcpts.iter().flat_map(|r| {
                 r.forward.iter().map(|f| OutboundRecipient {
                     address: f.clone(),
-                    orcpt: None,
+                    orcpt: Some(original_recipient(r)),
                     notify: r.notify.clone(),
                 })
             }));
@@ -1353,13 +1370,15 @@ impl Session {
                         .rsplit_once('@')
                         .map(|(_, d)| d.to_string())
                         .unwrap_or_default(),
+                    // ORCPT: the address the sender wrote (RFC 3461 §4.2), so a
+                    // report of the forward says which of theirs it was.
                     to: tx
                         .rcpts
                         .iter()
-                        .flat_map(|r| r.forward.iter())
-                        .map(|f| OutboundRecipient {
+                        .flat_map(|r| r.forward.iter().map(move |f| (r, f)))
+                        .map(|(r, f)| OutboundRecipient {
                             address: f.clone(),
-                            orcpt: None,
+                            orcpt: Some(original_recipient(r)),
                             notify: None,
                         })
                         .collect(),
@@ -1389,7 +1408,7 @@ impl Session {
                     // Accepted with 250, so the sender hears of them by a failure DSN
                     // (RFC 5321 §6.1), unless it is a bounce or NOTIFY excludes it.
                     if let Some(header) = notice_header.take()
-                        && let Some(report) = self.quota_notice(&tx, header, &d.left_out)
+                        && let Some(report) = self.quota_notice(&tx, header, &d.left_out_ids)
                     {
                         let shared = self.shared.clone();
                         if let Err(e) = shared
@@ -1408,6 +1427,17 @@ impl Session {
                 }
                 info!(session = self.id, id = %mid, from = %tx.from, recipients = d.stored.len(), size, "delivered");
                 self.junk = 0;
+                // Not "delivered" for a recipient whose every account was left out.
+                let success_notice = success_notice.and_then(|(header, mut success)| {
+                    success.retain(|addr| {
+                        !tx.rcpts.iter().any(|r| {
+                            &r.address == addr
+                                && !r.principals.is_empty()
+                                && r.principals.iter().all(|p| d.left_out_ids.contains(&p.id))
+                        })
+                    });
+                    (!success.is_empty()).then_some((header, success))
+                });
                 if let Some((header, success)) = success_notice {
                     let report = self.success_notice(&tx, header, success);
                     let shared = self.shared.clone();
@@ -1535,4 +1565,21 @@ fn parse_notify(v: &str) -> Option<String> {
         return None;
     }
     Some(parts.join(","))
+}
+
+/// RFC 3461 ORCPT for a forwarded copy: the sender's own ORCPT when given, else the
+/// address the sender wrote, as `rfc822;` xtext (§4, §4.2).
+fn original_recipient(r: &Rcpt) -> String {
+    if let Some(o) = &r.orcpt {
+        return o.clone();
+    }
+    let mut x = String::from("rfc822;");
+    for b in r.address.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            x.push(b as char);
+        } else {
+            x.push_str(&format!("+{b:02X}"));
+        }
+    }
+    x
 }

@@ -147,6 +147,16 @@ pub fn strip_forged_results(raw: Vec<u8>, ours: &str) -> (Vec<u8>, usize) {
     (out, drop.len())
 }
 
+/// The `Received` fields of the top-level header section of `msg` (RFC 5321 §6.3 loop
+/// detection counts them): lines starting `Received:` in any case, up to the empty
+/// line that ends the header.
+pub fn received_count(msg: &[u8]) -> usize {
+    msg.split(|&b| b == b'\n')
+        .take_while(|l| !l.trim_ascii_end().is_empty())
+        .filter(|l| l.len() >= 9 && l[..9].eq_ignore_ascii_case(b"received:"))
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

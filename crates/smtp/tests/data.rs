@@ -443,3 +443,46 @@ async fn inflight_budget_is_shared_and_given_back() {
         .await;
     assert_eq!(r.code, 250, "{}", r.text);
 }
+
+/// RFC 5321 §6.3: a message carrying `limits.smtp_max_received` Received fields is a
+/// loop: 554 5.4.6, nothing stored; one fewer is delivered.
+#[tokio::test]
+async fn too_many_received_fields_is_a_loop() {
+    let limits = SmtpLimits {
+        max_received: 30,
+        ..Default::default()
+    };
+    let env = Env::with(limits, test_policy()).await;
+    let mut c = ready(&env).await;
+    let with_hops = |n: usize| {
+        let mut m = String::new();
+        for i in 0..n {
+            // Mixed case: the field name is case-insensitive.
+            let name = if i % 2 == 0 { "Received" } else { "RECEIVED" };
+            m.push_str(&format!(
+                "{name}: from hop{i}.example by hop{}.example; Wed, 25 Nov 2026 10:00:00 +0000\r\n",
+                i + 1
+            ));
+        }
+        m.push_str("From: <a@sender.example>\r\nSubject: hops\r\n\r\nReceived: in the body does not count\r\n");
+        m
+    };
+    let r = c
+        .send_mail(
+            "a@sender.example",
+            &["alice@example.com"],
+            with_hops(29).as_bytes(),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let r = c
+        .send_mail(
+            "a@sender.example",
+            &["alice@example.com"],
+            with_hops(30).as_bytes(),
+        )
+        .await;
+    assert!(r.text.starts_with("554 5.4.6"), "{}", r.text);
+    c.expect("NOOP", 250).await;
+    assert_eq!(env.inbox("alice@example.com").await.len(), 1);
+}

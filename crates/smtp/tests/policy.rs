@@ -298,7 +298,9 @@ async fn group_members_over_quota_are_recorded() {
         after["quota_left_out"],
         serde_json::json!(["bob@example.com"])
     );
-    assert_eq!(env.ledger("queue.dsn").await.len(), 1, "a failure DSN for bob");
+    // A group is a list (RFC 3461 §6.2.7.4): no failure DSN to the sender naming its
+    // members; the ledger entry has them.
+    assert_eq!(env.ledger("queue.dsn").await.len(), 0);
     // Every member full: 452 4.2.2 at RCPT.
     for who in ["alice@example.com", "bob@example.com"] {
         let u = used(&env, who).await;
@@ -399,4 +401,41 @@ async fn dkim_signed_mail_gets_the_right_authentication_results() {
     let r = c.send_mail(from, &["alice@example.com"], &tampered).await;
     assert!(r.text.starts_with("550 5.7.26"), "{}", r.text);
     assert_eq!(env.inbox("alice@example.com").await.len(), 1);
+}
+
+/// Submission to two local accounts, one of them too small for the message: the
+/// sender gets a failed 5.2.2 DSN for it (in her own INBOX: she is local), naming the
+/// address she wrote — unless that RCPT said NOTIFY=NEVER (RFC 3461 §4.1).
+#[tokio::test]
+async fn left_out_recipients_get_a_failure_notice_unless_notify_never() {
+    let env = Env::start().await;
+    let a = admin(&env).await;
+    let carol = used(&env, "carol@example.com").await;
+    env.core
+        .account_quota(&a, "carol@example.com", Some(carol + 10))
+        .await
+        .unwrap();
+    let body = b"From: alice@example.com\r\nTo: carol@example.com\r\nSubject: q\r\n\r\nsome text that does not fit in ten octets\r\n";
+    for (notify, expected) in [("", 1), (" NOTIFY=NEVER", 0), (" NOTIFY=SUCCESS,DELAY", 0)] {
+        let before = env.inbox("alice@example.com").await.len();
+        let mut c = env.alice().await;
+        c.expect("MAIL FROM:<alice@example.com>", 250).await;
+        // The plus form names carol's account too.
+        c.expect(&format!("RCPT TO:<carol+x@example.com>{notify}"), 250)
+            .await;
+        c.expect("RCPT TO:<bob@example.com>", 250).await;
+        c.expect("DATA", 354).await;
+        c.send(body).await;
+        c.send(b".\r\n").await;
+        assert_eq!(c.reply().await.code, 250);
+        let inbox = env.inbox("alice@example.com").await;
+        assert_eq!(inbox.len() - before, expected, "NOTIFY{notify}");
+    }
+    let dsn = env.inbox("alice@example.com").await;
+    let text = String::from_utf8_lossy(&dsn[0]);
+    assert!(
+        text.contains("Final-Recipient: rfc822; carol+x@example.com"),
+        "{text}"
+    );
+    assert!(text.contains("Status: 5.2.2"), "{text}");
 }

@@ -395,7 +395,12 @@ impl Core {
         }
         let mut plain = cal.clone();
         plain.set_method(None);
-        if super::index_icalendar(&plain.to_text()).is_err() {
+        // Indexing may expand a series: off the async workers, as a PUT's is.
+        let text = plain.to_text();
+        let valid = tokio::task::spawn_blocking(move || super::index_icalendar(&text).is_ok())
+            .await
+            .unwrap_or(false);
+        if !valid {
             return Ok(Some("not a valid calendar object"));
         }
         if method == "CANCEL" {

@@ -10,11 +10,20 @@
 //! address of one of our domains nothing (SCHEDULE-STATUS 3.7). Attendees removed, or the
 //! object deleted, get a CANCEL. The organiser's stored copy carries SCHEDULE-STATUS on
 //! each scheduled ATTENDEE, and keeps the PARTSTATs the server recorded from replies
-//! while the timing is unchanged (a client re-sending a stale copy does not undo them).
+//! while the timing is unchanged (a client re-sending a stale copy does not undo them);
+//! a re-timed event asks everyone again (NEEDS-ACTION in both copies).
+//!
+//! **Schedule-Tag** ([`schedule_tag`]): a hash of what attendees see, so replies keep it
+//! and organiser changes move it; `If-Schedule-Tag-Match` on PUT is checked against the
+//! stored object and the write then expects the ETag it was compared on.
 //!
 //! **Attendee** (the caller is an ATTENDEE, not the organiser): a PUT that changes its
-//! own PARTSTAT, or a DELETE (DECLINED), sends a REPLY: a local organiser's copy gets
-//! that one PARTSTAT changed (nothing else) and a REPLY item in its inbox.
+//! own PARTSTAT, or a DELETE (DECLINED; not for an event already cancelled), sends a
+//! REPLY: a local organiser's copy gets that one PARTSTAT changed (nothing else) and a
+//! REPLY item in its inbox; another domain's organiser gets a mail.
+//!
+//! Scheduling is the owner's: a delegate's write into a shared calendar is stored
+//! without scheduling, and COPY/MOVE do none.
 //!
 //! **Rooms** ([`PrincipalKind::Resource`]): invited, a room accepts when its calendars
 //! have no busy time overlapping the event and declines otherwise; the answer is written
@@ -823,6 +832,7 @@ impl Core {
         reply: &Cal,
     ) -> Result<()> {
         match self.sched_classify(org).await? {
+            Recipient::Local(p) if p.id == account => {}
             Recipient::Local(p) => {
                 let org_addr = self.sched_address(&p).await?;
                 self.sched_apply_reply(ctx, &p, &org_addr, me, reply)
@@ -878,7 +888,17 @@ impl Core {
                 new.set_partstat(a, &ps);
             }
             let send = significant || forced || !was_there;
+            // A re-timed event asks everyone again (their copies go to NEEDS-ACTION).
+            if retimed && was_there && send {
+                new.set_partstat(a, "NEEDS-ACTION");
+            }
             let r = self.sched_classify(a).await?;
+            if let Recipient::Local(p) = &r
+                && p.id == who.principal().id
+            {
+                // Another address of the organiser's own (an alias): nothing to send.
+                continue;
+            }
             let status = match &r {
                 Recipient::Local(_) => "1.2",
                 Recipient::External => "1.1",
@@ -1020,6 +1040,10 @@ impl Core {
             self.sched_cancel_to(who, &old, &to).await;
         } else if old.attendee(&me).is_some()
             && server_schedules(&old, &me)
+            && old
+                .master()
+                .and_then(|m| m.value("STATUS"))
+                .is_none_or(|s| !s.trim().eq_ignore_ascii_case("CANCELLED"))
             && old.partstat(&me).as_deref() != Some("DECLINED")
         {
             let reply = reply_of(&old, &me, "DECLINED");

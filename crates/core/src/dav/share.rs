@@ -255,9 +255,13 @@ impl Core {
         let Some(hex) = name.strip_prefix(SHARED_PREFIX) else {
             return Ok(None);
         };
+        // Only the canonical spelling (what `alias` writes) names the collection.
         let Ok(id) = i64::from_str_radix(hex, 16) else {
             return Ok(None);
         };
+        if DavCollectionId(id).to_string() != hex {
+            return Ok(None);
+        }
         for (c, rights) in self.store.dav_shared_with(who.principal().id).await? {
             if c.id.0 != id || ShareLevel::of_text(&rights) == ShareLevel::None {
                 continue;
@@ -285,12 +289,16 @@ impl Core {
             if ShareLevel::of_text(&rights) == ShareLevel::None {
                 continue;
             }
-            if !owners.contains_key(&c.account) {
-                let o = self.dav_address_of(c.account).await?;
-                owners.insert(c.account, o);
-            }
-            if let Some(Some((p, addr))) = owners.get(&c.account) {
-                out.push(alias(c, &p.display_name, addr));
+            let owner = match owners.get(&c.account) {
+                Some(o) => o.clone(),
+                None => {
+                    let o = self.dav_address_of(c.account).await?;
+                    owners.insert(c.account, o.clone());
+                    o
+                }
+            };
+            if let Some((p, addr)) = owner {
+                out.push(alias(c, &p.display_name, &addr));
             }
         }
         if with_gal && !out.iter().any(|c| c.name == GAL_NAME) {
@@ -311,27 +319,83 @@ impl Core {
         level: ShareLevel,
     ) -> Result<()> {
         let (op, owner_addr, col) = self.admin_dav_collection(owner, collection).await?;
+        self.write_dav_share(admin.ctx(), &op, &owner_addr, &col, grantee, level)
+            .await
+    }
+
+    /// The owner shares one of their collections over DAV (the CalendarServer
+    /// `CS:share` / `DAV:share-resource` POST, crates/dav/src/share.rs): the same rules
+    /// and ledger entry as `postern dav share`. Anyone but the owner is refused.
+    pub async fn dav_share_set(
+        &self,
+        who: &Authenticated,
+        col: &DavCollection,
+        grantee: &str,
+        level: ShareLevel,
+    ) -> Result<()> {
+        self.dav_access_of(who, col).await?.owner_only()?;
+        self.write_dav_share(
+            who.ctx(),
+            who.principal(),
+            who.address(),
+            col,
+            grantee,
+            level,
+        )
+        .await
+    }
+
+    /// The grants on one of the caller's own collections, as (grantee address, level).
+    pub async fn dav_shares_of(
+        &self,
+        who: &Authenticated,
+        col: &DavCollection,
+    ) -> Result<Vec<(String, ShareLevel)>> {
+        self.dav_access_of(who, col).await?.owner_only()?;
+        self.shares_list(col.account, col.id).await
+    }
+
+    async fn write_dav_share(
+        &self,
+        ctx: &Ctx,
+        op: &Principal,
+        owner_addr: &str,
+        col: &DavCollection,
+        grantee: &str,
+        level: ShareLevel,
+    ) -> Result<()> {
         if !matches!(
             col.kind,
             DavKind::Calendar | DavKind::Tasks | DavKind::AddressBook
         ) {
             return Err(CoreError::Refused(format!(
-                "{collection} is not a calendar, task list or address book"
+                "{} is not a calendar, task list or address book",
+                col.name
             )));
         }
+        let grantee = grantee.strip_prefix("mailto:").unwrap_or(grantee);
         let Ok(ga) = crate::address::parse_address(grantee) else {
             return Err(CoreError::invalid("grantee", "not an address"));
         };
-        let Some(g) = self.find_principal(&ga).await? else {
-            return Err(CoreError::NotFound(format!("principal {grantee}")));
-        };
         let gaddr = ga.to_string();
+        // As IMAP ACLs: grants stay within the owner's domain (decided on the address
+        // alone, so another domain's accounts cannot be probed), to people.
+        let owner_domain = owner_addr
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase());
+        if owner_domain.as_deref() != Some(ga.domain()) {
+            return Err(CoreError::Refused(format!(
+                "{gaddr} is not in the owner's domain; grants stay within a domain"
+            )));
+        }
+        let Some(g) = self.find_principal(&ga).await? else {
+            return Err(CoreError::NotFound(format!("principal {gaddr}")));
+        };
         if g.id == op.id {
             return Err(CoreError::Refused(
                 "the owner's own access cannot be changed".into(),
             ));
         }
-        // As IMAP ACLs: grants stay within the owner's domain, to people.
         if g.domain != op.domain {
             return Err(CoreError::Refused(format!(
                 "{gaddr} is not in the owner's domain; grants stay within a domain"
@@ -357,9 +421,9 @@ impl Core {
             rights.to_string()
         };
         let rec = Core::ledger_record(
-            admin.ctx(),
+            ctx,
             "dav.share",
-            Some(&owner_addr),
+            Some(owner_addr),
             vec![
                 format!("collection:{}", col.name),
                 format!("grantee:{gaddr}"),
@@ -382,6 +446,21 @@ impl Core {
         Ok(())
     }
 
+    async fn shares_list(
+        &self,
+        owner: PrincipalId,
+        col: DavCollectionId,
+    ) -> Result<Vec<(String, ShareLevel)>> {
+        let mut out = Vec::new();
+        for (g, r) in self.store.dav_shares(owner, col).await? {
+            if let Some((_, addr)) = self.dav_address_of(g).await? {
+                out.push((addr, ShareLevel::of_text(&r)));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     /// The grants on `owner`'s collection, as (grantee address, level).
     pub async fn admin_dav_shares(
         &self,
@@ -390,14 +469,7 @@ impl Core {
         collection: &str,
     ) -> Result<Vec<(String, ShareLevel)>> {
         let (op, _, col) = self.admin_dav_collection(owner, collection).await?;
-        let mut out = Vec::new();
-        for (g, r) in self.store.dav_shares(op.id, col.id).await? {
-            if let Some((_, addr)) = self.dav_address_of(g).await? {
-                out.push((addr, ShareLevel::of_text(&r)));
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        self.shares_list(op.id, col.id).await
     }
 
     async fn admin_dav_collection(
