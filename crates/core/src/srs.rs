@@ -236,9 +236,13 @@ impl crate::Core {
 /// as the separator (what we and postsrsd write), so real names such as `srs0-backup`
 /// stay names.
 fn strip_tag<'a>(local: &'a str, tag: &str) -> Option<&'a str> {
-    let head = local.get(..tag.len() + 1)?;
-    (head[..tag.len()].eq_ignore_ascii_case(tag) && head.ends_with('='))
-        .then(|| &local[tag.len() + 1..])
+    // Bytes, not characters: `local` may hold UTF-8 (a tag match is all ASCII, so the
+    // rest then starts on a character boundary).
+    let b = local.as_bytes();
+    let head = b.get(..tag.len() + 1)?;
+    (head[..tag.len()].eq_ignore_ascii_case(tag.as_bytes()) && head[tag.len()] == b'=')
+        .then(|| local.get(tag.len() + 1..))
+        .flatten()
 }
 
 /// Whether `local` looks like an SRS address (it is then ours to check, never an
@@ -335,6 +339,11 @@ mod tests {
         // Names that only start like a tag are not SRS.
         assert!(!is_srs("srs0-backup") && !is_srs("srs1+team") && !is_srs("srs0"));
         assert!(is_srs("srs0=x") && is_srs("SRS1=x"));
+        // Multi-byte characters where the tag would be: no panic, not SRS.
+        for l in ["abc\u{e9}", "srs\u{e9}=", "\u{7528}\u{6237}x", "sRs0\u{e9}"] {
+            assert!(!is_srs(l), "{l}");
+            assert_eq!(s.reverse(l, DAY), None);
+        }
     }
 
     #[test]
