@@ -29,6 +29,7 @@ use crate::{Authenticated, Core, Ctx};
 use postern_store::*;
 use sha2::{Digest, Sha256};
 
+pub mod alarm;
 pub mod gal;
 pub mod ical;
 pub mod imip;

@@ -20,7 +20,14 @@
 //! /dav/calendars/<address>/               calendar home: calendars and task lists
 //! /dav/calendars/<address>/<name>/<res>   a calendar object resource
 //! /dav/addressbooks/<address>/<name>/<res>  a vCard
+//! /dav/{calendars|addressbooks}/<address>/shared-<id>/  shared with the caller (share.rs)
+//! /dav/addressbooks/<address>/gal/        the global address list (read-only)
 //! ```
+//!
+//! **Sharing and directory:** collections shared with the caller, the GAL, their
+//! privileges and the sharing POST are in [`share`] (policy in
+//! `postern_core::dav::share` / `gal`); RFC 3744 principal-property-search in
+//! [`principal`]; COPY/MOVE of whole collections in [`copy`].
 //!
 //! **Security:** each path segment is percent-decoded exactly once and must then be a
 //! plain name (`postern_core::dav::valid_segment`: no `/`, `\`, `%`, `..`); anything else
@@ -33,8 +40,9 @@
 //! `postern_core::dav::recur` (capped: instances, empty iterations, a time budget per
 //! request). COPY/MOVE move resources between the caller's own collections.
 //!
-//! **Not yet:** COPY/MOVE of collections, param-filter and nested comp-filters
-//! (prop-filter and text-match are line-level, see [`filter`]), scheduling, sharing.
+//! **Not yet:** param-filter and nested comp-filters (prop-filter and text-match are
+//! line-level, see [`filter`]); sharing invitations/notifications, the WebDAV ACL
+//! method and calendar-proxy delegation.
 #![forbid(unsafe_code)]
 
 mod copy;
@@ -343,6 +351,8 @@ pub async fn handle(core: &Core, who: &Authenticated, req: DavRequest<'_>) -> Da
             None => report(core, who, &path, &req).await,
         },
         "COPY" | "MOVE" => copy_move(core, who, &path, &req).await,
+        // Sharing a collection (share.rs); the outbox's POST is answered above.
+        "POST" => share::post(core, who, &path, &req).await,
         _ => {
             let mut r = DavResponse::text(405, "method not allowed\n");
             r.headers.push(("allow", ALLOW.into()));
@@ -776,6 +786,7 @@ async fn propfind(
                         &preq,
                     ));
                 }
+                share::member_privileges(core, who, &c, &mut out).await;
             }
         }
         Path::Resource(h, _, col, name) => {
@@ -799,6 +810,7 @@ async fn propfind(
                 &Target::Resource(&c, r),
                 &preq,
             ));
+            share::member_privileges(core, who, &c, &mut out).await;
         }
     }
     Ok(multistatus(out, ""))
@@ -1288,9 +1300,10 @@ async fn delete(
                 Err(DavWriteError::Precondition) => {
                     Err(DavResponse::text(412, "precondition failed\n"))
                 }
-                Err(DavWriteError::Core(CoreError::Forbidden(_))) => Err(
-                    share::need_privileges(&resource_href(who, &c, name), "unbind"),
-                ),
+                Err(DavWriteError::Core(CoreError::Forbidden(_))) => Err(share::need_privileges(
+                    &resource_href(who, &c, name),
+                    "unbind",
+                )),
                 Err(DavWriteError::Core(e)) => Err(core_error(e)),
                 Err(_) => Err(DavResponse::text(403, "refused\n")),
             }
@@ -1498,13 +1511,34 @@ fn data_shape(body: &Element) -> Result<DataShape, DavResponse> {
 /// calendar-data shape, off the async workers and within one expansion budget for the
 /// request. An `expand` whose budget ran out answers 503 with Retry-After rather than
 /// a silently partial expansion; a time range alone counts a capped series as matching.
+/// Keeps the objects with an alarm ringing in `[start, end)` (`core::dav::alarm`), off
+/// the async workers and within the expansion budget.
+async fn alarm_pass(
+    list: Vec<DavResource>,
+    start: Option<i64>,
+    end: Option<i64>,
+) -> Result<Vec<DavResource>, DavResponse> {
+    use postern_core::dav::{alarm, recur};
+    recur::blocking(move || {
+        let deadline = std::time::Instant::now() + recur::EXPAND_BUDGET;
+        list.into_iter()
+            .filter(|r| alarm::alarms_overlap(&r.data, start, end, deadline) == Some(true))
+            .collect()
+    })
+    .await
+    .ok_or_else(|| DavResponse::text(500, "internal error\n"))
+}
+
 async fn recurrence_pass(
     list: Vec<DavResource>,
     range: Option<(Option<i64>, Option<i64>)>,
     shape: DataShape,
 ) -> Result<Vec<DavResource>, DavResponse> {
     use postern_core::dav::recur;
-    if range.is_none() && shape == DataShape::Whole {
+    // Nothing to expand or reshape: the index alone matched (no thread hop).
+    if shape == DataShape::Whole
+        && (range.is_none() || !list.iter().any(|r| recur::may_recur(&r.data)))
+    {
         return Ok(list);
     }
     let busy = || {
@@ -1642,6 +1676,7 @@ async fn calendar_query(
         ..Default::default()
     };
     let mut props = Vec::new();
+    let mut alarm_range: Option<(Option<i64>, Option<i64>)> = None;
     if let Some(f) = body.child(CALDAV, "filter") {
         let Some(vcal) = f.child(CALDAV, "comp-filter") else {
             return Err(DavResponse::precondition(403, CALDAV, "valid-filter"));
@@ -1661,6 +1696,22 @@ async fn calendar_query(
                 filter.component = Some(name);
             }
             props = filter::prop_filters(comp, CALDAV);
+            // RFC 4791 §9.9: a time range on the component's alarms.
+            if let Some(tr) = comp
+                .children_named(CALDAV, "comp-filter")
+                .find(|a| {
+                    a.attr("name")
+                        .is_some_and(|n| n.eq_ignore_ascii_case("VALARM"))
+                })
+                .and_then(|a| a.child(CALDAV, "time-range"))
+            {
+                let start = tr.attr("start").map(parse_utc);
+                let end = tr.attr("end").map(parse_utc);
+                if matches!(start, Some(None)) || matches!(end, Some(None)) {
+                    return Err(DavResponse::precondition(403, CALDAV, "valid-filter"));
+                }
+                alarm_range = Some((start.flatten(), end.flatten()));
+            }
             if let Some(tr) = comp.child(CALDAV, "time-range") {
                 let start = tr.attr("start").map(parse_utc);
                 let end = tr.attr("end").map(parse_utc);
@@ -1688,9 +1739,12 @@ async fn calendar_query(
         .then_some((filter.start_ms, filter.end_ms));
     // Text filters and recurring objects read the objects (a `dav.read` entry names
     // every object returned).
-    filter.with_data |= !props.is_empty() || range.is_some();
+    filter.with_data |= !props.is_empty() || range.is_some() || alarm_range.is_some();
     let mut list = core.dav_list(who, c, filter).await.map_err(core_error)?;
     list.retain(|r| filter::passes(&r.data, &props, true));
+    if let Some((s, e)) = alarm_range {
+        list = alarm_pass(list, s, e).await?;
+    }
     let mut list = recurrence_pass(list, range, shape).await?;
     if !wants_data {
         for r in &mut list {
@@ -1770,6 +1824,8 @@ async fn sync_collection(
     } else {
         Vec::new()
     };
+    let by_name: std::collections::HashMap<&str, &DavResource> =
+        data.iter().map(|r| (r.name.as_str(), r)).collect();
     let mut parts = Vec::new();
     for ch in &changes {
         let href = resource_href(who, c, &ch.name);
@@ -1780,7 +1836,7 @@ async fn sync_collection(
             )),
             None => {}
             Some(etag) => {
-                let r = data.iter().find(|r| r.name == ch.name).cloned().unwrap_or(DavResource {
+                let r = by_name.get(ch.name.as_str()).map(|r| (*r).clone()).unwrap_or(DavResource {
                     id: postern_core::store::DavResourceId(0),
                     account: who.principal().id,
                     collection: c.id,

@@ -341,7 +341,8 @@ fn one_login_per_connection() {
     let r = on_conn(&mut c, a, &wrong, "GET", &format!("{cal}c1.ics"), b"");
     assert_eq!(r.status, 401);
     // Another account's good credentials on the same connection are a new login.
-    let r = on_conn(&mut c, a, &basic(BOB, BOB_PW), "PROPFIND", "/dav/", b"");
+    let who = br#"<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:current-user-principal/></d:prop></d:propfind>"#;
+    let r = on_conn(&mut c, a, &basic(BOB, BOB_PW), "PROPFIND", "/dav/", who);
     assert_eq!(r.status, 207);
     assert!(
         r.text().contains("/dav/principals/bob@example.com/"),
@@ -1367,4 +1368,69 @@ fn copy_and_move() {
     let audit = s.cli_ok(&["audit", "show", "--account", ALICE, "--json"], "");
     assert!(audit.contains("resource:m2.ics"), "{audit}");
     assert!(audit.contains("dav.delete"));
+}
+
+/// RFC 4791 §9.9: calendar-query with a time range on VALARM finds events by when their
+/// alarms ring (each instance's alarm for a series), not by the events' own times.
+#[test]
+fn alarm_time_range_query() {
+    let s = server();
+    let a = s.addr("http");
+    let alice = basic(ALICE, ALICE_PW);
+    let ct = ("Content-Type", "text/calendar");
+    let col = "/dav/calendars/alice@example.com/calendar/";
+    let with_alarm = |uid: &str, extra: &str| {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//postern test//EN\r\nBEGIN:VEVENT\r\n\
+             UID:{uid}\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300110T100000Z\r\n\
+             DTEND:20300110T110000Z\r\n{extra}SUMMARY:{uid}\r\nBEGIN:VALARM\r\n\
+             ACTION:DISPLAY\r\nDESCRIPTION:soon\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\n\
+             END:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+    };
+    for (uid, extra) in [("once", ""), ("daily", "RRULE:FREQ=DAILY;COUNT=5\r\n")] {
+        let body = with_alarm(uid, extra);
+        let r = dav(
+            a,
+            &alice,
+            "PUT",
+            &format!("{col}{uid}.ics"),
+            &[ct],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    // No alarm at all.
+    let r = dav(
+        a,
+        &alice,
+        "PUT",
+        &format!("{col}plain.ics"),
+        &[ct],
+        event("plain", "20300110T100000Z", "20300110T110000Z", "plain").as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let query = |start: &str, end: &str| {
+        let body = format!(
+            r#"<?xml version="1.0"?><c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:comp-filter name="VALARM"><c:time-range start="{start}" end="{end}"/></c:comp-filter></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"#
+        );
+        let r = dav(a, &alice, "REPORT", col, &[("Depth", "1")], body.as_bytes());
+        assert_eq!(r.status, 207, "{}", r.text());
+        let t = r.text();
+        let mut found: Vec<&str> = ["once", "daily", "plain"]
+            .into_iter()
+            .filter(|u| t.contains(&format!("/{u}.ics<")))
+            .collect();
+        found.sort();
+        found
+    };
+    // 09:45 on the 10th: both alarms; the events themselves start at 10:00.
+    assert_eq!(
+        query("20300110T094000Z", "20300110T095000Z"),
+        ["daily", "once"]
+    );
+    // The event's own time, after the alarm: no alarm rings then.
+    assert!(query("20300110T100000Z", "20300110T110000Z").is_empty());
+    // 09:45 on the 13th: only the series' fourth instance.
+    assert_eq!(query("20300113T094000Z", "20300113T095000Z"), ["daily"]);
 }
