@@ -10,8 +10,10 @@
 //! multistatus, COPY/MOVE), RFC 4791 (CalDAV: MKCALENDAR, calendar-query with
 //! comp-filter and time-range, calendar-multiget, free-busy-query), RFC 6352 (CardDAV:
 //! addressbook-multiget and -query), RFC 5689 (extended MKCOL), RFC 6578
-//! (sync-collection), RFC 5397
-//! (current-user-principal), RFC 6764 (well-known URIs, in http.rs).
+//! (sync-collection), RFC 5397 (current-user-principal), RFC 3744 (privileges,
+//! principal-property-search), RFC 6638 (scheduling: inbox, outbox in [`sched`],
+//! Schedule-Tag; policy in `postern_core::dav::sched`), RFC 6764 (well-known URIs, in
+//! http.rs).
 //!
 //! **Layout:**
 //! ```text
@@ -38,7 +40,9 @@
 //! **Recurrence:** calendar-query time ranges match recurring objects by their
 //! instances; `expand`, `limit-recurrence-set` and free-busy-query use
 //! `postern_core::dav::recur` (capped: instances, empty iterations, a time budget per
-//! request). COPY/MOVE move resources between the caller's own collections.
+//! request). A time range on VALARM matches by trigger times
+//! (`postern_core::dav::alarm`). COPY/MOVE move resources between the caller's own
+//! collections.
 //!
 //! **Not yet:** param-filter and nested comp-filters (prop-filter and text-match are
 //! line-level, see [`filter`]); sharing invitations/notifications, the WebDAV ACL

@@ -195,19 +195,31 @@ pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
 
 /// Escapes text for element content and attribute values.
 pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
+    let mut out = String::with_capacity(s.len() + s.len() / 16);
+    esc_into(&mut out, s);
     out
+}
+
+/// [`esc`] appended to `out`: runs without special characters are copied whole
+/// (calendar data is mostly such runs, with a CR per line).
+pub fn esc_into(out: &mut String, s: &str) {
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let rep = match b {
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'&' => "&amp;",
+            b'"' => "&quot;",
+            b'\'' => "&apos;",
+            b'\r' => "&#13;",
+            _ => continue,
+        };
+        // `i` is at an ASCII byte: a character boundary.
+        out.push_str(&s[from..i]);
+        out.push_str(rep);
+        from = i + 1;
+    }
+    out.push_str(&s[from..]);
 }
 
 /// The prefix our responses bind to a namespace, when they bind one.
@@ -249,6 +261,19 @@ pub fn wrap(ns: &str, name: &str, inner: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escapes_markup_quotes_and_cr() {
+        assert_eq!(esc(""), "");
+        assert_eq!(esc("plain é text"), "plain é text");
+        assert_eq!(
+            esc("a<b>&\"c'\r\nü<"),
+            "a&lt;b&gt;&amp;&quot;c&apos;&#13;\nü&lt;"
+        );
+        let mut out = String::from("x");
+        esc_into(&mut out, "&é");
+        assert_eq!(out, "x&amp;é");
+    }
 
     #[test]
     fn parses_namespaces_and_text() {

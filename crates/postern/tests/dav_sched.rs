@@ -318,6 +318,8 @@ fn invitation_round_trip_local_and_external() {
     let dns = dns();
     let peer = peer();
     let s = sched_server(&outbound_config(dns.port, peer.port));
+    // example.com signs its mail: iMIP messages are signed as submitted mail is.
+    s.cli_ok(&["domain", "dkim", "example.com"], "");
     let a = s.addr("http");
     let alice = basic(ALICE, ALICE_PW);
     let bob = basic(BOB, BOB_PW);
@@ -412,6 +414,14 @@ fn invitation_round_trip_local_and_external() {
     });
     assert!(mail.contains("From: <alice@example.com>"), "{mail}");
     assert!(mail.contains("multipart/alternative"), "{mail}");
+    let head = unfold(mail.split("\r\n\r\n").next().unwrap());
+    assert_eq!(
+        head.lines()
+            .filter(|l| l.starts_with("DKIM-Signature:") && l.contains("d=example.com"))
+            .count(),
+        2,
+        "signed with both keys: {head}"
+    );
     assert!(mail.contains("Subject: Invitation: Planning"), "{mail}");
     let (ical, ct) = calendar_of(&mail);
     assert!(ct.contains("method=REQUEST"), "{ct}");
@@ -611,6 +621,24 @@ fn invitation_round_trip_local_and_external() {
         "{mine}"
     );
 
+    // 6c. alice moves the event: everyone is asked again (NEEDS-ACTION on both sides).
+    let moved = renamed
+        .replace("20300301T090000Z", "20300302T090000Z")
+        .replace("20300301T100000Z", "20300302T100000Z");
+    let r = dav(a, &alice, "PUT", EV_PATH, &[], moved.as_bytes());
+    assert_eq!(r.status, 204);
+    let bobs = get(a, &bob, bob_path);
+    assert!(bobs.contains("DTSTART:20300302T090000Z"), "{bobs}");
+    assert!(
+        attendee_line(&bobs, BOB).contains("PARTSTAT=NEEDS-ACTION"),
+        "{bobs}"
+    );
+    let mine = get(a, &alice, EV_PATH);
+    assert!(
+        attendee_line(&mine, BOB).contains("PARTSTAT=NEEDS-ACTION"),
+        "{mine}"
+    );
+
     // 7. alice deletes the event: bob's copy is cancelled, carol gets a CANCEL.
     let r = dav(a, &alice, "DELETE", EV_PATH, &[], b"");
     assert_eq!(r.status, 204);
@@ -688,6 +716,85 @@ fn external_organiser_request_and_reply_by_mail() {
     assert!(ct.contains("method=REPLY"), "{ct}");
     assert!(ical.contains("PARTSTAT=ACCEPTED"), "{ical}");
     assert!(!ical.contains(&format!("mailto:{ALICE}")), "{ical}");
+    // bob removes it from his calendar: a DECLINED REPLY goes to carol.
+    let r = dav(a, &bob, "DELETE", path, &[], b"");
+    assert_eq!(r.status, 204);
+    let declined = wait_for(DELIVERY, "bob's DECLINED REPLY at the peer", || {
+        received(&peer, CAROL)
+            .into_iter()
+            .find(|m| calendar_of(m).0.contains("PARTSTAT=DECLINED"))
+    });
+    assert!(calendar_of(&declined).1.contains("method=REPLY"));
+    // carol invites again and cancels by mail: bob's copy is marked, the CANCEL is in
+    // his inbox.
+    let req2 = req.replace("ext-1", "ext-2");
+    smtp(
+        s.addr("smtp"),
+        CAROL,
+        BOB,
+        &imip_mail(CAROL, BOB, "REQUEST", &req2),
+    );
+    let path2 = "/dav/calendars/bob@example.com/calendar/ext-2.ics";
+    wait_for(DELIVERY, "the second invitation", || {
+        (dav(a, &bob, "GET", path2, &[], b"").status == 200).then_some(())
+    });
+    // An update (SEQUENCE 2) applies; a late older one (SEQUENCE 1) does not.
+    let v2 = req2.replace(
+        "SUMMARY:Vendor call",
+        "SEQUENCE:2\r\nSUMMARY:Vendor call v2",
+    );
+    smtp(
+        s.addr("smtp"),
+        CAROL,
+        BOB,
+        &imip_mail(CAROL, BOB, "REQUEST", &v2),
+    );
+    wait_for(DELIVERY, "the update", || {
+        unfold(&get(a, &bob, path2))
+            .contains("SUMMARY:Vendor call v2")
+            .then_some(())
+    });
+    let late = req2.replace(
+        "SUMMARY:Vendor call",
+        "SEQUENCE:1\r\nSUMMARY:Vendor call late",
+    );
+    smtp(
+        s.addr("smtp"),
+        CAROL,
+        BOB,
+        &imip_mail(CAROL, BOB, "REQUEST", &late),
+    );
+    wait_for(DELIVERY, "the late update ignored", || {
+        s.cli_ok(&["audit", "show", "--json"], "")
+            .contains("an older SEQUENCE")
+            .then_some(())
+    });
+    assert!(unfold(&get(a, &bob, path2)).contains("SUMMARY:Vendor call v2"));
+    let cancel = req2.replace("METHOD:REQUEST", "METHOD:CANCEL");
+    smtp(
+        s.addr("smtp"),
+        CAROL,
+        BOB,
+        &imip_mail(CAROL, BOB, "CANCEL", &cancel),
+    );
+    let copy = wait_for(DELIVERY, "the cancelled copy", || {
+        let t = get(a, &bob, path2);
+        t.contains("STATUS:CANCELLED").then_some(t)
+    });
+    assert!(unfold(&copy).contains("SUMMARY:Vendor call"), "{copy}");
+    let items = list(a, &bob, "/dav/calendars/bob@example.com/inbox/");
+    assert!(
+        items
+            .iter()
+            .any(|i| get(a, &bob, i).contains("METHOD:CANCEL")),
+        "{items:?}"
+    );
+    // Removing a cancelled event answers nothing.
+    let before = received(&peer, CAROL).len();
+    let r = dav(a, &bob, "DELETE", path2, &[], b"");
+    assert_eq!(r.status, 204);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(received(&peer, CAROL).len(), before);
 }
 
 /// A room accepts when free and declines on conflict; its answer is in the organiser's
@@ -797,6 +904,51 @@ fn rooms_and_free_busy() {
         "{his}"
     );
 
+    // An attendee's DELETE declines: alice's copy shows bob DECLINED.
+    let lunch = invite(
+        "lunch-1",
+        "20300801T120000Z",
+        "20300801T130000Z",
+        "Lunch",
+        &[BOB],
+    );
+    let lunch_path = "/dav/calendars/alice@example.com/calendar/lunch-1.ics";
+    let r = dav(a, &alice, "PUT", lunch_path, &[], lunch.as_bytes());
+    assert_eq!(r.status, 201);
+    let r = dav(
+        a,
+        &bob,
+        "DELETE",
+        "/dav/calendars/bob@example.com/calendar/lunch-1.ics",
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    let mine = get(a, &alice, lunch_path);
+    assert!(
+        attendee_line(&mine, BOB).contains("PARTSTAT=DECLINED"),
+        "{mine}"
+    );
+
+    // A task assigned to bob lands in his task list.
+    let todo = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VTODO\r\nUID:todo-1\r\n\
+         DTSTAMP:20300101T000000Z\r\nDUE:20300901T000000Z\r\nSUMMARY:Report\r\n\
+         ORGANIZER:mailto:{ALICE}\r\nATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:{BOB}\r\n\
+         END:VTODO\r\nEND:VCALENDAR\r\n"
+    );
+    let r = dav(
+        a,
+        &alice,
+        "PUT",
+        "/dav/calendars/alice@example.com/tasks/todo-1.ics",
+        &[],
+        todo.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let his = get(a, &bob, "/dav/calendars/bob@example.com/tasks/todo-1.ics");
+    assert!(his.contains("BEGIN:VTODO"), "{his}");
+
     // Free/busy: bob asks for alice, the room, nobody and someone outside.
     let transparent = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:tr\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300501T130000Z\r\nDTEND:20300501T140000Z\r\nTRANSP:TRANSPARENT\r\nSUMMARY:free\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
     let r = dav(
@@ -883,6 +1035,79 @@ fn rooms_and_free_busy() {
     assert!(r.text().contains("schedule-outbox"), "{}", r.text());
     let audit = s.cli_ok(&["audit", "show", "--json"], "");
     assert!(audit.contains("dav.schedule.busy"), "{audit}");
+}
+
+/// An attendee declines one instance of a weekly meeting (an override in its copy):
+/// the organiser's copy gets an override for that instance with the answer, the series
+/// keeps the earlier one; an answer for a time that is no instance adds nothing.
+#[test]
+fn one_instance_of_a_series() {
+    let s = sched_server("[outbound]\nenabled = false\n");
+    let a = s.addr("http");
+    let alice = basic(ALICE, ALICE_PW);
+    let bob = basic(BOB, BOB_PW);
+    let series = invite(
+        "weekly-1",
+        "20300901T090000Z",
+        "20300901T100000Z",
+        "Weekly",
+        &[BOB],
+    )
+    .replace(
+        "SUMMARY:Weekly\r\n",
+        "SUMMARY:Weekly\r\nRRULE:FREQ=WEEKLY;COUNT=4\r\n",
+    );
+    let path = "/dav/calendars/alice@example.com/calendar/weekly-1.ics";
+    let r = dav(a, &alice, "PUT", path, &[], series.as_bytes());
+    assert_eq!(r.status, 201);
+    let bob_path = "/dav/calendars/bob@example.com/calendar/weekly-1.ics";
+    let his = get(a, &bob, bob_path);
+    let line = attendee_line(&his, BOB);
+    let accepted = his.replace(&line, &line.replace("NEEDS-ACTION", "ACCEPTED"));
+    let r = dav(a, &bob, "PUT", bob_path, &[], accepted.as_bytes());
+    assert_eq!(r.status, 204);
+    // The second week declined, in an override; and an "instance" at 09:30 that the
+    // rule never makes.
+    let override_at = |rid: &str, ps: &str| {
+        format!(
+            "BEGIN:VEVENT\r\nUID:weekly-1\r\nRECURRENCE-ID:{rid}\r\nDTSTAMP:20300101T000000Z\r\n\
+             DTSTART:{rid}\r\nDURATION:PT1H\r\nSUMMARY:Weekly\r\nORGANIZER:mailto:{ALICE}\r\n\
+             ATTENDEE;PARTSTAT={ps}:mailto:{BOB}\r\nEND:VEVENT\r\n"
+        )
+    };
+    let declined = accepted.replace(
+        "END:VCALENDAR",
+        &format!(
+            "{}{}END:VCALENDAR",
+            override_at("20300908T090000Z", "DECLINED"),
+            override_at("20300908T093000Z", "TENTATIVE")
+        ),
+    );
+    let r = dav(a, &bob, "PUT", bob_path, &[], declined.as_bytes());
+    assert_eq!(r.status, 204, "{}", r.text());
+    let mine = unfold(&get(a, &alice, path));
+    let comps: Vec<&str> = mine.split("BEGIN:VEVENT").skip(1).collect();
+    let master = comps.iter().find(|c| !c.contains("RECURRENCE-ID")).unwrap();
+    assert!(
+        attendee_line(master, BOB).contains("PARTSTAT=ACCEPTED"),
+        "{mine}"
+    );
+    let second = comps
+        .iter()
+        .find(|c| c.contains("RECURRENCE-ID:20300908T090000Z"))
+        .unwrap_or_else(|| panic!("no override for the second week: {mine}"));
+    assert!(
+        attendee_line(second, BOB).contains("PARTSTAT=DECLINED"),
+        "{mine}"
+    );
+    assert!(second.contains("DTSTART:20300908T090000Z"), "{mine}");
+    assert!(!second.contains("RRULE"), "{mine}");
+    assert!(
+        !mine.contains("20300908T093000Z"),
+        "no phantom instance: {mine}"
+    );
+    // Free/busy of alice's own calendar still shows four weeks (the override is one).
+    assert_eq!(comps.len(), 2, "{mine}");
 }
 
 const LIB_CLIENT: &str = r#"

@@ -163,11 +163,13 @@ fn share_read_write_revoke() {
     );
     assert_eq!(shared_paths(a, BOB, "calendars"), vec![path.clone()]);
 
-    // Read-only: privileges say so, and writes are refused with need-privileges.
-    let r = dav(a, BOB, "PROPFIND", &path, &[("Depth", "0")], PROPS);
+    // Read-only: privileges say so (on the collection and its members), and writes
+    // are refused with need-privileges.
+    let r = dav(a, BOB, "PROPFIND", &path, &[("Depth", "1")], PROPS);
     assert_eq!(r.status, 207);
     let t = r.text();
-    assert!(t.contains("<d:read/>"), "{t}");
+    assert!(t.contains("e1.ics</d:href>"), "{t}");
+    assert_eq!(t.matches("<d:read/>").count(), 2, "{t}");
     assert!(!t.contains("<d:write-content/>"), "{t}");
     assert!(
         t.contains("<d:owner><d:href>/dav/principals/alice@example.com/</d:href></d:owner>"),
@@ -214,6 +216,24 @@ fn share_read_write_revoke() {
     let r = dav(a, BOB, "GET", &format!("{path}e1.ics"), &[], b"");
     assert_eq!(r.status, 200);
     assert!(r.text().contains("Team offsite"));
+    // Only the canonical name: other spellings of the id are not the collection.
+    let hex = path
+        .trim_end_matches('/')
+        .rsplit("shared-")
+        .next()
+        .unwrap()
+        .to_string();
+    for alt in [format!("shared-+{hex}"), format!("shared-0{hex}")] {
+        let r = dav(
+            a,
+            BOB,
+            "GET",
+            &format!("/dav/calendars/bob@example.com/{alt}/e1.ics"),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 404, "{alt}");
+    }
 
     // IDOR: Carol, not granted, gets exactly the answer of a path that does not exist,
     // through her own home and through Alice's.
@@ -775,4 +795,62 @@ fn copy_and_move_collections() {
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(members(a, BOB, mine), both);
     assert_eq!(members(a, ALICE, &cal), both);
+}
+
+#[test]
+fn sharing_over_dav_post() {
+    let s = server();
+    let a = s.addr("http");
+    let cal = "/dav/calendars/alice@example.com/calendar/";
+    let cs = br#"<?xml version="1.0"?><CS:share xmlns:D="DAV:" xmlns:CS="http://calendarserver.org/ns/"><CS:set><D:href>mailto:bob@example.com</D:href><CS:common-name>Bob</CS:common-name><CS:read-write/></CS:set><CS:set><D:href>mailto:carol@example.com</D:href><CS:read/></CS:set></CS:share>"#;
+    let xml = [("Content-Type", "application/xml")];
+    let r = dav(a, ALICE, "POST", cal, &xml, cs);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        s.cli_ok(&["dav", "share", ALICE, "calendar"], ""),
+        "bob@example.com write\ncarol@example.com read\n"
+    );
+    let bob_path = shared_paths(a, BOB, "calendars")
+        .pop()
+        .expect("shared with bob");
+    let r = dav(
+        a,
+        BOB,
+        "PUT",
+        &format!("{bob_path}p1.ics"),
+        &[("Content-Type", "text/calendar")],
+        event("post-1", "by bob").as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // Only the owner shares: a grantee's POST is refused, another's path is 404.
+    let carol_path = shared_paths(a, CAROL, "calendars")
+        .pop()
+        .expect("shared with carol");
+    let r = dav(a, CAROL, "POST", &carol_path, &xml, cs);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = dav(a, BOB, "POST", &bob_path, &xml, cs);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = dav(a, CAROL, "POST", cal, &xml, cs);
+    assert_eq!(r.status, 404);
+    // Another domain's sharee is refused, without looking the address up.
+    let other = br#"<?xml version="1.0"?><D:share-resource xmlns:D="DAV:"><D:sharee><D:href>mailto:bobby@example.org</D:href><D:share-access><D:read/></D:share-access></D:sharee></D:share-resource>"#;
+    let r = dav(a, ALICE, "POST", cal, &xml, other);
+    assert_eq!(r.status, 403, "{}", r.text());
+    // The resource-sharing draft's form revokes.
+    let revoke = br#"<?xml version="1.0"?><D:share-resource xmlns:D="DAV:"><D:sharee><D:href>mailto:bob@example.com</D:href><D:share-access><D:no-access/></D:share-access></D:sharee><D:sharee><D:href>carol@example.com</D:href><D:share-access><D:no-access/></D:share-access></D:sharee></D:share-resource>"#;
+    let r = dav(a, ALICE, "POST", cal, &xml, revoke);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(shared_paths(a, BOB, "calendars").is_empty());
+    let r = dav(a, BOB, "GET", &format!("{bob_path}p1.ics"), &[], b"");
+    assert_eq!(r.status, 404);
+    // Malformed bodies are 400.
+    let r = dav(
+        a,
+        ALICE,
+        "POST",
+        cal,
+        &xml,
+        b"<D:nothing xmlns:D=\"DAV:\"/>",
+    );
+    assert_eq!(r.status, 400);
 }

@@ -351,9 +351,7 @@ impl Batch<'_, '_> {
                     .await?
                     .is_none()
                 {
-                    return Err(
-                        StoreError::NotFound(format!("dav collection {collection}")).into(),
-                    );
+                    return Err(StoreError::NotFound(format!("dav collection {collection}")).into());
                 }
                 if self
                     .opt("SELECT 1 FROM principals WHERE id = $1", &[&grantee.0])

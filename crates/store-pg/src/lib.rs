@@ -1137,9 +1137,7 @@ impl Store for PgStore {
     }
 
     async fn dav_shared_with(&self, grantee: PrincipalId) -> Result<Vec<(DavCollection, String)>> {
-        let rows = self
-            .query(&dav::shared_with_sql(), &[&grantee.0])
-            .await?;
+        let rows = self.query(&dav::shared_with_sql(), &[&grantee.0]).await?;
         rows.iter()
             .map(|r| Ok((dav::collection_row(r)?, col(r, 11)?)))
             .collect()

@@ -798,10 +798,7 @@ enum BlobSource {
 /// Every blob of the embedded store, sorted by name, each once: the rows of
 /// `inline_blobs` and the blob files (a blob in both places is read from the row; both
 /// copies are checked against the name when read).
-fn all_blobs(
-    conn: &rusqlite::Connection,
-    files: BlobFiles,
-) -> Result<Vec<(String, BlobSource)>> {
+fn all_blobs(conn: &rusqlite::Connection, files: BlobFiles) -> Result<Vec<(String, BlobSource)>> {
     let mut st = conn
         .prepare("SELECT hash FROM inline_blobs ORDER BY hash")
         .map_err(sqlite_err)?;

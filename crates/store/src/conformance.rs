@@ -2129,10 +2129,7 @@ pub async fn blob_staging_rules(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>
     for w in writes {
         w.await.unwrap().unwrap();
     }
-    assert_eq!(
-        blobs.get(&blob::hash_bytes(&twin)).await.unwrap(),
-        twin
-    );
+    assert_eq!(blobs.get(&blob::hash_bytes(&twin)).await.unwrap(), twin);
 
     // Bytes that do not match their name: the whole batch fails.
     let bad = Op::PutBlob {
@@ -2149,7 +2146,12 @@ pub async fn blob_staging_rules(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>
     );
     let (_, after) = store.mailbox_entries(account, mailbox).await.unwrap();
     assert_eq!(after.len(), before.len());
-    assert!(!blobs.exists(&blob::hash_bytes(b"other bytes")).await.unwrap());
+    assert!(
+        !blobs
+            .exists(&blob::hash_bytes(b"other bytes"))
+            .await
+            .unwrap()
+    );
 
     // A big blob (over any backend's inline limit) and an empty one.
     let big: Vec<u8> = (0..(3 << 20) + 17).map(|i| (i % 251) as u8).collect();

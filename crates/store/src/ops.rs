@@ -113,7 +113,10 @@ pub enum Op {
     /// made by [`crate::BlobStore::stage`] so that a small blob commits with the batch
     /// that refers to it — one durability point for both. Storing the same bytes again
     /// keeps one copy. Result: [`OpResult::Done`].
-    PutBlob { hash: String, data: BlobBytes },
+    PutBlob {
+        hash: String,
+        data: BlobBytes,
+    },
     /// Removes a blob kept by `PutBlob`; a missing one is not an error.
     DeleteBlob(String),
     /// Puts a message in the outbound queue. Its blob must already be durable (or be

@@ -321,7 +321,11 @@ impl Core {
             return self.imip_ignored(ctx, &shown, "too many components").await;
         }
         let method = cal.method().unwrap_or_default();
+        let mut seen = std::collections::BTreeSet::new();
         for p in recipients {
+            if !seen.insert(p.id) {
+                continue;
+            }
             if !matches!(
                 p.kind,
                 PrincipalKind::Individual | PrincipalKind::Resource | PrincipalKind::Shared
@@ -407,6 +411,20 @@ impl Core {
             self.sched_cancel(ctx, sender, p, addr, &itip(cal, "CANCEL"))
                 .await?;
             return Ok(None);
+        }
+        // RFC 5546 §2.1.5: an older revision than the copy's is not applied (a replayed
+        // or late message).
+        let seq = |c: &Cal| {
+            c.master()
+                .and_then(|m| m.value("SEQUENCE"))
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        if let Some(uid) = cal.uid()
+            && let Some((_, r)) = self.sched_find(p.id, &uid).await?
+            && Cal::parse(&r.data).is_some_and(|old| seq(&old) > seq(cal))
+        {
+            return Ok(Some("an older SEQUENCE than the recipient's copy"));
         }
         let request = itip(cal, "REQUEST");
         if p.kind == PrincipalKind::Resource {

@@ -20,7 +20,10 @@
 //! **Attendee** (the caller is an ATTENDEE, not the organiser): a PUT that changes its
 //! own PARTSTAT, or a DELETE (DECLINED; not for an event already cancelled), sends a
 //! REPLY: a local organiser's copy gets that one PARTSTAT changed (nothing else) and a
-//! REPLY item in its inbox; another domain's organiser gets a mail.
+//! REPLY item in its inbox; another domain's organiser gets a mail. PARTSTATs are
+//! compared per component, so declining one instance (an override) replies for that
+//! instance; the organiser's copy gets an override for it, made from its own master,
+//! only when the master has an instance at that RECURRENCE-ID.
 //!
 //! Scheduling is the owner's: a delegate's write into a shared calendar is stored
 //! without scheduling, and COPY/MOVE do none.
@@ -38,7 +41,7 @@
 //! **Failures:** the caller's own write decides the answer; deliveries after it that fail
 //! are logged and do not undo it.
 
-use super::ical::Cal;
+use super::ical::{Cal, Comp, Prop};
 use super::{DavWriteError, etag_of, index_icalendar};
 use crate::address::parse_address;
 use crate::directory::Resolution;
@@ -144,7 +147,59 @@ pub(crate) fn itip(cal: &Cal, method: &str) -> Cal {
 /// A REPLY from `attendee` about `cal`: per component its identity, timing, the
 /// organiser and that one ATTENDEE.
 pub(crate) fn reply_of(cal: &Cal, attendee: &str, partstat: &str) -> Cal {
+    reply_with(cal, attendee, Some(partstat), None)
+}
+
+/// The key of a main component: its RECURRENCE-ID value (empty for the master).
+fn rid_key(c: &Comp) -> String {
+    c.value("RECURRENCE-ID")
+        .map(|v| v.trim().to_ascii_uppercase())
+        .unwrap_or_default()
+}
+
+/// `attendee`'s PARTSTAT per component it is in, by [`rid_key`].
+fn instance_partstats(cal: &Cal, attendee: &str) -> Vec<(String, String)> {
+    cal.mains()
+        .filter_map(|c| {
+            let a = c.attendee(attendee)?;
+            Some((
+                rid_key(c),
+                a.param("PARTSTAT")
+                    .unwrap_or("NEEDS-ACTION")
+                    .to_ascii_uppercase(),
+            ))
+        })
+        .collect()
+}
+
+/// The components (by [`rid_key`]) whose PARTSTAT of `me` differs from before: an
+/// override new since `old` compares with the old master's.
+fn changed_instances(old: Option<&Cal>, new: &Cal, me: &str) -> Vec<String> {
+    let before = old.map(|o| instance_partstats(o, me)).unwrap_or_default();
+    let master_before = before
+        .iter()
+        .find(|(k, _)| k.is_empty())
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "NEEDS-ACTION".into());
+    instance_partstats(new, me)
+        .into_iter()
+        .filter(|(k, ps)| match before.iter().find(|(ok, _)| ok == k) {
+            Some((_, o)) => o != ps,
+            None => *ps != master_before,
+        })
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// A REPLY: `partstat` for every component, or each component's own; only the
+/// components named in `only` (by [`rid_key`]) when given.
+fn reply_with(cal: &Cal, attendee: &str, partstat: Option<&str>, only: Option<&[String]>) -> Cal {
     let mut out = cal.clone();
+    if let Some(keys) = only {
+        out.root
+            .subs
+            .retain(|c| !super::ical::is_main(&c.name) || keys.contains(&rid_key(c)));
+    }
     out.set_method(Some("REPLY"));
     let stamp = super::ical::utc_now();
     for m in out.mains_mut() {
@@ -165,7 +220,9 @@ pub(crate) fn reply_of(cal: &Cal, attendee: &str, partstat: &str) -> Cal {
         });
         m.set("DTSTAMP", &stamp);
         if let Some(p) = m.attendee_mut(attendee) {
-            p.set_param("PARTSTAT", partstat);
+            if let Some(ps) = partstat {
+                p.set_param("PARTSTAT", ps);
+            }
             p.remove_param("SCHEDULE-STATUS");
             p.remove_param("SCHEDULE-AGENT");
             p.remove_param("RSVP");
@@ -193,6 +250,97 @@ fn server_schedules(cal: &Cal, addr: &str) -> bool {
         p.param("SCHEDULE-AGENT")
             .is_none_or(|a| a.eq_ignore_ascii_case("SERVER"))
     })
+}
+
+/// `iCalendar date or date-time` → (seconds, is a date), for durations between two
+/// values of one kind (same TZID).
+fn ical_time(v: &str) -> Option<(i64, bool)> {
+    let v = v.trim().trim_end_matches('Z');
+    let num = |r: std::ops::Range<usize>| v.get(r)?.parse::<u32>().ok();
+    let date = time::Date::from_calendar_date(
+        num(0..4)? as i32,
+        time::Month::try_from(num(4..6)? as u8).ok()?,
+        num(6..8)? as u8,
+    )
+    .ok()?;
+    if v.len() == 8 {
+        return Some((date.midnight().assume_utc().unix_timestamp(), true));
+    }
+    if v.len() != 15 || v.as_bytes()[8] != b'T' {
+        return None;
+    }
+    let t = time::Time::from_hms(num(9..11)? as u8, num(11..13)? as u8, num(13..15)? as u8).ok()?;
+    Some((
+        time::PrimitiveDateTime::new(date, t)
+            .assume_utc()
+            .unix_timestamp(),
+        false,
+    ))
+}
+
+/// An override of `copy`'s master for the instance `rid` (a RECURRENCE-ID property):
+/// the master without its rule, starting at the instance, with the master's length.
+/// `None` unless the master really has an instance there (so a REPLY cannot add an
+/// occurrence at a time of its choosing).
+async fn instance_override(copy: &Cal, rid: &Prop) -> Option<Comp> {
+    use super::recur;
+    let master = copy.mains().find(|m| m.prop("RECURRENCE-ID").is_none())?;
+    master.prop("RRULE").or_else(|| master.prop("RDATE"))?;
+    let start = master.prop("DTSTART")?;
+    let length = match (master.prop("DTEND"), master.prop("DURATION")) {
+        (Some(end), _) => {
+            let (s, sd) = ical_time(&start.value)?;
+            let (e, ed) = ical_time(&end.value)?;
+            if sd != ed || start.param("TZID") != end.param("TZID") || e < s {
+                return None;
+            }
+            Some(if sd {
+                format!("P{}D", (e - s) / 86_400)
+            } else {
+                format!("PT{}S", e - s)
+            })
+        }
+        (None, Some(d)) => Some(d.value.clone()),
+        (None, None) => None,
+    };
+    let mut o = master.clone();
+    o.subs.clear();
+    o.props.retain(|p| {
+        !matches!(
+            p.name.as_str(),
+            "RRULE" | "RDATE" | "EXDATE" | "EXRULE" | "DTSTART" | "DTEND" | "DURATION"
+        )
+    });
+    let mut dtstart = rid.clone();
+    dtstart.name = "DTSTART".into();
+    dtstart.remove_param("RANGE");
+    let mut rid = rid.clone();
+    rid.remove_param("RANGE");
+    o.props.insert(0, rid);
+    o.props.insert(0, dtstart);
+    if let Some(l) = length {
+        o.props.push(Prop::new("DURATION", &l));
+    }
+    // The instance's start, in UTC, from the override alone (time zones of the copy).
+    let mut alone = copy.clone();
+    alone.root.subs.retain(|c| !super::ical::is_main(&c.name));
+    let mut probe = o.clone();
+    probe.remove("RECURRENCE-ID");
+    alone.root.subs.push(probe);
+    let (alone, whole) = (alone.to_text(), copy.to_text());
+    recur::blocking(move || {
+        let at = index_icalendar(&alone).ok()?.start_ms?;
+        let ical = recur::parse(&whole)?;
+        let deadline = std::time::Instant::now() + recur::EXPAND_BUDGET;
+        let x = recur::expand_parsed(&ical, Some(at), Some(at.saturating_add(1)), deadline);
+        x.instances
+            .iter()
+            .any(|i| i.start_ms == at && i.rid_ms.is_none_or(|r| r == at))
+            .then_some(())
+    })
+    .await
+    .flatten()?;
+    Some(o)
 }
 
 /// Indexes an object off the async workers (a series may take a while).
@@ -579,6 +727,18 @@ impl Core {
                 continue;
             };
             let rid = rc.value("RECURRENCE-ID").map(str::trim);
+            if let (Some(rid_prop), Some(r)) = (rc.prop("RECURRENCE-ID"), rid)
+                && !copy
+                    .mains()
+                    .any(|m| m.value("RECURRENCE-ID").map(str::trim) == Some(r))
+            {
+                // An answer for one instance: the organiser's copy gets an override
+                // for it, made from its own master — only when that instance exists.
+                match instance_override(&copy, rid_prop).await {
+                    Some(o) => copy.root.subs.push(o),
+                    None => continue,
+                }
+            }
             for m in copy.mains_mut() {
                 if rid.is_some() && m.value("RECURRENCE-ID").map(str::trim) != rid {
                     continue;
@@ -803,14 +963,11 @@ impl Core {
             .dav_put(who, col, name, data, expect)
             .await
             .map(plain)?;
-        let new_ps = new.partstat(&me).unwrap_or_else(|| "NEEDS-ACTION".into());
-        let old_ps = old.as_ref().and_then(|o| o.partstat(&me));
-        let changed = match &old_ps {
-            Some(o) => *o != new_ps,
-            None => new_ps != "NEEDS-ACTION",
-        };
-        if changed && server_schedules(&new, &me) {
-            let reply = reply_of(&new, &me, &new_ps);
+        // A REPLY names the components whose PARTSTAT changed (the master, or one
+        // instance declined in an override).
+        let changed = changed_instances(old.as_ref(), &new, &me);
+        if !changed.is_empty() && server_schedules(&new, &me) {
+            let reply = reply_with(&new, &me, None, Some(&changed));
             if let Err(e) = self
                 .sched_send_reply(who.ctx(), account, &me, &org, &reply)
                 .await

@@ -12,11 +12,11 @@
 //! limit changed) is found either way. Every read checks the bytes against their name.
 
 use super::SqliteStore;
+use crate::Store;
 use crate::blob::{BlobStore, FsBlobStore, hash_bytes, valid_hash};
 use crate::error::{Result, StoreError};
 use crate::model::BlobRef;
 use crate::ops::{BlobBytes, Op};
-use crate::Store;
 use async_trait::async_trait;
 use rusqlite::OptionalExtension;
 use std::sync::Arc;
@@ -51,9 +51,11 @@ impl SqliteBlobStore {
         let hash = hash.to_string();
         self.store
             .read(move |c| {
-                Ok(c.prepare_cached("SELECT data FROM inline_blobs WHERE hash = ?1")?
-                    .query_row([&hash], |r| r.get::<_, Vec<u8>>(0))
-                    .optional()?)
+                Ok(
+                    c.prepare_cached("SELECT data FROM inline_blobs WHERE hash = ?1")?
+                        .query_row([&hash], |r| r.get::<_, Vec<u8>>(0))
+                        .optional()?,
+                )
             })
             .await
     }
@@ -120,10 +122,12 @@ impl BlobStore for SqliteBlobStore {
         let inline = self
             .store
             .read(move |c| {
-                Ok(c.prepare_cached("SELECT 1 FROM inline_blobs WHERE hash = ?1")?
-                    .query_row([&h], |_| Ok(()))
-                    .optional()?
-                    .is_some())
+                Ok(
+                    c.prepare_cached("SELECT 1 FROM inline_blobs WHERE hash = ?1")?
+                        .query_row([&h], |_| Ok(()))
+                        .optional()?
+                        .is_some(),
+                )
             })
             .await?;
         Ok(inline || self.files.exists(hash).await?)
@@ -148,7 +152,9 @@ impl BlobStore for SqliteBlobStore {
         if !valid_hash(hash) {
             return Err(StoreError::NotFound(format!("blob {hash:?}")));
         }
-        self.store.write(vec![Op::DeleteBlob(hash.to_string())]).await?;
+        self.store
+            .write(vec![Op::DeleteBlob(hash.to_string())])
+            .await?;
         self.files.delete(hash).await
     }
 }

@@ -375,8 +375,9 @@ pub(super) fn collections(c: &Connection, account: PrincipalId) -> Result<Vec<Da
 }
 
 /// Time-range index: a resource whose indexed span (`end_ms - start_ms`) is at most this
-/// long is found through `dav_resources_short` (collection, start): a range query reads
-/// only the resources starting between its start minus this span and its end. Longer,
+/// long is found through `dav_resources_span` (collection, start, end): a range query
+/// reads the index entries starting between its start minus this span and its end, and
+/// only the rows that overlap. Longer,
 /// open-ended (recurring series past the expansion caps) and undated ones are few and
 /// read through `dav_resources_long`, checked one by one. 31 days: meetings, all-day and
 /// multi-week events are short; a finite series spanning months is long.
@@ -388,7 +389,7 @@ pub const SHORT_SPAN_MS: i64 = 31 * 24 * 3600 * 1000;
 /// index only for a query whose WHERE has its terms).
 pub(super) fn ensure_indexes(c: &Connection) -> Result<()> {
     c.execute_batch(&format!(
-        "CREATE INDEX IF NOT EXISTS dav_resources_short ON dav_resources(collection_id, start_ms)
+        "CREATE INDEX IF NOT EXISTS dav_resources_span ON dav_resources(collection_id, start_ms, end_ms)
            WHERE deleted = 0 AND end_ms - start_ms <= {SHORT_SPAN_MS};
          CREATE INDEX IF NOT EXISTS dav_resources_long ON dav_resources(collection_id)
            WHERE deleted = 0 AND (start_ms IS NULL OR end_ms IS NULL OR end_ms - start_ms > {SHORT_SPAN_MS});"
@@ -410,7 +411,7 @@ pub(super) fn resources(
         // start_ms <= end - 1.
         let last = filter.end_ms.map_or(i64::MAX, |e| e.saturating_sub(1));
         let mut st = c.prepare_cached(&format!(
-            "SELECT {RESOURCE_COLS}{data} FROM dav_resources INDEXED BY dav_resources_short
+            "SELECT {RESOURCE_COLS}{data} FROM dav_resources INDEXED BY dav_resources_span
              WHERE collection_id = ?1 AND account_id = ?2 AND deleted = 0
                AND end_ms - start_ms <= {SHORT_SPAN_MS}
                AND start_ms >= ?4 AND start_ms <= ?6 AND end_ms > ?5

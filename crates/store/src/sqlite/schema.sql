@@ -64,7 +64,8 @@ CREATE TABLE messages (
     meta TEXT NOT NULL
 );
 CREATE INDEX messages_msgid ON messages(account_id, message_id_hdr);
-CREATE INDEX messages_blob ON messages(blob_hash);
+-- No index on blob_hash (schema 7 dropped it): no lookup uses one, and each delivery
+-- paid a random index page for it in every group commit.
 CREATE TABLE mailbox_messages (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id),
     uid INTEGER NOT NULL,
