@@ -24,8 +24,10 @@
 #   SKIP_BUILD=1 (use the binary already built; CARGO_TARGET_DIR is honoured)
 #   ONLY=postern|radicale (run one side; no ratio)
 # Needs: pip install radicale caldav==3.6.0 (../shared/tools/install_tools.sh), python3.
-# Last lines: per event count, both sides' figures, the ratios postern/radicale and the
-# error counts (the goal is zero).
+# Last lines: per event count, both sides' figures, the ratios postern/radicale, the
+# error counts (the goal is zero) and how many events each side stored (Radicale's PUT
+# slows as its collection grows, ~8/s near 5 000 events: within MAX_SECS it may store
+# fewer than asked, and its later phases then run on that smaller collection).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
@@ -133,7 +135,11 @@ for N in $EVENTS; do
   pe=""; re=""
   [[ -f "$P_LOG" ]] && pe=$(tail -n 1 "$P_LOG" | sed -n 's/.*errors=\([0-9]*\).*/\1/p')
   [[ -f "$R_LOG" ]] && re=$(tail -n 1 "$R_LOG" | sed -n 's/.*errors=\([0-9]*\).*/\1/p')
-  line+=" errors postern ${pe:-n/a} radicale ${re:-n/a}"
+  line+=" errors postern ${pe:-n/a} radicale ${re:-n/a};"
+  ps=""; rs=""
+  [[ -f "$P_LOG" ]] && ps=$(tail -n 1 "$P_LOG" | sed -n 's/.* \([0-9]*\) events stored.*/\1/p')
+  [[ -f "$R_LOG" ]] && rs=$(tail -n 1 "$R_LOG" | sed -n 's/.* \([0-9]*\) events stored.*/\1/p')
+  line+=" stored postern ${ps:-n/a} radicale ${rs:-n/a}"
   SUMMARY+=("$line")
 done
 

@@ -371,8 +371,7 @@ impl Core {
         });
         // iMIP (RFC 6047) is read after the message is stored (dav/imip.rs).
         let imip = crate::dav::imip::may_carry_imip(&raw).then(|| raw.clone());
-        let distrusted =
-            to_junk || details.pointer("/authentication/dmarc/result") == Some(&"fail".into());
+        let authentication = details.get("authentication").cloned();
         let forwarding = queued.is_some();
         let (meta, raw) = self.extract_meta(raw).await?;
         let delivered = self
@@ -384,8 +383,15 @@ impl Core {
             self.queue_notify.notify_one();
         }
         if let Some(m) = imip {
-            self.imip_inbound(ctx, mail_from, recipients, &m, distrusted)
-                .await;
+            self.imip_inbound(
+                ctx,
+                mail_from,
+                recipients,
+                &m,
+                to_junk,
+                authentication.as_ref(),
+            )
+            .await;
         }
         Ok(delivered)
     }

@@ -208,6 +208,97 @@ impl Core {
         }
     }
 
+    /// The cached MTA-STS policy of a domain (expired or not), shared by every node.
+    pub async fn sts_policy(&self, domain: &str) -> Result<Option<StsPolicyRecord>> {
+        Ok(self.store.sts_policy(domain).await?)
+    }
+
+    /// Caches a domain's MTA-STS policy (`None`: forgets it, for a `none` policy).
+    pub async fn sts_policy_set(
+        &self,
+        domain: &str,
+        policy: Option<StsPolicyRecord>,
+    ) -> Result<()> {
+        let op = match policy {
+            Some(p) => Op::PutStsPolicy(p),
+            None => Op::RemoveStsPolicy(domain.to_string()),
+        };
+        self.store.write(vec![op]).await?;
+        Ok(())
+    }
+
+    /// Adds TLS outcomes to the report counters (RFC 8460).
+    pub async fn tlsrpt_add(&self, counts: Vec<TlsRptCount>) -> Result<()> {
+        if !counts.is_empty() {
+            self.store.write(vec![Op::AddTlsRpt(counts)]).await?;
+        }
+        Ok(())
+    }
+
+    /// Leases (domain, day) TLS reports of days before `before_day` to `owner`.
+    pub async fn tlsrpt_claim(
+        &self,
+        owner: &str,
+        before_day: &str,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>> {
+        let now = now_ms();
+        let r = self
+            .store
+            .write(vec![Op::ClaimTlsRpt {
+                owner: owner.to_string(),
+                before_day: before_day.to_string(),
+                now_ms: now,
+                lease_until_ms: now.saturating_add(lease_ms),
+                limit,
+            }])
+            .await?;
+        match r.into_iter().next() {
+            Some(OpResult::TlsRptClaimed(c)) => Ok(c),
+            other => Err(CoreError::Internal(format!(
+                "unexpected claim result {other:?}"
+            ))),
+        }
+    }
+
+    /// The counters of one claimed (domain, day) report.
+    pub async fn tlsrpt_counts(&self, domain: &str, day: &str) -> Result<Vec<TlsRptCount>> {
+        Ok(self.store.tlsrpt_counts(domain, day).await?)
+    }
+
+    /// Marks a claimed report sent (its counters go), with its ledger entry.
+    pub async fn tlsrpt_finish(
+        &self,
+        owner: &str,
+        domain: &str,
+        day: &str,
+        report_id: &str,
+        sent_to: &[String],
+    ) -> Result<()> {
+        let ctx = runner_ctx(owner);
+        self.store
+            .write(vec![
+                Op::FinishTlsRpt {
+                    owner: owner.to_string(),
+                    domain: domain.to_string(),
+                    day: day.to_string(),
+                    now_ms: now_ms(),
+                },
+                Op::AppendLedger(Core::ledger_record(
+                    &ctx,
+                    "tlsrpt.send",
+                    Some(domain),
+                    vec![format!("tlsrpt:{report_id}")],
+                    "ok",
+                    None,
+                    Some(json!({"domain": domain, "day": day, "report_id": report_id, "rua": sent_to})),
+                )),
+            ])
+            .await?;
+        Ok(())
+    }
+
     /// Leases due recipients to `owner` (see `Op::ClaimQueued`).
     pub async fn queue_claim(
         &self,
@@ -320,6 +411,20 @@ impl Core {
         raw: Vec<u8>,
         about: &str,
     ) -> Result<QueueId> {
+        self.enqueue_server_mail(node, "queue.dsn", to, raw, about)
+            .await
+    }
+
+    /// Queues a message the server itself sends from the null reverse-path to `to`
+    /// (never bounced, RFC 3461 §6.2: NOTIFY=NEVER), with a ledger entry of `action`.
+    pub async fn enqueue_server_mail(
+        &self,
+        node: &str,
+        action: &str,
+        to: &str,
+        raw: Vec<u8>,
+        about: &str,
+    ) -> Result<QueueId> {
         let rcpt = [OutboundRecipient {
             address: to.to_string(),
             orcpt: None,
@@ -341,7 +446,7 @@ impl Core {
             op,
             Op::AppendLedger(Core::ledger_record(
                 &ctx,
-                "queue.dsn",
+                action,
                 Some(to),
                 vec![format!("queue:{id}"), about.to_string()],
                 "ok",

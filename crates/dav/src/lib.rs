@@ -1516,21 +1516,38 @@ fn data_shape(body: &Element) -> Result<DataShape, DavResponse> {
 /// request. An `expand` whose budget ran out answers 503 with Retry-After rather than
 /// a silently partial expansion; a time range alone counts a capped series as matching.
 /// Keeps the objects with an alarm ringing in `[start, end)` (`core::dav::alarm`), off
-/// the async workers and within the expansion budget.
+/// the async workers and within the expansion budget. A series cut by a cap counts as
+/// matching (as for a time range); one cut by the budget answers 503 with Retry-After
+/// rather than silently leaving objects out.
 async fn alarm_pass(
     list: Vec<DavResource>,
     start: Option<i64>,
     end: Option<i64>,
 ) -> Result<Vec<DavResource>, DavResponse> {
-    use postern_core::dav::{alarm, recur};
-    recur::blocking(move || {
+    use postern_core::dav::alarm::{AlarmOverlap, alarms_ring};
+    use postern_core::dav::recur;
+    let out = recur::blocking(move || {
         let deadline = std::time::Instant::now() + recur::EXPAND_BUDGET;
-        list.into_iter()
-            .filter(|r| alarm::alarms_overlap(&r.data, start, end, deadline) == Some(true))
-            .collect()
+        let mut out = Vec::new();
+        for r in list {
+            match alarms_ring(&r.data, start, end, deadline) {
+                Some(AlarmOverlap::Rings) => out.push(r),
+                Some(AlarmOverlap::Truncated) if std::time::Instant::now() > deadline => {
+                    return None;
+                }
+                Some(AlarmOverlap::Truncated) => out.push(r),
+                Some(AlarmOverlap::Silent) | None => {}
+            }
+        }
+        Some(out)
     })
     .await
-    .ok_or_else(|| DavResponse::text(500, "internal error\n"))
+    .ok_or_else(|| DavResponse::text(500, "internal error\n"))?;
+    out.ok_or_else(|| {
+        let mut r = DavResponse::text(503, "recurrence expansion budget exceeded\n");
+        r.headers.push(("Retry-After", "5".into()));
+        r
+    })
 }
 
 async fn recurrence_pass(

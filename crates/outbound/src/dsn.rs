@@ -141,7 +141,7 @@ fn original_recipient(orcpt: &str) -> String {
     }
 }
 
-fn date(t: OffsetDateTime) -> String {
+pub(crate) fn date(t: OffsetDateTime) -> String {
     t.format(&Rfc2822).unwrap_or_default()
 }
 

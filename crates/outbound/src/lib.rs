@@ -7,9 +7,11 @@ pub mod client;
 pub mod dkim;
 pub mod dns;
 pub mod dsn;
+pub mod egress;
 pub mod mtasts;
 pub mod route;
 pub mod runner;
 #[cfg(test)]
 mod testdns;
 pub mod tls;
+pub mod tlsrpt;

@@ -2,26 +2,34 @@
 //! `enforce` mode gets mail only through the MX hosts the policy names, over TLS with a
 //! certificate valid for the MX host's name (PKIX). The policy is discovered through the
 //! `_mta-sts` TXT record, fetched over HTTPS from `mta-sts.<domain>` (certificate checked,
-//! no redirects, bounded size and time) and cached for its `max_age`, re-fetched when the
+//! no redirects, bounded size and time) and cached for its `max_age` — in memory and in
+//! the store, so every node and a restarted one keep enforcing it — re-fetched when the
 //! TXT record's `id` changes.
 //!
-//! `testing` mode policies are fetched and cached but change nothing (no TLSRPT reports
-//! are sent yet); `none` removes a cached policy.
+//! `testing` mode policies are fetched and cached but change nothing for delivery; their
+//! failures are counted for TLS reports (`tlsrpt.rs`, RFC 8460). `none` removes a cached
+//! policy. Fetches go through the egress-safe client (`egress.rs`: public addresses only
+//! unless `[outbound] allow_private_destinations`).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
 use hickory_proto::rr::{RData, RecordType};
-use http_body_util::{BodyExt as _, Empty, Limited};
 use rustls::RootCertStore;
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
+
+use postern_core::Core;
+use postern_core::store::{StsPolicyRecord, now_ms};
 
 use crate::dns::DnsClient;
-use crate::route;
+use crate::egress::HttpsClient;
+
+/// RFC 8460 §4.3.2.2 result types of a policy that could not be had.
+pub const FETCH_ERROR: &str = "sts-policy-fetch-error";
+pub const INVALID: &str = "sts-policy-invalid";
+pub const WEBPKI_INVALID: &str = "sts-webpki-invalid";
+/// Longest `_mta-sts` TXT record read (RFC 8461 §3.1 records are a few dozen bytes).
+pub const MAX_TXT_BYTES: usize = 1024;
 
 /// Largest policy body accepted (RFC 8461 §3.2: 64 KB is plenty for a list of MX names).
 pub const MAX_POLICY_BYTES: usize = 64 * 1024;
@@ -91,6 +99,17 @@ impl Policy {
         Ok(Policy { mode, mx, max_age })
     }
 
+    /// The policy as RFC 8460 §4.4 `policy-string` lines.
+    pub fn strings(&self) -> Vec<String> {
+        let mut v = vec![
+            "version: STSv1".to_string(),
+            format!("mode: {}", mode_str(self.mode)),
+        ];
+        v.extend(self.mx.iter().map(|m| format!("mx: {m}")));
+        v.push(format!("max_age: {}", self.max_age.as_secs()));
+        v
+    }
+
     /// RFC 8461 §4.1: a pattern matches the host exactly, or `*.` matches exactly one
     /// leftmost label.
     pub fn mx_matches(&self, host: &str) -> bool {
@@ -118,20 +137,37 @@ pub fn txt_id(txt: &str) -> Option<String> {
         })
 }
 
+#[derive(Debug, Clone)]
 struct Cached {
     id: String,
     policy: Policy,
-    expires: Instant,
+    /// Unix milliseconds.
+    expires_ms: i64,
 }
 
-/// Policies by domain, shared by the runner's deliveries.
+/// What a policy lookup found.
+#[derive(Debug, Clone, Default)]
+pub struct Lookup {
+    /// The policy that applies now (fresh or cached), if any.
+    pub policy: Option<Policy>,
+    /// The domain announces a policy that could not be fetched or used: an RFC 8460
+    /// §4.3.2.2 result type (`sts-policy-fetch-error`, `sts-policy-invalid`,
+    /// `sts-webpki-invalid`) and what happened.
+    pub failure: Option<(&'static str, String)>,
+}
+
+/// Policies by domain, shared by the runner's deliveries: in memory, and (with a store)
+/// in the store, where every node and every restart finds them (RFC 8461 §5.1: a cached
+/// policy is used until its `max_age` runs out, whatever happens to its TXT record or
+/// its web server meanwhile).
 pub struct MtaSts {
     dns: DnsClient,
-    roots: Arc<RootCertStore>,
+    https: HttpsClient,
     /// The HTTPS port (443; tests use another).
     port: u16,
     timeout: Duration,
     cache: Mutex<HashMap<String, Cached>>,
+    core: std::sync::OnceLock<Arc<Core>>,
 }
 
 impl std::fmt::Debug for MtaSts {
@@ -142,161 +178,251 @@ impl std::fmt::Debug for MtaSts {
     }
 }
 
+fn mode_str(m: Mode) -> &'static str {
+    match m {
+        Mode::Enforce => "enforce",
+        Mode::Testing => "testing",
+        Mode::None => "none",
+    }
+}
+
 impl MtaSts {
     pub fn new(dns: DnsClient, roots: Arc<RootCertStore>, port: u16, timeout: Duration) -> MtaSts {
         MtaSts {
+            https: HttpsClient::new(dns.clone(), roots, false, timeout),
             dns,
-            roots,
             port,
             timeout,
             cache: Mutex::new(HashMap::new()),
+            core: std::sync::OnceLock::new(),
         }
     }
 
-    fn cached(&self, domain: &str) -> Option<(String, Policy)> {
+    /// Fetches policies from hosts at private addresses too (`[outbound]
+    /// allow_private_destinations`; tests). Refused by default (DESIGN §2 invariant 9).
+    pub fn allowing_private(mut self, allow: bool) -> MtaSts {
+        self.https = self.https.allowing_private(allow);
+        self
+    }
+
+    /// Keeps policies in the store too (shared by the nodes, kept across restarts). The
+    /// queue runner attaches its `Core` when it starts; a second call changes nothing.
+    pub fn use_store(&self, core: Arc<Core>) {
+        let _ = self.core.set(core);
+    }
+
+    fn remembered(&self, domain: &str, now: i64) -> Option<Cached> {
         let cache = self.cache.lock().ok()?;
         let c = cache.get(domain)?;
-        (c.expires > Instant::now()).then(|| (c.id.clone(), c.policy.clone()))
+        (c.expires_ms > now).then(|| c.clone())
     }
 
-    /// The policy that applies to `domain` now, or `None`. A fetch that fails keeps a
-    /// cached, unexpired policy (RFC 8461 §5.1: an attacker who blocks the fetch must not
-    /// turn the policy off).
-    pub async fn policy(&self, domain: &str) -> Option<Policy> {
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        let cached = self.cached(&domain);
-        let name = format!("_mta-sts.{domain}.");
-        // RFC 8461 §3.1: exactly one `v=STSv1` record, or there is no policy.
-        let id = match self.dns.query(&name, RecordType::TXT).await {
-            Ok(a) => {
-                let ids: Vec<Option<String>> = a
-                    .data()
-                    .filter_map(|d| match d {
-                        RData::TXT(t) => {
-                            let s: String = t
-                                .txt_data
-                                .iter()
-                                .map(|p| String::from_utf8_lossy(p).into_owned())
-                                .collect();
-                            s.starts_with("v=STSv1").then(|| txt_id(&s))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                match ids.as_slice() {
-                    [Some(id)] => Some(id.clone()),
-                    _ => None,
+    fn remember(&self, domain: &str, c: Option<Cached>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            match c {
+                Some(c) => {
+                    cache.insert(domain.to_string(), c);
                 }
-            }
-            Err(_) => None,
-        };
-        let Some(id) = id else {
-            return cached.map(|(_, p)| p);
-        };
-        if let Some((cid, p)) = &cached {
-            if *cid == id {
-                return Some(p.clone());
+                None => {
+                    cache.remove(domain);
+                }
             }
         }
-        match self.fetch(&domain).await {
-            Ok(policy) => {
-                if let Ok(mut cache) = self.cache.lock() {
-                    if policy.mode == Mode::None {
-                        cache.remove(&domain);
-                    } else {
-                        cache.insert(
-                            domain.clone(),
-                            Cached {
-                                id,
-                                policy: policy.clone(),
-                                expires: Instant::now() + policy.max_age,
-                            },
-                        );
-                    }
-                }
-                Some(policy)
-            }
+    }
+
+    /// The stored policy of `domain` when it has not expired.
+    async fn stored(&self, domain: &str, now: i64) -> Option<Cached> {
+        let core = self.core.get()?;
+        let r = match core.sts_policy(domain).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return None,
             Err(e) => {
+                tracing::warn!(%domain, error = %e, "reading the cached MTA-STS policy failed");
+                return None;
+            }
+        };
+        if r.expires_ms() <= now {
+            return None;
+        }
+        let mode = match r.mode.as_str() {
+            "enforce" => Mode::Enforce,
+            "testing" => Mode::Testing,
+            _ => return None,
+        };
+        let max_age = u64::try_from(r.max_age_secs).unwrap_or(0).min(MAX_AGE_SECS);
+        Some(Cached {
+            id: r.policy_id.clone(),
+            policy: Policy {
+                mode,
+                mx: r.mx.clone(),
+                max_age: Duration::from_secs(max_age),
+            },
+            expires_ms: r.expires_ms(),
+        })
+    }
+
+    async fn store_policy(&self, domain: &str, id: &str, policy: &Policy, now: i64) {
+        let Some(core) = self.core.get() else {
+            return;
+        };
+        let record = (policy.mode != Mode::None).then(|| StsPolicyRecord {
+            domain: domain.to_string(),
+            policy_id: id.to_string(),
+            mode: mode_str(policy.mode).to_string(),
+            mx: policy.mx.clone(),
+            max_age_secs: i64::try_from(policy.max_age.as_secs()).unwrap_or(i64::MAX),
+            fetched_ms: now,
+        });
+        if let Err(e) = core.sts_policy_set(domain, record).await {
+            tracing::warn!(%domain, error = %e, "storing the MTA-STS policy failed");
+        }
+    }
+
+    /// The `id` of the domain's single `v=STSv1` TXT record; `None` when there is none,
+    /// more than one, or the lookup failed (RFC 8461 §3.1).
+    async fn txt(&self, domain: &str) -> Option<String> {
+        let name = format!("_mta-sts.{domain}.");
+        let a = self.dns.query(&name, RecordType::TXT).await.ok()?;
+        let ids: Vec<Option<String>> = a
+            .data()
+            .filter_map(|d| match d {
+                RData::TXT(t) => {
+                    let mut s = String::new();
+                    for p in t.txt_data.iter() {
+                        if s.len() + p.len() > MAX_TXT_BYTES {
+                            return Some(None);
+                        }
+                        s.push_str(&String::from_utf8_lossy(p));
+                    }
+                    s.starts_with("v=STSv1").then(|| txt_id(&s))
+                }
+                _ => None,
+            })
+            .collect();
+        match ids.as_slice() {
+            [Some(id)] => Some(id.clone()),
+            _ => None,
+        }
+    }
+
+    /// The policy that applies to `domain` now, or `None`.
+    pub async fn policy(&self, domain: &str) -> Option<Policy> {
+        self.lookup(domain).await.policy
+    }
+
+    /// The policy that applies to `domain` now, with what went wrong getting it. A TXT
+    /// record that is gone or cannot be looked up, and a fetch that fails, keep a cached,
+    /// unexpired policy (RFC 8461 §5.1, §10.2: an attacker who blocks them must not turn
+    /// the policy off); a TXT `id` equal to the cached one uses it without a fetch.
+    pub async fn lookup(&self, domain: &str) -> Lookup {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let now = now_ms();
+        let id = self.txt(&domain).await;
+        let mut cached = self.remembered(&domain, now);
+        // Not in this node's memory, or another id: the store may know better (another
+        // node, or this one before a restart).
+        if cached.as_ref().is_none_or(|c| Some(&c.id) != id.as_ref()) {
+            if let Some(s) = self.stored(&domain, now).await {
+                if cached.is_none() || Some(&s.id) == id.as_ref() {
+                    self.remember(&domain, Some(s.clone()));
+                    cached = Some(s);
+                }
+            }
+        }
+        let Some(id) = id else {
+            return Lookup {
+                policy: cached.map(|c| c.policy),
+                failure: None,
+            };
+        };
+        if let Some(c) = &cached {
+            if c.id == id {
+                return Lookup {
+                    policy: Some(c.policy.clone()),
+                    failure: None,
+                };
+            }
+        }
+        match self.fetch_classified(&domain).await {
+            Ok(policy) => {
+                let expires_ms = now
+                    .saturating_add(i64::try_from(policy.max_age.as_millis()).unwrap_or(i64::MAX));
+                self.remember(
+                    &domain,
+                    (policy.mode != Mode::None).then(|| Cached {
+                        id: id.clone(),
+                        policy: policy.clone(),
+                        expires_ms,
+                    }),
+                );
+                self.store_policy(&domain, &id, &policy, now).await;
+                Lookup {
+                    policy: Some(policy),
+                    failure: None,
+                }
+            }
+            Err((kind, e)) => {
                 tracing::debug!(%domain, error = %e, "MTA-STS policy fetch failed");
-                cached.map(|(_, p)| p)
+                Lookup {
+                    policy: cached.map(|c| c.policy),
+                    failure: Some((kind, e)),
+                }
             }
         }
     }
 
     /// GET https://mta-sts.<domain>/.well-known/mta-sts.txt (RFC 8461 §3.3).
     pub async fn fetch(&self, domain: &str) -> Result<Policy, String> {
+        self.fetch_classified(domain).await.map_err(|(_, e)| e)
+    }
+
+    /// [`MtaSts::fetch`], with the RFC 8460 result type of a failure.
+    async fn fetch_classified(&self, domain: &str) -> Result<Policy, (&'static str, String)> {
         let host = format!("mta-sts.{domain}");
         tokio::time::timeout(self.timeout, self.fetch_inner(&host))
             .await
-            .map_err(|_| format!("fetching the policy from {host}: timed out"))?
+            .map_err(|_| {
+                (
+                    FETCH_ERROR,
+                    format!("fetching the policy from {host}: timed out"),
+                )
+            })?
     }
 
-    async fn fetch_inner(&self, host: &str) -> Result<Policy, String> {
-        let addrs = route::addresses(&self.dns, host, false)
+    async fn fetch_inner(&self, host: &str) -> Result<Policy, (&'static str, String)> {
+        use crate::egress::EgressError;
+        let response = self
+            .https
+            .request(
+                host,
+                self.port,
+                "/.well-known/mta-sts.txt",
+                None,
+                MAX_POLICY_BYTES,
+            )
             .await
-            .map_err(|e| format!("{host}: {e}"))?;
-        let mut last = format!("{host}: no address");
-        for ip in addrs {
-            match self.get(host, SocketAddr::new(ip, self.port)).await {
-                Ok(p) => return Ok(p),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    }
-
-    async fn get(&self, host: &str, addr: SocketAddr) -> Result<Policy, String> {
-        // The same PKIX verification as an MTA-STS-enforced MX gets.
-        let config = crate::tls::TlsPolicy::Pkix {
-            roots: self.roots.clone(),
-        }
-        .client_config()
-        .map_err(|e| e.to_string())?;
-        let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("{host} ({addr}): {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("{host}: TLS: {e}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|e| format!("{host}: HTTP: {e}"))?;
-        let driver = tokio::spawn(conn);
-        let request = hyper::Request::get("/.well-known/mta-sts.txt")
-            .header(hyper::header::HOST, host)
-            .header(hyper::header::USER_AGENT, "postern")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("{host}: HTTP: {e}"))?;
+            .map_err(|e| match e {
+                EgressError::Tls(m) => (WEBPKI_INVALID, m),
+                EgressError::TooBig(m) => (INVALID, m),
+                other => (FETCH_ERROR, other.to_string()),
+            })?;
         // RFC 8461 §3.3: only 200 counts; redirects are not followed.
-        if response.status() != hyper::StatusCode::OK {
-            driver.abort();
-            return Err(format!("{host}: HTTP status {}", response.status()));
+        if response.status != 200 {
+            return Err((
+                FETCH_ERROR,
+                format!("{host}: HTTP status {}", response.status),
+            ));
         }
         let text_plain = response
-            .headers()
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
+            .content_type
+            .as_deref()
             .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("text/plain"));
         if !text_plain {
-            driver.abort();
-            return Err(format!("{host}: the policy is not text/plain"));
+            return Err((INVALID, format!("{host}: the policy is not text/plain")));
         }
-        let body = Limited::new(response.into_body(), MAX_POLICY_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("{host}: reading the policy: {e}"))?
-            .to_bytes();
-        driver.abort();
-        let text =
-            std::str::from_utf8(&body).map_err(|_| format!("{host}: policy is not UTF-8"))?;
-        Policy::parse(text).map_err(|e| format!("{host}: {e}"))
+        let text = std::str::from_utf8(&response.body)
+            .map_err(|_| (INVALID, format!("{host}: policy is not UTF-8")))?;
+        Policy::parse(text).map_err(|e| (INVALID, format!("{host}: {e}")))
     }
 }
 
@@ -386,7 +512,7 @@ mod tests {
             .add("mta-sts.example.test", a([127, 0, 0, 1]));
         let dns = serve(z).await;
         (
-            MtaSts::new(dns, roots, port, Duration::from_secs(5)),
+            MtaSts::new(dns, roots, port, Duration::from_secs(5)).allowing_private(true),
             response,
         )
     }
@@ -422,6 +548,29 @@ mod tests {
         *response.lock().unwrap() = ok(POLICY, "text/plain");
         let e = untrusted.fetch("example.test").await.unwrap_err();
         assert!(e.contains("TLS"), "{e}");
+    }
+
+    /// A `_mta-sts` record longer than [`MAX_TXT_BYTES`] is not read (no policy).
+    #[tokio::test]
+    async fn an_oversized_txt_record_is_no_policy() {
+        let mut z = Zone::default();
+        let long: Vec<String> = std::iter::once("v=STSv1; id=big1;".to_string())
+            .chain((0..5).map(|_| " ".repeat(210)))
+            .collect();
+        z.add(
+            "_mta-sts.big.test",
+            RData::TXT(hickory_proto::rr::rdata::TXT::new(long)),
+        )
+        .add("_mta-sts.small.test", txt("v=STSv1; id=small1;"));
+        let dns = serve(z).await;
+        let sts = MtaSts::new(
+            dns,
+            Arc::new(RootCertStore::empty()),
+            1,
+            Duration::from_secs(2),
+        );
+        assert_eq!(sts.txt("small.test").await.as_deref(), Some("small1"));
+        assert_eq!(sts.txt("big.test").await, None);
     }
 
     #[test]

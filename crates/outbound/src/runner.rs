@@ -65,6 +65,14 @@ impl DestinationLimits {
     }
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Time kept back from a lease for settling an attempt after its deliveries.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// Most recipients in one SMTP transaction (RFC 5321 §4.5.3.1.8 requires servers to take
@@ -114,6 +122,9 @@ pub struct RunnerSettings {
     /// How often the queue is looked at when nothing wakes the runner (other nodes'
     /// submissions, retries coming due).
     pub poll: Duration,
+    /// SMTP TLS reporting (RFC 8460), when enabled: outcomes are counted and reports
+    /// sent by a task the runner starts.
+    pub tlsrpt: Option<crate::tlsrpt::TlsRptSettings>,
 }
 
 /// When the next attempt comes after `attempts` failed ones: `base · 2^(attempts-1)`,
@@ -140,6 +151,19 @@ pub async fn run(
     settings: RunnerSettings,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    if let Some(m) = &settings.mta_sts {
+        m.use_store(core.clone());
+    }
+    // The reporter lives as long as the runner (dropped with it, also when aborted).
+    let _reporter = settings.tlsrpt.clone().map(|t| {
+        AbortOnDrop(tokio::spawn(crate::tlsrpt::run(
+            core.clone(),
+            settings.node.clone(),
+            settings.hostname.clone(),
+            settings.dns.clone(),
+            t,
+        )))
+    });
     let settings = Arc::new(settings);
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
     tokio::pin!(shutdown);
@@ -270,6 +294,7 @@ async fn process(
         }
         Err(e) => return Err(e.to_string()),
     };
+    let mut tls_outcomes: Vec<(String, Vec<crate::tlsrpt::Outcome>)> = Vec::new();
     if results.is_empty() {
         let mut by_domain: BTreeMap<&str, Vec<&QueuedRecipient>> = BTreeMap::new();
         for r in &mine {
@@ -277,11 +302,31 @@ async fn process(
         }
         for (domain, rcpts) in by_domain {
             for chunk in rcpts.chunks(MAX_RCPTS_PER_TRANSACTION) {
+                let mut tls = Vec::new();
                 let (outcomes, next_hop_dsn) =
-                    attempt_domain(settings, &q.message, &raw, domain, chunk).await;
+                    attempt_domain(settings, &q.message, &raw, domain, chunk, &mut tls).await;
+                tls_outcomes.push((domain.to_string(), tls));
                 for (r, (o, host)) in chunk.iter().zip(outcomes) {
                     results.push((r, o, host, next_hop_dsn));
                 }
+            }
+        }
+    }
+
+    // RFC 8460: the TLS outcomes, counted per policy domain and period; never those
+    // of delivering TLS reports themselves (§3).
+    if let Some(t) = &settings.tlsrpt {
+        if !crate::tlsrpt::is_report(&q.message.sender, &raw) {
+            let period = crate::tlsrpt::stamp(crate::tlsrpt::period_start(now_ms(), t.period));
+            let counts: Vec<_> = tls_outcomes
+                .into_iter()
+                .flat_map(|(domain, o)| {
+                    let ascii = idna::domain_to_ascii(&domain).unwrap_or(domain);
+                    crate::tlsrpt::counts(&ascii, &period, o)
+                })
+                .collect();
+            if let Err(e) = core.tlsrpt_add(counts).await {
+                warn!(queue = %id, error = %e, "recording TLS outcomes failed");
             }
         }
     }
@@ -544,7 +589,9 @@ async fn attempt_domain(
     raw: &[u8],
     domain: &str,
     rcpts: &[&QueuedRecipient],
+    tls: &mut Vec<crate::tlsrpt::Outcome>,
 ) -> (Vec<(Outcome, Option<String>)>, bool) {
+    use crate::tlsrpt::Applied;
     let recipients: Vec<Recipient> = rcpts
         .iter()
         .map(|r| Recipient {
@@ -565,19 +612,20 @@ async fn attempt_domain(
     };
     let n = rcpts.len();
 
-    // (host name, addresses, port, policy)
+    // (host name, addresses, port, policy, the policy as TLS reports name it)
     let mut targets: Vec<(
         String,
         Vec<std::net::IpAddr>,
         u16,
         Result<TlsPolicy, RouteError>,
+        Option<Applied>,
     )> = Vec::new();
     if let Some(sh) = &settings.smarthost {
         match route::addresses(&settings.dns, &sh.host, settings.prefer_ipv6).await {
-            Ok(addrs) => targets.push((sh.host.clone(), addrs, sh.port, Ok(sh.tls.clone()))),
+            Ok(addrs) => targets.push((sh.host.clone(), addrs, sh.port, Ok(sh.tls.clone()), None)),
             Err(_) if sh.host.parse::<std::net::IpAddr>().is_ok() => {
                 let ip = sh.host.parse().map(|ip| vec![ip]).unwrap_or_default();
-                targets.push((sh.host.clone(), ip, sh.port, Ok(sh.tls.clone())));
+                targets.push((sh.host.clone(), ip, sh.port, Ok(sh.tls.clone()), None));
             }
             Err(e) => return (all(n, from_route(&e), Some(sh.host.clone())), false),
         }
@@ -600,15 +648,40 @@ async fn attempt_domain(
         };
         // RFC 8461 §4.2 / §5: under an `enforce` policy only the MX hosts it names are
         // used, and each only over TLS valid for its name.
-        let any_sts = match &settings.mta_sts {
-            Some(m) => m.policy(domain).await,
-            None => None,
+        let lookup = match &settings.mta_sts {
+            Some(m) => m.lookup(domain).await,
+            None => Default::default(),
         };
+        let any_sts = lookup.policy.clone();
+        // RFC 8460 §4.3.2.2: a policy announced but not had is a failure of its own.
+        if let Some((kind, _)) = &lookup.failure {
+            tls.push(crate::tlsrpt::Outcome {
+                applied: match &any_sts {
+                    Some(p) => Applied {
+                        policy_type: "sts",
+                        strings: p.strings(),
+                    },
+                    None => Applied::none(),
+                },
+                mx: String::new(),
+                result: kind,
+                ip: String::new(),
+            });
+        }
         let sts = any_sts.clone().filter(|p| p.mode == Mode::Enforce);
         for host in dest.hosts {
             if let Some(p) = &sts {
                 if !p.mx_matches(&host.name) {
                     debug!(%domain, host = %host.name, "MX host not in the MTA-STS policy: skipped");
+                    tls.push(crate::tlsrpt::Outcome {
+                        applied: Applied {
+                            policy_type: "sts",
+                            strings: p.strings(),
+                        },
+                        mx: host.name.clone(),
+                        result: "validation-failure",
+                        ip: String::new(),
+                    });
                     continue;
                 }
             }
@@ -637,7 +710,23 @@ async fn attempt_domain(
                 Dane::Unusable => TlsPolicy::Required,
                 Dane::None => TlsPolicy::Opportunistic,
             });
-            targets.push((host.name, host.addrs, settings.port, policy));
+            let applied = match &policy {
+                Ok(p) => Applied::of(p, any_sts.as_ref()),
+                // A TLSA lookup that failed in a signed zone (RFC 8460 §4.3.2.1).
+                Err(_) => {
+                    tls.push(crate::tlsrpt::Outcome {
+                        applied: Applied {
+                            policy_type: "tlsa",
+                            strings: Vec::new(),
+                        },
+                        mx: host.name.clone(),
+                        result: "dnssec-invalid",
+                        ip: String::new(),
+                    });
+                    Applied::none()
+                }
+            };
+            targets.push((host.name, host.addrs, settings.port, policy, Some(applied)));
         }
         if targets.is_empty() {
             let none = Outcome::Temporary {
@@ -674,7 +763,7 @@ async fn attempt_domain(
         .as_ref()
         .map_or(domain.to_string(), |sh| format!("{}:{}", sh.host, sh.port));
     let _slot = settings.per_destination.acquire(&destination).await;
-    for (name, addrs, port, policy) in targets {
+    for (name, addrs, port, policy, applied) in targets {
         let policy = match policy {
             Ok(p) => p,
             Err(e) => {
@@ -687,6 +776,21 @@ async fn attempt_domain(
         for ip in addrs {
             let addr = SocketAddr::new(ip, port);
             let mut result = client::deliver(&settings.client, &name, addr, &policy, &tx).await;
+            if let Some(applied) = &applied {
+                let result_type = match &result {
+                    Ok((_, info)) if info.tls => Some(""),
+                    Ok(_) => Some("starttls-not-supported"),
+                    Err(f) => crate::tlsrpt::classify(&policy, f),
+                };
+                if let Some(result_type) = result_type {
+                    tls.push(crate::tlsrpt::Outcome {
+                        applied: applied.clone(),
+                        mx: name.clone(),
+                        result: result_type,
+                        ip: ip.to_string(),
+                    });
+                }
+            }
             // RFC 7435: opportunistic TLS that fails in the handshake falls back to
             // plaintext on the same host rather than not delivering at all.
             if let (Err(f), TlsPolicy::Opportunistic) = (&result, &policy) {

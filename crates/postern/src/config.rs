@@ -624,6 +624,17 @@ pub struct OutboundConfig {
     pub lease_secs: u64,
     /// Seconds between looks at the queue when nothing wakes the runner. Default 10.
     pub poll_secs: u64,
+    /// Record the TLS outcome of each delivery per recipient domain and send the
+    /// domains that ask for them (`_smtp._tls` TXT) daily SMTP TLS reports (RFC 8460).
+    /// Default true.
+    pub tlsrpt: bool,
+    /// Length of one reporting period in seconds, counted from midnight UTC. Default
+    /// 86400 (RFC 8460 §4.1: daily reports); tests make it seconds. At most 86400.
+    pub tlsrpt_period_secs: u64,
+    /// Seconds between looks for finished periods to report. Default 3600.
+    pub tlsrpt_interval_secs: u64,
+    /// `organization-name` of the reports (RFC 8460 §4.4). Default: `hostname`.
+    pub tlsrpt_organization: Option<String>,
 }
 
 impl Default for OutboundConfig {
@@ -650,6 +661,10 @@ impl Default for OutboundConfig {
             connections_per_destination: 4,
             lease_secs: 3600,
             poll_secs: 10,
+            tlsrpt: true,
+            tlsrpt_period_secs: 86_400,
+            tlsrpt_interval_secs: 3600,
+            tlsrpt_organization: None,
         }
     }
 }
@@ -1020,6 +1035,8 @@ impl Config {
             "",
         )?;
         secs("outbound.poll_secs", o.poll_secs, 1, "")?;
+        within("outbound.tlsrpt_period_secs", o.tlsrpt_period_secs, 1, 86_400)?;
+        secs("outbound.tlsrpt_interval_secs", o.tlsrpt_interval_secs, 1, "")?;
         // A lease shorter than one delivery could let another node take recipients that
         // are still being sent.
         let longest = o.connect_timeout_secs + 4 * o.command_timeout_secs + o.data_timeout_secs;
@@ -1775,10 +1792,18 @@ mod tests {
             "connections_per_destination",
             "lease_secs",
             "poll_secs",
+            "tlsrpt_period_secs",
+            "tlsrpt_interval_secs",
         ] {
             let src = format!("# zero\n[outbound]\n{field} = 0\n");
             assert_err(&src, Some(&format!("outbound.{field}")), 3);
         }
+        // A TLS reporting period is at most a day (RFC 8460 §4.1).
+        assert_err(
+            "# long\n[outbound]\ntlsrpt_period_secs = 86401\n",
+            Some("outbound.tlsrpt_period_secs"),
+            3,
+        );
         // Zero turns delay notices off.
         let c = Config::from_toml_str("[outbound]\ndelay_notice_secs = 0\n", "t").unwrap();
         assert_eq!(c.outbound.delay_notice_secs, 0);

@@ -338,7 +338,8 @@ pub fn runner_settings(cfg: &Config) -> Result<postern_outbound::runner::RunnerS
             roots.clone(),
             o.mta_sts_port,
             secs(o.connect_timeout_secs.max(10)),
-        ))
+        )
+        .allowing_private(o.allow_private_destinations))
     });
     let smarthost = match &o.smarthost {
         None => None,
@@ -372,7 +373,24 @@ pub fn runner_settings(cfg: &Config) -> Result<postern_outbound::runner::RunnerS
             })
         }
     };
+    let tlsrpt = o.tlsrpt.then(|| postern_outbound::tlsrpt::TlsRptSettings {
+        period: secs(o.tlsrpt_period_secs),
+        interval: secs(o.tlsrpt_interval_secs),
+        organization: o
+            .tlsrpt_organization
+            .clone()
+            .unwrap_or_else(|| cfg.hostname.clone()),
+        contact: format!("postmaster@{}", cfg.hostname),
+        https: postern_outbound::egress::HttpsClient::new(
+            dns.clone(),
+            roots.clone(),
+            o.allow_private_destinations,
+            secs(o.connect_timeout_secs.max(10) * 3),
+        ),
+        lease: secs(o.lease_secs),
+    });
     Ok(RunnerSettings {
+        tlsrpt,
         node: format!("{}-{:08x}", cfg.hostname, rand::random::<u32>()),
         hostname: cfg.hostname.clone(),
         port: o.port,

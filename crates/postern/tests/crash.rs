@@ -3,7 +3,7 @@
 //! at least 20 times. After every kill, `postern store verify` passes and every message
 //! acknowledged so far reads back byte-exact.
 
-use postern_core::store::sqlite::{SqliteOptions, SqliteStore};
+use postern_core::store::sqlite::{SqliteBlobStore, SqliteOptions, SqliteStore};
 use postern_core::store::{BlobStore, FsBlobStore, MessageId, SpecialUse, Store};
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
@@ -253,9 +253,16 @@ fn import_and_kill(data: &Path, input: Vec<u8>, kill_at: KillAt) -> Round {
 /// Everything acknowledged so far is in the store, byte-exact, in INBOX; returns the
 /// number of INBOX entries.
 async fn check_acknowledged(data: &Path, acks: &[Ack], messages: &[(usize, Vec<u8>)]) -> usize {
-    let store = SqliteStore::open(&data.join("meta.sqlite"), SqliteOptions::default())
-        .expect("open the store");
-    let blobs = FsBlobStore::open(&data.join("blobs")).expect("open the blob store");
+    let store = std::sync::Arc::new(
+        SqliteStore::open(&data.join("meta.sqlite"), SqliteOptions::default())
+            .expect("open the store"),
+    );
+    // As the server keeps them: small blobs in the database, big ones as files.
+    let blobs = SqliteBlobStore::new(
+        store.clone(),
+        FsBlobStore::open(&data.join("blobs")).expect("open the blob store"),
+        128 * 1024,
+    );
     let domain = store
         .domain_by_name("example.com")
         .await
@@ -317,6 +324,7 @@ async fn check_acknowledged(data: &Path, acks: &[Ack], messages: &[(usize, Vec<u
         );
     }
     let n = entries.len();
+    drop(blobs);
     drop(store);
     n
 }

@@ -76,13 +76,19 @@ impl Drop for Helper {
     }
 }
 
-/// The test DNS zone: `external.test` has its MX on 127.0.0.2.
+/// The test DNS zone: `external.test` has its MX on 127.0.0.2 (so has `other.example`,
+/// a second hosted domain, standing for its MX that would hand the mail back to us);
+/// `external.test` and `example.com` publish SPF for 127.0.0.1 (the tests' SMTP client),
+/// `nospf.test` nothing at all (no SPF, no DMARC, no DKIM: not authenticated).
 fn dns() -> Helper {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("zone.json");
     let zone = json!({"records": [
         {"name": "external.test", "type": "MX", "value": "10 mx.external.test"},
         {"name": "mx.external.test", "type": "A", "value": "127.0.0.2"},
+        {"name": "external.test", "type": "TXT", "value": "v=spf1 ip4:127.0.0.1 -all"},
+        {"name": "example.com", "type": "TXT", "value": "v=spf1 ip4:127.0.0.1 -all"},
+        {"name": "other.example", "type": "MX", "value": "10 mx.external.test"},
     ], "ttl": 1, "ad": false});
     std::fs::write(&path, zone.to_string()).unwrap();
     let mut child = Command::new("python3")
@@ -770,7 +776,29 @@ fn external_organiser_request_and_reply_by_mail() {
             .then_some(())
     });
     assert!(unfold(&get(a, &bob, path2)).contains("SUMMARY:Vendor call v2"));
-    let cancel = req2.replace("METHOD:REQUEST", "METHOD:CANCEL");
+    // A CANCEL is held to the SEQUENCE rule too: an older one (1) is ignored; the
+    // organiser's cancel raises it (3).
+    let stale_cancel = req2.replace("METHOD:REQUEST", "METHOD:CANCEL").replace(
+        "SUMMARY:Vendor call",
+        "SEQUENCE:1\r\nSTATUS:CANCELLED\r\nSUMMARY:Vendor call",
+    );
+    smtp(
+        s.addr("smtp"),
+        CAROL,
+        BOB,
+        &imip_mail(CAROL, BOB, "CANCEL", &stale_cancel),
+    );
+    wait_for(DELIVERY, "the stale cancel ignored", || {
+        (s.cli_ok(&["audit", "show", "--json"], "")
+            .matches("an older SEQUENCE")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+    assert!(!get(a, &bob, path2).contains("STATUS:CANCELLED"));
+    let cancel = req2
+        .replace("METHOD:REQUEST", "METHOD:CANCEL")
+        .replace("SUMMARY:Vendor call", "SEQUENCE:3\r\nSUMMARY:Vendor call");
     smtp(
         s.addr("smtp"),
         CAROL,
@@ -1165,4 +1193,576 @@ fn caldav_library_scheduling_helpers() {
         text(&out.stderr)
     );
     assert!(text(&out.stdout).contains("caldav scheduling ok"));
+}
+
+// ---- review fixes: authentication, tenants, races, single instances ----
+
+/// The ledger entries (`audit show --json`, one JSON object a line).
+fn ledger(s: &Server) -> Vec<Value> {
+    s.cli_ok(&["audit", "show", "--json"], "")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits for an ignored iMIP message whose reason contains `why`, `n` of them.
+fn wait_ignored(s: &Server, why: &str, n: usize) {
+    wait_for(DELIVERY, &format!("{n} iMIP ignored: {why}"), || {
+        (ledger(s)
+            .iter()
+            .filter(|e| {
+                e["record"]["action"] == "dav.schedule.imip.ignored"
+                    && e["record"]["result"] == "ignored"
+                    && e["record"]["after"]["why"]
+                        .as_str()
+                        .is_some_and(|w| w.contains(why))
+            })
+            .count()
+            >= n)
+            .then_some(())
+    });
+}
+
+/// A message in a domain that publishes nothing (no SPF, no DKIM, no DMARC) could have
+/// been written by anyone on port 25: its REPLY and REQUEST change nothing and the
+/// ledger says why; the same REPLY from a domain whose SPF passes is applied.
+#[test]
+fn imip_needs_an_authenticated_sender() {
+    const EVE: &str = "eve@nospf.test";
+    let dns = dns();
+    let peer = peer();
+    let s = sched_server(&outbound_config(dns.port, peer.port));
+    let a = s.addr("http");
+    let mx = s.addr("smtp");
+    let alice = basic(ALICE, ALICE_PW);
+    let bob = basic(BOB, BOB_PW);
+    let ev = invite(
+        "auth-1",
+        "20300301T090000Z",
+        "20300301T100000Z",
+        "Auth",
+        &[CAROL, EVE],
+    );
+    let path = "/dav/calendars/alice@example.com/calendar/auth-1.ics";
+    let r = dav(a, &alice, "PUT", path, &[], ev.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    // eve answers, and invites bob to an event of hers: nothing authenticates nospf.test.
+    let reply = reply_ical("auth-1", "Auth", &[(EVE, "ACCEPTED")]);
+    smtp(mx, EVE, ALICE, &imip_mail(EVE, ALICE, "REPLY", &reply));
+    let req = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//eve//EN\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\n\
+         UID:eve-1\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300401T090000Z\r\n\
+         DTEND:20300401T100000Z\r\nSUMMARY:Forged\r\nORGANIZER:mailto:{EVE}\r\n\
+         ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:{BOB}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    );
+    smtp(mx, EVE, BOB, &imip_mail(EVE, BOB, "REQUEST", &req));
+    wait_ignored(&s, "the sender's domain is not authenticated", 2);
+    let mine = get(a, &alice, path);
+    assert!(
+        attendee_line(&mine, EVE).contains("PARTSTAT=NEEDS-ACTION"),
+        "{mine}"
+    );
+    let r = dav(
+        a,
+        &bob,
+        "GET",
+        "/dav/calendars/bob@example.com/calendar/eve-1.ics",
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(list(a, &bob, "/dav/calendars/bob@example.com/inbox/").is_empty());
+    // The same REPLY from carol, whose domain's SPF passes, is applied.
+    let reply = reply_ical("auth-1", "Auth", &[(CAROL, "ACCEPTED")]);
+    smtp(mx, CAROL, ALICE, &imip_mail(CAROL, ALICE, "REPLY", &reply));
+    wait_for(DELIVERY, "carol's REPLY applied", || {
+        attendee_line(&get(a, &alice, path), CAROL)
+            .contains("PARTSTAT=ACCEPTED")
+            .then_some(())
+    });
+}
+
+/// A REPLY by mail cannot answer for a local attendee (they answer through CalDAV),
+/// even with the sender's domain authenticated (SPF passes for example.com).
+#[test]
+fn mailed_reply_cannot_speak_for_a_local_attendee() {
+    let dns = dns();
+    let peer = peer();
+    let s = sched_server(&outbound_config(dns.port, peer.port));
+    let a = s.addr("http");
+    let alice = basic(ALICE, ALICE_PW);
+    let ev = invite(
+        "local-1",
+        "20300301T090000Z",
+        "20300301T100000Z",
+        "Local",
+        &[BOB],
+    );
+    let path = "/dav/calendars/alice@example.com/calendar/local-1.ics";
+    let r = dav(a, &alice, "PUT", path, &[], ev.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let reply = reply_ical("local-1", "Local", &[(BOB, "DECLINED")]);
+    smtp(
+        s.addr("smtp"),
+        BOB,
+        ALICE,
+        &imip_mail(BOB, ALICE, "REPLY", &reply),
+    );
+    wait_ignored(&s, "a local attendee does not reply by mail", 1);
+    let mine = get(a, &alice, path);
+    assert!(
+        attendee_line(&mine, BOB).contains("PARTSTAT=NEEDS-ACTION"),
+        "{mine}"
+    );
+    assert!(list(a, &alice, "/dav/calendars/alice@example.com/inbox/").is_empty());
+}
+
+/// Two hosted domains are two tenants: alice (example.com) inviting accounts of
+/// other.example writes nothing into their calendars, learns nothing about which
+/// addresses exist there (1.1 for all, as for any other domain) and gets no automatic
+/// answer from their room; the invitation goes by mail (to other.example's MX), and
+/// that mail, handed back to us by SMTP, is delivered as any other domain's.
+#[test]
+fn scheduling_does_not_cross_tenants() {
+    const XAVIER: &str = "xavier@other.example";
+    const ROOM2: &str = "room2@other.example";
+    const NOBODY: &str = "nobody@other.example";
+    let dns = dns();
+    let peer = peer();
+    let s = sched_server(&outbound_config(dns.port, peer.port));
+    s.cli_ok(&["domain", "add", "other.example"], "");
+    s.cli_ok(&["account", "add", XAVIER], "xavier-sched-secret\n");
+    s.cli_ok(&["account", "add", ROOM2, "--kind", "resource"], "");
+    let a = s.addr("http");
+    let alice = basic(ALICE, ALICE_PW);
+    let xavier = basic(XAVIER, "xavier-sched-secret");
+    let ev = invite(
+        "tenant-1",
+        "20300301T090000Z",
+        "20300301T100000Z",
+        "Tenants",
+        &[BOB, XAVIER, ROOM2, NOBODY],
+    );
+    let path = "/dav/calendars/alice@example.com/calendar/tenant-1.ics";
+    let r = dav(a, &alice, "PUT", path, &[], ev.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mine = get(a, &alice, path);
+    assert!(
+        attendee_line(&mine, BOB).contains("SCHEDULE-STATUS=1.2"),
+        "{mine}"
+    );
+    for other in [XAVIER, ROOM2, NOBODY] {
+        let line = attendee_line(&mine, other);
+        assert!(line.contains("SCHEDULE-STATUS=1.1"), "{other}: {mine}");
+        assert!(line.contains("PARTSTAT=NEEDS-ACTION"), "{other}: {mine}");
+    }
+    // Nothing written into other.example's accounts by alice's PUT.
+    let xpath = "/dav/calendars/xavier@other.example/calendar/tenant-1.ics";
+    assert_eq!(dav(a, &xavier, "GET", xpath, &[], b"").status, 404);
+    assert!(list(a, &xavier, "/dav/calendars/xavier@other.example/inbox/").is_empty());
+    let audit = ledger(&s);
+    assert!(
+        !audit.iter().any(|e| {
+            e["record"]["action"] == "dav.schedule.deliver"
+                && e["record"]["target"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("@other.example"))
+        }),
+        "{audit:?}"
+    );
+    assert!(
+        !audit.iter().any(|e| {
+            e["record"]["action"] == "dav.schedule.busy" && e["record"]["target"] == ROOM2
+        }),
+        "no busy read of the other domain's room: {audit:?}"
+    );
+    // The invitations went by mail, to other.example's MX.
+    let mails: Vec<String> = [XAVIER, ROOM2]
+        .iter()
+        .map(|who| {
+            wait_for(DELIVERY, &format!("the invitation for {who}"), || {
+                received(&peer, who).into_iter().next()
+            })
+        })
+        .collect();
+    // other.example's MX hands them back to us by SMTP (alice's domain passes SPF):
+    // xavier gets the invitation; the room files it without answering by itself.
+    for (who, mail) in [XAVIER, ROOM2].iter().zip(&mails) {
+        let data = mail.replace("\r\n", "\n").replace('\n', "\r\n");
+        let data = data.trim_end_matches("\r\n");
+        smtp(s.addr("smtp"), ALICE, who, data);
+    }
+    let copy = wait_for(DELIVERY, "the invitation in xavier's calendar", || {
+        let r = dav(a, &xavier, "GET", xpath, &[], b"");
+        (r.status == 200).then(|| r.text())
+    });
+    assert!(
+        attendee_line(&copy, XAVIER).contains("PARTSTAT=NEEDS-ACTION"),
+        "{copy}"
+    );
+    let room_entry = wait_for(DELIVERY, "the room's copy", || {
+        ledger(&s).into_iter().find(|e| {
+            e["record"]["action"] == "dav.schedule.deliver" && e["record"]["target"] == ROOM2
+        })
+    });
+    assert_eq!(
+        room_entry["record"]["after"]["partstat"], "NEEDS-ACTION",
+        "{room_entry}"
+    );
+    assert!(
+        !ledger(&s).iter().any(|e| {
+            e["record"]["action"] == "dav.schedule.imip" && e["record"]["after"]["from"] == ROOM2
+        }),
+        "the room sent no answer"
+    );
+    // Free/busy does not reach across either (it never did: kept so).
+    let fb = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nMETHOD:REQUEST\r\nBEGIN:VFREEBUSY\r\n\
+         UID:fb-t\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300301T000000Z\r\n\
+         DTEND:20300302T000000Z\r\nORGANIZER:mailto:{ALICE}\r\nATTENDEE:mailto:{XAVIER}\r\n\
+         END:VFREEBUSY\r\nEND:VCALENDAR\r\n"
+    );
+    let r = dav(
+        a,
+        &alice,
+        "POST",
+        "/dav/calendars/alice@example.com/outbox/",
+        &[("Content-Type", "text/calendar")],
+        fb.as_bytes(),
+    );
+    assert!(r.text().contains("3.7"), "{}", r.text());
+}
+
+/// Replies racing each other into the organiser's copy are all kept: three attendees
+/// accept at the same moment, five times over.
+#[test]
+fn concurrent_replies_are_not_lost() {
+    const PEOPLE: [(&str, &str); 3] = [
+        (BOB, BOB_PW),
+        ("dave@example.com", "dave-sched-secret"),
+        ("erin@example.com", "erin-sched-secret"),
+    ];
+    let s = sched_server("[outbound]\nenabled = false\n");
+    for (who, pw) in &PEOPLE[1..] {
+        s.cli_ok(&["account", "add", who], format!("{pw}\n"));
+    }
+    let a = s.addr("http");
+    let alice = basic(ALICE, ALICE_PW);
+    for round in 0..5 {
+        let uid = format!("race-{round}");
+        let ev = invite(
+            &uid,
+            "20300301T090000Z",
+            "20300301T100000Z",
+            "Race",
+            &PEOPLE.map(|(w, _)| w),
+        );
+        let path = format!("/dav/calendars/alice@example.com/calendar/{uid}.ics");
+        let r = dav(a, &alice, "PUT", &path, &[], ev.as_bytes());
+        assert_eq!(r.status, 201, "{}", r.text());
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(PEOPLE.len()));
+        let threads: Vec<_> = PEOPLE
+            .iter()
+            .map(|(who, pw)| {
+                let auth = basic(who, pw);
+                let p = format!("/dav/calendars/{who}/calendar/{uid}.ics");
+                let copy = get(a, &auth, &p);
+                let line = attendee_line(&copy, who);
+                let accepted = copy.replace(&line, &line.replace("NEEDS-ACTION", "ACCEPTED"));
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let r = dav(a, &auth, "PUT", &p, &[], accepted.as_bytes());
+                    assert_eq!(r.status, 204, "{}", r.text());
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mine = get(a, &alice, &path);
+        for (who, _) in PEOPLE {
+            assert!(
+                attendee_line(&mine, who).contains("PARTSTAT=ACCEPTED"),
+                "round {round}, {who}: {mine}"
+            );
+        }
+    }
+}
+
+const BERLIN: &str = "BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:DAYLIGHT\r\n\
+TZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nTZNAME:CEST\r\nDTSTART:19700329T020000\r\n\
+RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nEND:DAYLIGHT\r\nBEGIN:STANDARD\r\n\
+TZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nTZNAME:CET\r\nDTSTART:19701025T030000\r\n\
+RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n";
+
+/// Outlook and Exchange send a REQUEST or CANCEL about one occurrence with only that
+/// instance (a RECURRENCE-ID component, no master): the attendee's copy of the series
+/// keeps its master and other instances; the instance is matched by its UTC instant
+/// (here the series is in Europe/Berlin and the CANCEL names the instance in UTC).
+#[test]
+fn one_occurrence_by_mail_keeps_the_series() {
+    let dns = dns();
+    let peer = peer();
+    let s = sched_server(&outbound_config(dns.port, peer.port));
+    let a = s.addr("http");
+    let mx = s.addr("smtp");
+    let bob = basic(BOB, BOB_PW);
+    let head = |method: &str| {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//outlook//EN\r\nMETHOD:{method}\r\n{BERLIN}"
+        )
+    };
+    let comp = |extra: &str, summary: &str| {
+        format!(
+            "BEGIN:VEVENT\r\nUID:occ-1\r\nDTSTAMP:20300101T000000Z\r\n{extra}SUMMARY:{summary}\r\n\
+             ORGANIZER:mailto:{CAROL}\r\nATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:{BOB}\r\n\
+             END:VEVENT\r\n"
+        )
+    };
+    let series = format!(
+        "{}{}END:VCALENDAR\r\n",
+        head("REQUEST"),
+        comp(
+            "SEQUENCE:2\r\nDTSTART;TZID=Europe/Berlin:20300902T100000\r\n\
+             DTEND;TZID=Europe/Berlin:20300902T110000\r\nRRULE:FREQ=WEEKLY;COUNT=4\r\n",
+            "Weekly"
+        )
+    );
+    smtp(mx, CAROL, BOB, &imip_mail(CAROL, BOB, "REQUEST", &series));
+    let path = "/dav/calendars/bob@example.com/calendar/occ-1.ics";
+    wait_for(DELIVERY, "the series in bob's calendar", || {
+        (dav(a, &bob, "GET", path, &[], b"").status == 200).then_some(())
+    });
+    // One occurrence moved (an instance-only REQUEST).
+    let moved = format!(
+        "{}{}END:VCALENDAR\r\n",
+        head("REQUEST"),
+        comp(
+            "SEQUENCE:3\r\nRECURRENCE-ID;TZID=Europe/Berlin:20300909T100000\r\n\
+             DTSTART;TZID=Europe/Berlin:20300909T140000\r\n\
+             DTEND;TZID=Europe/Berlin:20300909T150000\r\n",
+            "Weekly moved"
+        )
+    );
+    smtp(mx, CAROL, BOB, &imip_mail(CAROL, BOB, "REQUEST", &moved));
+    let copy = wait_for(DELIVERY, "the moved occurrence", || {
+        let t = unfold(&get(a, &bob, path));
+        t.contains("SUMMARY:Weekly moved").then_some(t)
+    });
+    assert!(copy.contains("RRULE:FREQ=WEEKLY;COUNT=4"), "{copy}");
+    assert!(copy.contains("SUMMARY:Weekly\r\n"), "{copy}");
+    assert_eq!(copy.matches("BEGIN:VEVENT").count(), 2, "{copy}");
+    // Another occurrence cancelled, named in UTC (10:00 CEST = 08:00Z).
+    let cancel_at = |rid_utc: &str, seq: u32| {
+        format!(
+            "{}{}END:VCALENDAR\r\n",
+            head("CANCEL"),
+            comp(
+                &format!("SEQUENCE:{seq}\r\nSTATUS:CANCELLED\r\nRECURRENCE-ID:{rid_utc}\r\n"),
+                "Weekly"
+            )
+        )
+    };
+    smtp(
+        mx,
+        CAROL,
+        BOB,
+        &imip_mail(CAROL, BOB, "CANCEL", &cancel_at("20300916T080000Z", 3)),
+    );
+    let copy = wait_for(DELIVERY, "the cancelled occurrence", || {
+        let t = unfold(&get(a, &bob, path));
+        t.contains("EXDATE").then_some(t)
+    });
+    let master = copy
+        .split("BEGIN:VEVENT")
+        .skip(1)
+        .find(|c| !c.contains("RECURRENCE-ID"))
+        .unwrap_or_else(|| panic!("the master is gone: {copy}"));
+    assert!(master.contains("RRULE:FREQ=WEEKLY;COUNT=4"), "{copy}");
+    assert!(!copy.contains("STATUS:CANCELLED"), "{copy}");
+    assert!(copy.contains("SUMMARY:Weekly moved"), "{copy}");
+    // The moved occurrence cancelled, named in UTC while the override says Berlin time:
+    // its override goes.
+    smtp(
+        mx,
+        CAROL,
+        BOB,
+        &imip_mail(CAROL, BOB, "CANCEL", &cancel_at("20300909T080000Z", 4)),
+    );
+    let copy = wait_for(DELIVERY, "the moved occurrence cancelled", || {
+        let t = unfold(&get(a, &bob, path));
+        (!t.contains("SUMMARY:Weekly moved")).then_some(t)
+    });
+    assert_eq!(copy.matches("BEGIN:VEVENT").count(), 1, "{copy}");
+    assert_eq!(copy.matches("EXDATE").count(), 2, "{copy}");
+    assert!(copy.contains("RRULE:FREQ=WEEKLY;COUNT=4"), "{copy}");
+    // A calendar-query for the cancelled week finds nothing; the next week is there.
+    let query = |start: &str, end: &str| {
+        let body = format!(
+            r#"<?xml version="1.0"?><c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:time-range start="{start}" end="{end}"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"#
+        );
+        let r = dav(
+            a,
+            &bob,
+            "REPORT",
+            "/dav/calendars/bob@example.com/calendar/",
+            &[("Depth", "1")],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 207, "{}", r.text());
+        r.text().contains("occ-1.ics")
+    };
+    assert!(!query("20300916T000000Z", "20300917T000000Z"));
+    assert!(query("20300923T000000Z", "20300924T000000Z"));
+}
+
+/// Clients cannot make collections named like the scheduling inbox or outbox (in any
+/// case): only the server's inbox is the inbox.
+#[test]
+fn inbox_and_outbox_names_are_reserved() {
+    let s = sched_server("[outbound]\nenabled = false\n");
+    let a = s.addr("http");
+    let bob = basic(BOB, BOB_PW);
+    for name in ["Inbox", "INBOX", "OUTBOX", "Outbox"] {
+        let path = format!("/dav/calendars/bob@example.com/{name}/");
+        for method in ["MKCALENDAR", "MKCOL"] {
+            let r = dav(a, &bob, method, &path, &[], b"");
+            assert!(
+                !(200..300).contains(&r.status),
+                "{method} {path}: {} {}",
+                r.status,
+                r.text()
+            );
+        }
+    }
+    let names = list(a, &bob, "/dav/calendars/bob@example.com/");
+    for name in ["Inbox", "INBOX", "OUTBOX", "Outbox"] {
+        assert!(
+            !names.iter().any(|n| n.ends_with(&format!("/{name}/"))),
+            "{names:?}"
+        );
+    }
+}
+
+/// A scheduling write refused because the other account's copy has another organiser
+/// (a UID collision, or an attempt at someone else's event) is on record as `denied`.
+#[test]
+fn refused_scheduling_writes_are_on_record() {
+    let s = sched_server("[outbound]\nenabled = false\n");
+    let a = s.addr("http");
+    let alice = basic(ALICE, ALICE_PW);
+    let bob = basic(BOB, BOB_PW);
+    // alice has an event bob is not invited to; bob writes a copy of "hers" listing
+    // himself as ACCEPTED: his REPLY does not touch her copy.
+    let secret = invite(
+        "secret-1",
+        "20300301T090000Z",
+        "20300301T100000Z",
+        "Secret",
+        &["nobody@example.com"],
+    );
+    let apath = "/dav/calendars/alice@example.com/calendar/secret-1.ics";
+    assert_eq!(
+        dav(a, &alice, "PUT", apath, &[], secret.as_bytes()).status,
+        201
+    );
+    let forged = secret.replace(
+        "ATTENDEE;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:nobody@example.com",
+        &format!("ATTENDEE;PARTSTAT=ACCEPTED:mailto:{BOB}"),
+    );
+    let r = dav(
+        a,
+        &bob,
+        "PUT",
+        "/dav/calendars/bob@example.com/calendar/secret-1.ics",
+        &[],
+        forged.as_bytes(),
+    );
+    assert!(matches!(r.status, 201 | 204), "{}", r.text());
+    assert!(!get(a, &alice, apath).contains(BOB));
+    // bob organises his own "dup-1"; alice invites him to an event with that UID: his
+    // copy stays his.
+    let his = invite(
+        "dup-1",
+        "20300301T090000Z",
+        "20300301T100000Z",
+        "Bob's",
+        &[],
+    )
+    .replace(&format!("mailto:{ALICE}"), &format!("mailto:{BOB}"));
+    let bpath = "/dav/calendars/bob@example.com/calendar/dup-1.ics";
+    assert_eq!(dav(a, &bob, "PUT", bpath, &[], his.as_bytes()).status, 201);
+    let hers = invite(
+        "dup-1",
+        "20300301T090000Z",
+        "20300301T100000Z",
+        "Alice's",
+        &[BOB],
+    );
+    let r = dav(
+        a,
+        &alice,
+        "PUT",
+        "/dav/calendars/alice@example.com/calendar/dup-1.ics",
+        &[],
+        hers.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(unfold(&get(a, &bob, bpath)).contains("SUMMARY:Bob's"));
+    let audit = ledger(&s);
+    let denied = |action: &str, target: &str| {
+        audit.iter().any(|e| {
+            e["record"]["action"] == action
+                && e["record"]["result"] == "denied"
+                && e["record"]["target"] == target
+        })
+    };
+    assert!(denied("dav.schedule.reply", ALICE), "{audit:?}");
+    assert!(denied("dav.schedule.deliver", BOB), "{audit:?}");
+}
+
+/// An iMIP message delivered twice (an SMTP retry) leaves one inbox item, and an
+/// update of the same event replaces it rather than adding another.
+#[test]
+fn inbox_items_are_idempotent() {
+    let dns = dns();
+    let peer = peer();
+    let s = sched_server(&outbound_config(dns.port, peer.port));
+    let a = s.addr("http");
+    let bob = basic(BOB, BOB_PW);
+    let req = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//carol//EN\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\n\
+         UID:idem-1\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300401T090000Z\r\n\
+         DTEND:20300401T100000Z\r\nSUMMARY:Once\r\nORGANIZER:mailto:{CAROL}\r\n\
+         ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:{BOB}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    );
+    let mail = imip_mail(CAROL, BOB, "REQUEST", &req);
+    smtp(s.addr("smtp"), CAROL, BOB, &mail);
+    smtp(s.addr("smtp"), CAROL, BOB, &mail);
+    wait_for(DELIVERY, "both deliveries processed", || {
+        (ledger(&s)
+            .iter()
+            .filter(|e| e["record"]["action"] == "dav.schedule.deliver")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+    let inbox = "/dav/calendars/bob@example.com/inbox/";
+    assert_eq!(list(a, &bob, inbox).len(), 1);
+    let v2 = req.replace("SUMMARY:Once", "SEQUENCE:1\r\nSUMMARY:Twice");
+    smtp(
+        s.addr("smtp"),
+        CAROL,
+        BOB,
+        &imip_mail(CAROL, BOB, "REQUEST", &v2),
+    );
+    let items = wait_for(DELIVERY, "the update in the inbox", || {
+        let items = list(a, &bob, inbox);
+        items
+            .iter()
+            .any(|i| unfold(&get(a, &bob, i)).contains("SUMMARY:Twice"))
+            .then_some(items)
+    });
+    assert_eq!(items.len(), 1, "{items:?}");
 }

@@ -120,7 +120,7 @@ fn body(session: usize, n: usize, round: usize) -> Vec<u8> {
     // Every fifth is bigger than the embedded store keeps in its database (128 KiB): its
     // blob is a file, fsynced before the batch; the others commit with their batch.
     let lines = if n % 5 == 3 {
-        2600
+        4000
     } else {
         20 + (n * 37 + session * 11) % 200
     };

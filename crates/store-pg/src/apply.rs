@@ -973,6 +973,11 @@ impl<'t, 'c> Batch<'t, 'c> {
             | Op::PutDavResource { .. }
             | Op::DeleteDavResource { .. }
             | Op::SetDavShare { .. } => self.apply_dav(op).await,
+            Op::PutStsPolicy(_)
+            | Op::RemoveStsPolicy(_)
+            | Op::AddTlsRpt(_)
+            | Op::ClaimTlsRpt { .. }
+            | Op::FinishTlsRpt { .. } => self.apply_outbound_tls(op).await,
         }
     }
 

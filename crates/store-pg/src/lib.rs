@@ -50,6 +50,7 @@ mod dav;
 mod error;
 mod listen;
 pub mod migrate;
+mod outbound_tls;
 mod queue;
 mod rows;
 mod throttle;
@@ -70,7 +71,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// First key of the advisory lock that serialises migrations (second: the schema).
 const MIGRATION_LOCK: i32 = 0x7057_7231;
@@ -79,6 +80,7 @@ const SCHEMA_SQL: &str = include_str!("schema.sql");
 const QUEUE_SQL: &str = include_str!("queue.sql");
 const DAV_SQL: &str = include_str!("dav.sql");
 const DAV_SHARE_SQL: &str = include_str!("dav_share.sql");
+const OUTBOUND_TLS_SQL: &str = include_str!("outbound_tls.sql");
 
 /// Settings of the PostgreSQL backend.
 #[derive(Debug, Clone)]
@@ -224,6 +226,7 @@ pub(crate) async fn prepare_schema(
             tx.batch_execute(QUEUE_SQL).await.map_err(pg_err)?;
             tx.batch_execute(DAV_SQL).await.map_err(pg_err)?;
             tx.batch_execute(DAV_SHARE_SQL).await.map_err(pg_err)?;
+            tx.batch_execute(OUTBOUND_TLS_SQL).await.map_err(pg_err)?;
             tx.execute(
                 "INSERT INTO ledger_head (id, seq, hash) VALUES (1, 0, $1)",
                 &[&ledger::GENESIS],
@@ -276,6 +279,10 @@ pub(crate) async fn prepare_schema(
             if v < 6 {
                 // 5 → 6: calendar and address-book sharing.
                 tx.batch_execute(DAV_SHARE_SQL).await.map_err(pg_err)?;
+            }
+            if v < 7 {
+                // 6 → 7: cached MTA-STS policies and TLS report counters.
+                tx.batch_execute(OUTBOUND_TLS_SQL).await.map_err(pg_err)?;
             }
             tx.execute(
                 "UPDATE schema_version SET version = $1 WHERE id = 1",
@@ -1140,6 +1147,22 @@ impl Store for PgStore {
         let rows = self.query(&dav::shared_with_sql(), &[&grantee.0]).await?;
         rows.iter()
             .map(|r| Ok((dav::collection_row(r)?, col(r, 11)?)))
+            .collect()
+    }
+
+    async fn sts_policy(&self, domain: &str) -> Result<Option<StsPolicyRecord>> {
+        self.query_opt(outbound_tls::STS_POLICY_SQL, &[&domain])
+            .await?
+            .as_ref()
+            .map(outbound_tls::sts_row)
+            .transpose()
+    }
+
+    async fn tlsrpt_counts(&self, domain: &str, day: &str) -> Result<Vec<TlsRptCount>> {
+        self.query(outbound_tls::TLSRPT_COUNTS_SQL, &[&domain, &day])
+            .await?
+            .iter()
+            .map(outbound_tls::count_row)
             .collect()
     }
 

@@ -67,7 +67,7 @@ use tokio_postgres::types::ToSql;
 pub const SQLITE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// The embedded schema version this migration reads (`PRAGMA user_version`).
-const SQLITE_SCHEMA_VERSION: i64 = 7;
+const SQLITE_SCHEMA_VERSION: i64 = 8;
 
 /// Rows read from SQLite and inserted with one statement: 500 × at most 15 columns is
 /// far below PostgreSQL's 65535 bind parameters, and big enough that round trips do
@@ -405,6 +405,54 @@ pub const TABLES: &[Table] = &[
             c("account_id", I64),
             c("grantee_id", I64),
             c("rights", Text),
+        ],
+        derived: &[],
+    },
+    Table {
+        name: "mta_sts_policies",
+        pk: &["domain"],
+        cols: &[
+            c("domain", Text),
+            c("policy_id", Text),
+            c("mode", Text),
+            c("mx", Text),
+            c("max_age_secs", I64),
+            c("fetched_ms", I64),
+        ],
+        derived: &[],
+    },
+    Table {
+        name: "tlsrpt_counts",
+        pk: &[
+            "domain",
+            "day",
+            "policy_type",
+            "policy_strings",
+            "mx_host",
+            "result_type",
+            "receiving_ip",
+        ],
+        cols: &[
+            c("domain", Text),
+            c("day", Text),
+            c("policy_type", Text),
+            c("policy_strings", Text),
+            c("mx_host", Text),
+            c("result_type", Text),
+            c("receiving_ip", Text),
+            c("count", I64),
+        ],
+        derived: &[],
+    },
+    Table {
+        name: "tlsrpt_reports",
+        pk: &["domain", "day"],
+        cols: &[
+            c("domain", Text),
+            c("day", Text),
+            n("lease_owner", Text),
+            c("lease_until_ms", I64),
+            n("sent_ms", I64),
         ],
         derived: &[],
     },

@@ -1176,3 +1176,46 @@ async fn scoped_store_keeps_other_flags() {
     let (_g, _p, s, b) = fresh().await;
     c::scoped_store_keeps_other_flags(s, b).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outbound_tls_rules() {
+    let (_g, p, s, _) = fresh().await;
+    c::outbound_tls_rules(s).await;
+    assert!(p.backend_check().await.unwrap().is_empty());
+}
+
+/// A schema of version 6 (before the outbound TLS tables) is brought to the current
+/// version on connect, keeping what it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn schema_6_gains_the_outbound_tls_tables() {
+    let (g, p, s, _) = fresh().await;
+    s.write(vec![Op::CreateDomain(domain("kept.example"))])
+        .await
+        .unwrap();
+    drop(s);
+    drop(p);
+    raw(&g)
+        .await
+        .batch_execute(
+            "DROP TABLE mta_sts_policies; DROP TABLE tlsrpt_counts; DROP TABLE tlsrpt_reports;
+             UPDATE schema_version SET version = 6;",
+        )
+        .await
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(store_in(&g).await);
+    assert!(
+        store
+            .domain_by_name("kept.example")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    c::outbound_tls_rules(store).await;
+    let v: i32 = raw(&g)
+        .await
+        .query_one("SELECT version FROM schema_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, postern_store_pg::SCHEMA_VERSION);
+}

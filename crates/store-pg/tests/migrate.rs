@@ -1,14 +1,15 @@
 //! `migrate::from_embedded`: an embedded store filled through the `Store` trait (the
 //! conformance scripts plus NUL in the columns PostgreSQL maps, ACLs, an orphan blob)
-//! reads the same through PostgreSQL after the migration; a non-empty target, a corrupt
-//! blob and a held SQLite write lock are refused and leave nothing behind.
+//! reads the same through PostgreSQL after the migration — blobs kept in the database
+//! (`inline_blobs`) and blob files alike; a non-empty target, a corrupt blob (file or
+//! row) and a held SQLite write lock are refused and leave nothing behind.
 //!
 //! Needs PostgreSQL (`POSTERN_TEST_PG_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`); fails, never skips, without it. Each test
 //! works in its own schemas `postern_t_<random hex>`, dropped at the end.
 
 use postern_store::conformance as c;
-use postern_store::sqlite::{SqliteOptions, SqliteStore};
+use postern_store::sqlite::{SqliteBlobStore, SqliteOptions, SqliteStore};
 use postern_store::verify::{verify_ledger_head, verify_store};
 use postern_store::*;
 use postern_store_pg::migrate::from_embedded;
@@ -130,11 +131,29 @@ async fn snapshot(s: &dyn Store) -> String {
     out
 }
 
+/// The embedded store's inline limit in these tests: small enough that the conformance
+/// scripts leave blobs of both kinds.
+const INLINE_MAX: usize = 64;
+
+/// Every blob of the embedded store in `dir`: database rows and files.
+fn lite_blobs(dir: &std::path::Path, lite: Arc<SqliteStore>) -> SqliteBlobStore {
+    SqliteBlobStore::new(
+        lite,
+        FsBlobStore::open(&dir.join("blobs")).unwrap(),
+        INLINE_MAX,
+    )
+}
+
 /// An embedded store in `dir` with a bit of everything.
 async fn fill(dir: &std::path::Path) -> (PrincipalId, String) {
     let lite =
         Arc::new(SqliteStore::open(&dir.join("meta.sqlite"), SqliteOptions::default()).unwrap());
-    let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&dir.join("blobs")).unwrap());
+    // Blobs up to 64 bytes in the database, bigger ones as files: both kinds migrate.
+    let blobs: Arc<dyn BlobStore> = Arc::new(SqliteBlobStore::new(
+        lite.clone(),
+        FsBlobStore::open(&dir.join("blobs")).unwrap(),
+        INLINE_MAX,
+    ));
     let s: Arc<dyn Store> = lite.clone();
     c::mailbox_lifecycle(s.clone(), blobs.clone()).await;
     c::directory_rules(s.clone()).await;
@@ -196,8 +215,10 @@ async fn fill(dir: &std::path::Path) -> (PrincipalId, String) {
     ])
     .await
     .unwrap();
-    // A blob no message refers to (a crash between blob write and commit) is copied too.
+    // Blobs no message refers to (a crash between blob write and commit) are copied too:
+    // one in the database, one a file.
     blobs.put(b"orphan".to_vec()).await.unwrap();
+    blobs.put(vec![b'o'; INLINE_MAX + 1]).await.unwrap();
     // Not blobs: left alone.
     std::fs::write(dir.join("blobs/tmp/0123456789abcdef"), b"in flight").unwrap();
     std::fs::write(dir.join("blobs/README"), b"x").unwrap();
@@ -211,13 +232,26 @@ async fn fill(dir: &std::path::Path) -> (PrincipalId, String) {
 async fn embedded_store_migrates_without_loss() {
     let dir = tempfile::tempdir().unwrap();
     let (ann, before) = fill(dir.path()).await;
-    let lite_blobs = FsBlobStore::open(&dir.path().join("blobs")).unwrap();
+    let lite = Arc::new(
+        SqliteStore::open(&dir.path().join("meta.sqlite"), SqliteOptions::default()).unwrap(),
+    );
+    let lite_blobs = lite_blobs(dir.path(), lite.clone());
     let files = lite_blobs.list().await.unwrap();
-    let lite =
-        SqliteStore::open(&dir.path().join("meta.sqlite"), SqliteOptions::default()).unwrap();
-    let source = verify_store(&lite, &lite_blobs).await.unwrap();
+    let in_files = lite_blobs.files().list().await.unwrap();
+    assert!(
+        !in_files.is_empty() && in_files.len() < files.len(),
+        "{} of {} blobs are files",
+        in_files.len(),
+        files.len()
+    );
+    let source = verify_store(&*lite, &lite_blobs).await.unwrap();
     assert!(source.ok(), "{source:?}");
+    let mut originals = Vec::new();
+    for h in &files {
+        originals.push(lite_blobs.get(h).await.unwrap());
+    }
     lite.close();
+    drop(lite_blobs);
     drop(lite);
 
     let g = Schema::new();
@@ -270,11 +304,8 @@ async fn embedded_store_migrates_without_loss() {
     assert_eq!(snapshot(&pg).await, before);
     let pg_blobs = pg.blob_store();
     assert_eq!(pg_blobs.list().await.unwrap(), files);
-    for h in &files {
-        assert_eq!(
-            pg_blobs.get(h).await.unwrap(),
-            lite_blobs.get(h).await.unwrap()
-        );
+    for (h, data) in files.iter().zip(&originals) {
+        assert_eq!(&pg_blobs.get(h).await.unwrap(), data);
     }
     let v = verify_store(&pg, &pg_blobs).await.unwrap();
     assert!(v.ok(), "{v:?}");
@@ -387,12 +418,39 @@ async fn refusals_leave_nothing_behind() {
     let corrupt = Schema::new();
     let victim = FsBlobStore::open(&blobs).unwrap().list().await.unwrap()[0].clone();
     let path = blobs.join(&victim[0..2]).join(&victim[2..4]).join(&victim);
+    let good = std::fs::read(&path).unwrap();
     std::fs::write(&path, b"rotten").unwrap();
     let e = from_embedded(&db, &blobs, &url(), &corrupt.name)
         .await
         .unwrap_err();
     assert!(
         matches!(&e, StoreError::CorruptBlob { hash, .. } if *hash == victim),
+        "{e}"
+    );
+    assert!(!schema_exists(&corrupt.name).await);
+    std::fs::write(&path, good).unwrap();
+    // The same for a blob kept in the database.
+    let row: String = {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let h: String = c
+            .query_row(
+                "SELECT hash FROM inline_blobs ORDER BY hash LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        c.execute(
+            "UPDATE inline_blobs SET data = ?1 WHERE hash = ?2",
+            rusqlite::params![&b"rotten"[..], h],
+        )
+        .unwrap();
+        h
+    };
+    let e = from_embedded(&db, &blobs, &url(), &corrupt.name)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::CorruptBlob { hash, .. } if *hash == row),
         "{e}"
     );
     assert!(!schema_exists(&corrupt.name).await);

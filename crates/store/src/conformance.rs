@@ -2274,3 +2274,230 @@ pub async fn dav_share_rules(store: Arc<dyn Store>) {
         .unwrap();
     assert!(store.dav_shares(a, book_id).await.unwrap().is_empty());
 }
+
+/// Cached MTA-STS policies are replaced and removed; TLS report counters add up, a
+/// (domain, day) report is claimed by one owner at a time, only once its day is over,
+/// and once finished its counters are gone and late counts for that day are dropped.
+pub async fn outbound_tls_rules(store: Arc<dyn Store>) {
+    assert_eq!(store.sts_policy("example.net").await.unwrap(), None);
+    let mut p = StsPolicyRecord {
+        domain: "example.net".into(),
+        policy_id: "abc1".into(),
+        mode: "enforce".into(),
+        mx: vec!["mx1.example.net".into(), "*.example.net".into()],
+        max_age_secs: 86_400,
+        fetched_ms: 1_000,
+    };
+    store
+        .write(vec![Op::PutStsPolicy(p.clone())])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sts_policy("example.net").await.unwrap(),
+        Some(p.clone())
+    );
+    assert_eq!(p.expires_ms(), 86_401_000);
+    p.policy_id = "abc2".into();
+    p.mode = "testing".into();
+    p.mx = vec!["mx2.example.net".into()];
+    store
+        .write(vec![Op::PutStsPolicy(p.clone())])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sts_policy("example.net").await.unwrap(),
+        Some(p.clone())
+    );
+    assert_eq!(store.sts_policy("other.net").await.unwrap(), None);
+    store
+        .write(vec![Op::RemoveStsPolicy("example.net".into())])
+        .await
+        .unwrap();
+    assert_eq!(store.sts_policy("example.net").await.unwrap(), None);
+
+    let count = |domain: &str, day: &str, result: &str, n: u64| TlsRptCount {
+        domain: domain.into(),
+        day: day.into(),
+        policy_type: "sts".into(),
+        policy_strings: vec!["version: STSv1".into(), "mode: enforce".into()],
+        mx_host: "mx1.example.net".into(),
+        result_type: result.into(),
+        receiving_ip: "192.0.2.1".into(),
+        count: n,
+    };
+    store
+        .write(vec![Op::AddTlsRpt(vec![
+            count("example.net", "2026-01-01", "", 2),
+            count("example.net", "2026-01-01", "certificate-expired", 1),
+            count("example.org", "2026-01-01", "", 1),
+            count("example.net", "2026-01-02", "", 1),
+        ])])
+        .await
+        .unwrap();
+    // Another node adds to the same counters.
+    store
+        .write(vec![Op::AddTlsRpt(vec![count(
+            "example.net",
+            "2026-01-01",
+            "",
+            3,
+        )])])
+        .await
+        .unwrap();
+    let rows = store
+        .tlsrpt_counts("example.net", "2026-01-01")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            count("example.net", "2026-01-01", "", 5),
+            count("example.net", "2026-01-01", "certificate-expired", 1),
+        ]
+    );
+    let claim = |owner: &str, before: &str, now: i64| Op::ClaimTlsRpt {
+        owner: owner.into(),
+        before_day: before.into(),
+        now_ms: now,
+        lease_until_ms: now + 1_000,
+        limit: 10,
+    };
+    let claimed = |r: Vec<OpResult>| match r.into_iter().next() {
+        Some(OpResult::TlsRptClaimed(v)) => v,
+        other => panic!("{other:?}"),
+    };
+    // Only days before `before_day`.
+    let a = claimed(
+        store
+            .write(vec![claim("a", "2026-01-02", 10)])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        a,
+        vec![
+            ("example.net".to_string(), "2026-01-01".to_string()),
+            ("example.org".to_string(), "2026-01-01".to_string()),
+        ]
+    );
+    // Leased: another node gets nothing until the lease runs out.
+    let b = claimed(
+        store
+            .write(vec![claim("b", "2026-01-02", 20)])
+            .await
+            .unwrap(),
+    );
+    assert!(b.is_empty(), "{b:?}");
+    let b = claimed(
+        store
+            .write(vec![claim("b", "2026-01-02", 2_000)])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(b.len(), 2, "{b:?}");
+    // The first owner lost its lease: its finish changes nothing.
+    store
+        .write(vec![Op::FinishTlsRpt {
+            owner: "a".into(),
+            domain: "example.net".into(),
+            day: "2026-01-01".into(),
+            now_ms: 2_100,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .tlsrpt_counts("example.net", "2026-01-01")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    store
+        .write(vec![Op::FinishTlsRpt {
+            owner: "b".into(),
+            domain: "example.net".into(),
+            day: "2026-01-01".into(),
+            now_ms: 2_200,
+        }])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .tlsrpt_counts("example.net", "2026-01-01")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A late count for a day already reported is dropped; other days still count.
+    store
+        .write(vec![Op::AddTlsRpt(vec![
+            count("example.net", "2026-01-01", "", 1),
+            count("example.net", "2026-01-02", "", 1),
+        ])])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .tlsrpt_counts("example.net", "2026-01-01")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .tlsrpt_counts("example.net", "2026-01-02")
+            .await
+            .unwrap()[0]
+            .count,
+        2
+    );
+    // Sent: never claimed again, even after every lease ran out.
+    let c = claimed(
+        store
+            .write(vec![claim("c", "2026-01-03", 100_000)])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        c,
+        vec![
+            ("example.org".to_string(), "2026-01-01".to_string()),
+            ("example.net".to_string(), "2026-01-02".to_string()),
+        ]
+    );
+    // Nodes claiming at once: each (domain, day) goes to one of them.
+    let rows: Vec<TlsRptCount> = (0..20)
+        .map(|i| count(&format!("d{i}.example"), "2026-02-01", "", 1))
+        .collect();
+    store.write(vec![Op::AddTlsRpt(rows)]).await.unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..6 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = store
+                .write(vec![Op::ClaimTlsRpt {
+                    owner: format!("node{n}"),
+                    before_day: "2026-02-02".into(),
+                    now_ms: 200_000,
+                    lease_until_ms: 300_000,
+                    limit: 7,
+                }])
+                .await
+                .unwrap();
+            match r.into_iter().next() {
+                Some(OpResult::TlsRptClaimed(v)) => v,
+                other => panic!("{other:?}"),
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(n, all.len(), "a report claimed twice");
+    assert!(n >= 7, "{n}");
+}

@@ -26,6 +26,7 @@ pub mod error;
 pub mod ledger;
 pub mod model;
 pub mod ops;
+pub mod outbound_tls;
 pub mod queue;
 pub mod sqlite;
 pub mod verify;
@@ -34,6 +35,7 @@ pub use blob::{BlobStore, FsBlobStore};
 pub use error::{Result, StoreError};
 pub use model::*;
 pub use ops::{BlobBytes, FlagAction, Op, OpResult};
+pub use outbound_tls::*;
 pub use queue::*;
 
 use async_trait::async_trait;
@@ -227,6 +229,11 @@ pub trait Store: Send + Sync {
     /// Other accounts' DAV collections granted to `grantee`, with the rights, by owner
     /// then name.
     async fn dav_shared_with(&self, grantee: PrincipalId) -> Result<Vec<(DavCollection, String)>>;
+
+    /// The cached MTA-STS policy of a domain (expired or not).
+    async fn sts_policy(&self, domain: &str) -> Result<Option<StsPolicyRecord>>;
+    /// The TLS outcome counters of one policy domain and day.
+    async fn tlsrpt_counts(&self, domain: &str, day: &str) -> Result<Vec<TlsRptCount>>;
 
     /// Every (blob, size) that a message record or a queued message refers to.
     async fn referenced_blobs(&self) -> Result<Vec<BlobRef>>;

@@ -4,6 +4,7 @@
 //! transaction), and several batches can share one commit (group commit).
 
 use crate::model::*;
+use crate::outbound_tls::*;
 use crate::queue::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +197,37 @@ pub enum Op {
         grantee: PrincipalId,
         rights: String,
     },
+    /// Stores (or replaces) a domain's cached MTA-STS policy.
+    PutStsPolicy(StsPolicyRecord),
+    /// Forgets a domain's cached MTA-STS policy (a missing one is not an error).
+    RemoveStsPolicy(String),
+    /// Adds each count to its counter (made when missing). Counts for a (domain, day)
+    /// whose report was already sent are dropped.
+    AddTlsRpt(Vec<TlsRptCount>),
+    /// Leases to `owner`, until `lease_until_ms`, at most `limit` (domain, day) reports
+    /// with counters, a day before `before_day`, not sent and not leased by another
+    /// claim whose lease still runs. Result: [`OpResult::TlsRptClaimed`].
+    ClaimTlsRpt {
+        owner: String,
+        before_day: String,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    },
+    /// Marks the (domain, day) report that `owner` holds as sent and drops its counters;
+    /// changes nothing when `owner` no longer holds it. Also forgets sent marks older
+    /// than [`TLSRPT_SENT_KEEP_MS`]. Result: [`OpResult::Done`].
+    FinishTlsRpt {
+        owner: String,
+        domain: String,
+        day: String,
+        now_ms: i64,
+    },
 }
+
+/// How long a sent TLS report's mark is kept (a late count for its day is dropped
+/// while the mark is there).
+pub const TLSRPT_SENT_KEEP_MS: i64 = 31 * 24 * 3600 * 1000;
 
 /// A blob's bytes in an [`Op::PutBlob`]: shared, so retrying a batch copies no bytes,
 /// and shown by length only.
@@ -316,6 +347,8 @@ pub enum OpResult {
     },
     /// `RetryQueued`: how many recipients were made due.
     Retried(usize),
+    /// `ClaimTlsRpt`: the (domain, day) reports leased.
+    TlsRptClaimed(Vec<(String, String)>),
     /// A DAV resource was written: whether it is new, and its journal number.
     DavWritten {
         created: bool,

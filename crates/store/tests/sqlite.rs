@@ -55,10 +55,13 @@ async fn old_blob_files_still_read() {
         let mut ops = Vec::new();
         let mut old = Vec::new();
         for i in 0..3 {
-            let body = format!("Subject: old {i}
+            let body = format!(
+                "Subject: old {i}
 
 {}
-", "x".repeat(i * 100));
+",
+                "x".repeat(i * 100)
+            );
             let m = c::put_message(&files, acct, body.as_bytes()).await;
             old.push((m.blob.hash.clone(), body.into_bytes()));
             ops.push(c::append(m, inbox));
@@ -70,8 +73,11 @@ async fn old_blob_files_still_read() {
     {
         // Back to version 6: no inline_blobs table.
         let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch("DROP TABLE inline_blobs; PRAGMA user_version = 6;")
-            .unwrap();
+        c.execute_batch(
+            "DROP TABLE inline_blobs; DROP TABLE mta_sts_policies; DROP TABLE tlsrpt_counts;
+             DROP TABLE tlsrpt_reports; PRAGMA user_version = 6;",
+        )
+        .unwrap();
     }
     let store = Arc::new(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
     let blobs = SqliteBlobStore::new(
@@ -439,4 +445,10 @@ async fn expunge_only_deleted() {
 async fn scoped_store_keeps_other_flags() {
     let (_d, s, b) = fresh();
     c::scoped_store_keeps_other_flags(s, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outbound_tls_rules() {
+    let (_d, s, _) = fresh();
+    c::outbound_tls_rules(s).await;
 }

@@ -126,14 +126,38 @@ fn alarms_of(ical: &ICalendar, idx: usize) -> Vec<Alarm> {
     out
 }
 
+/// What [`alarms_ring`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmOverlap {
+    /// An alarm rings in the range.
+    Rings,
+    /// No alarm rings in the range.
+    Silent,
+    /// No alarm found ringing before the expansion of the series was cut (a cap or the
+    /// deadline): the answer is not known.
+    Truncated,
+}
+
 /// Whether any alarm of the object `text` rings in `[start, end)` (either side open).
-/// `None` when the object does not parse.
+/// `None` when the object does not parse. A series whose expansion was cut before an
+/// alarm was found counts as not ringing: [`alarms_ring`] tells that case apart.
 pub fn alarms_overlap(
     text: &str,
     start: Option<i64>,
     end: Option<i64>,
     deadline: Instant,
 ) -> Option<bool> {
+    alarms_ring(text, start, end, deadline).map(|o| o == AlarmOverlap::Rings)
+}
+
+/// As [`alarms_overlap`], saying when the expansion was cut before an answer
+/// ([`AlarmOverlap::Truncated`]).
+pub fn alarms_ring(
+    text: &str,
+    start: Option<i64>,
+    end: Option<i64>,
+    deadline: Instant,
+) -> Option<AlarmOverlap> {
     let ical = ICalendar::parse(text).ok()?;
     let per_comp: Vec<(usize, Vec<Alarm>)> = (0..ical.components.len())
         .filter(|&i| ical.components[i].component_type.has_time_ranges())
@@ -141,7 +165,7 @@ pub fn alarms_overlap(
         .filter(|(_, a)| !a.is_empty())
         .collect();
     if per_comp.is_empty() {
-        return Some(false);
+        return Some(AlarmOverlap::Silent);
     }
     let inside = |t: i64| start.is_none_or(|s| t >= s) && end.is_none_or(|e| t < e);
     // An absolute trigger is one set of times whatever the instances.
@@ -150,7 +174,15 @@ pub fn alarms_overlap(
         .flat_map(|(_, a)| a)
         .any(|a| matches!(a.trigger, Trigger::Absolute(_)) && a.times(0, 0).any(inside))
     {
-        return Some(true);
+        return Some(AlarmOverlap::Rings);
+    }
+    // Only relative triggers depend on the instances.
+    if !per_comp
+        .iter()
+        .flat_map(|(_, a)| a)
+        .any(|a| matches!(a.trigger, Trigger::Relative { .. }))
+    {
+        return Some(AlarmOverlap::Silent);
     }
     let reach = per_comp
         .iter()
@@ -172,10 +204,14 @@ pub fn alarms_overlap(
             .filter(|a| matches!(a.trigger, Trigger::Relative { .. }))
             .any(|a| a.times(inst.start_ms, inst.end_ms).any(inside))
         {
-            return Some(true);
+            return Some(AlarmOverlap::Rings);
         }
     }
-    Some(false)
+    Some(if widened.truncated {
+        AlarmOverlap::Truncated
+    } else {
+        AlarmOverlap::Silent
+    })
 }
 
 #[cfg(test)]
@@ -224,6 +260,41 @@ mod tests {
         // No alarm: nothing.
         let plain = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:b\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300110T100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
         assert!(!hit(plain, "20300101T000000Z", "20310101T000000Z"));
+    }
+
+    #[test]
+    fn repeats_are_capped() {
+        // 09:45 and then every minute, asked for far more than MAX_ALARM_REPEATS times:
+        // the last one looked at is 1000 minutes later (02:25 the next day).
+        assert_eq!(MAX_ALARM_REPEATS, 1_000);
+        let e = ev("", "TRIGGER:-PT15M\r\nREPEAT:100000\r\nDURATION:PT1M\r\n");
+        assert!(hit(&e, "20300111T022500Z", "20300111T022600Z"));
+        assert!(!hit(&e, "20300111T022600Z", "20300111T030000Z"));
+    }
+
+    #[test]
+    fn a_cut_expansion_is_not_an_answer() {
+        let e = ev("RRULE:FREQ=DAILY\r\n", "TRIGGER:-PT15M\r\n");
+        // Out of time before anything was expanded: not known, not "silent".
+        let past = Instant::now() - std::time::Duration::from_millis(1);
+        assert_eq!(
+            alarms_ring(&e, ms("20350114T000000Z"), ms("20350115T000000Z"), past),
+            Some(AlarmOverlap::Truncated)
+        );
+        // Absolute triggers only: no expansion needed, so no doubt.
+        let abs = ev(
+            "RRULE:FREQ=DAILY\r\n",
+            "TRIGGER;VALUE=DATE-TIME:20300105T080000Z\r\n",
+        );
+        assert_eq!(
+            alarms_ring(&abs, ms("20350114T000000Z"), ms("20350115T000000Z"), past),
+            Some(AlarmOverlap::Silent)
+        );
+        let later = Instant::now() + std::time::Duration::from_secs(2);
+        assert_eq!(
+            alarms_ring(&e, ms("20300114T094000Z"), ms("20300114T095000Z"), later),
+            Some(AlarmOverlap::Rings)
+        );
     }
 
     #[test]

@@ -10,14 +10,22 @@
 //! text RFC 2047-encoded, so an organiser's SUMMARY cannot add header fields.
 //!
 //! **In:** a message delivered by SMTP whose envelope sender and single From address
-//! agree, that DMARC did not fail and that was not filed as junk, carrying a
+//! agree, whose sender's domain is positively authenticated ([`sender_authenticated`]:
+//! DMARC pass, a DKIM pass with d= the From domain, or SPF pass for it; a domain without
+//! DMARC is not enough) and that was not filed as junk, carrying a
 //! `text/calendar` part (at most [`MAX_IMIP_PARTS`] parts looked at, the object at most
 //! [`MAX_IMIP_BYTES`], at most [`MAX_IMIP_COMPONENTS`] components):
-//! - REPLY: applied to the recipient's copy only when the recipient organises the event
+//! - REPLY: applied to the recipient's copy only when the sender is another domain's
+//!   address (local attendees answer through CalDAV), the recipient organises the event
 //!   and the sender is one of its attendees, and only that attendee's PARTSTAT changes.
 //! - REQUEST / CANCEL: only when ORGANIZER is the sender and another domain's address,
-//!   and the recipient is an attendee; an existing copy is changed only when it has that
-//!   organiser. A room answers a REQUEST by itself (a REPLY mail back).
+//!   the recipient is an attendee, and the message's SEQUENCE is not older than the
+//!   copy's; an existing copy is changed only when it has that organiser. A message about
+//!   one instance (no master component) changes that instance only. A room answers a
+//!   REQUEST by itself (a REPLY mail back).
+//!
+//! "Another domain" is seen from the recipient: a hosted domain other than the
+//! recipient's is another tenant, and counts as external.
 //!
 //! Anything else is ignored (`dav.schedule.imip.ignored` in the ledger, with why); the
 //! message itself is delivered as any other.
@@ -168,12 +176,59 @@ pub fn build_message(from: &str, to: &str, cal: &Cal) -> Vec<u8> {
     m.into_bytes()
 }
 
+/// Whether an iMIP message needs SMTPUTF8: an address, or the header section, is not
+/// ASCII.
+fn envelope_needs_smtputf8(from: &str, to: &str, raw: &[u8]) -> bool {
+    !from.is_ascii() || !to.is_ascii() || !crate::outbound::header_is_ascii(raw)
+}
+
 /// Whether a delivered message may carry iMIP (a cheap look before parsing).
 pub fn may_carry_imip(raw: &[u8]) -> bool {
     raw.len() <= MAX_IMIP_MESSAGE
         && raw
             .windows(13)
             .any(|w| w.eq_ignore_ascii_case(b"text/calendar"))
+}
+
+/// Whether the verifier's summary (`details.authentication` of a delivery, see
+/// `postern_smtp::verify::Verdict::summary`) positively authenticates `sender`'s domain
+/// (the From domain: the caller checked that From is the envelope sender): DMARC pass,
+/// or a DKIM pass whose d= is that domain, or SPF pass for that domain. `none` (no
+/// DMARC record, no signature, no SPF record) is not enough: anyone can write any
+/// address of such a domain.
+pub fn sender_authenticated(auth: Option<&serde_json::Value>, sender: &str) -> bool {
+    let Some(auth) = auth else {
+        return false;
+    };
+    let Some((_, domain)) = sender.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.trim_end_matches('.');
+    if domain.is_empty() {
+        return false;
+    }
+    let is = |v: Option<&serde_json::Value>, want: &str| {
+        v.and_then(|v| v.as_str())
+            .is_some_and(|s| s.eq_ignore_ascii_case(want))
+    };
+    let same_domain = |v: Option<&serde_json::Value>| {
+        v.and_then(|v| v.as_str())
+            .is_some_and(|d| d.trim_end_matches('.').eq_ignore_ascii_case(domain))
+    };
+    if is(auth.pointer("/dmarc/result"), "fail") {
+        return false;
+    }
+    if is(auth.pointer("/dmarc/result"), "pass") && same_domain(auth.pointer("/dmarc/domain")) {
+        return true;
+    }
+    let dkim = auth
+        .get("dkim")
+        .and_then(|d| d.as_array())
+        .is_some_and(|rows| {
+            rows.iter()
+                .any(|r| is(r.get("result"), "pass") && same_domain(r.get("domain")))
+        });
+    dkim || (is(auth.pointer("/spf/result"), "pass") && same_domain(auth.pointer("/spf/domain")))
 }
 
 /// The first text/calendar object of a message, bounded.
@@ -234,7 +289,9 @@ impl Core {
                 Err(e) => tracing::warn!(error = %e, "iMIP message not signed"),
             }
         }
+        // A UTF-8 address (in the envelope or the From/To fields) needs SMTPUTF8 (RFC 6531).
         let envelope = EnvelopeOptions {
+            smtputf8: envelope_needs_smtputf8(&from, &to, &raw),
             lifetime_ms: Some(self.queue_lifetime_ms()),
             ..Default::default()
         };
@@ -286,14 +343,16 @@ impl Core {
     }
 
     /// Processes a delivered message's iMIP content (see the module documentation).
-    /// `distrusted`: DMARC failed or the message went to junk.
+    /// `junk`: the message went to junk; `authentication`: the verifier's summary
+    /// (`None` for mail that did not come through SMTP verification).
     pub(crate) async fn imip_inbound(
         &self,
         ctx: &Ctx,
         mail_from: &str,
         recipients: &[Principal],
         raw: &[u8],
-        distrusted: bool,
+        junk: bool,
+        authentication: Option<&serde_json::Value>,
     ) {
         let sender = mail_from.trim().to_ascii_lowercase();
         if sender.is_empty() {
@@ -303,8 +362,17 @@ impl Core {
             return;
         };
         let shown: String = sender.chars().take(320).collect();
-        if distrusted {
-            return self.imip_ignored(ctx, &shown, "DMARC failed or junk").await;
+        if junk {
+            return self.imip_ignored(ctx, &shown, "filed as junk").await;
+        }
+        if !sender_authenticated(authentication, &sender) {
+            return self
+                .imip_ignored(
+                    ctx,
+                    &shown,
+                    "the sender's domain is not authenticated (no DMARC, aligned DKIM or SPF pass)",
+                )
+                .await;
         }
         match crate::delivery::single_from(raw) {
             Ok(f) if f.eq_ignore_ascii_case(&sender) => {}
@@ -362,6 +430,14 @@ impl Core {
         sender: &str,
         cal: &Cal,
     ) -> Result<Option<&'static str>> {
+        // Local attendees answer through CalDAV: a mailed REPLY naming one of the
+        // recipient's own domain is not theirs to make.
+        if !matches!(
+            self.sched_classify(sender, p.domain).await?,
+            Recipient::External
+        ) {
+            return Ok(Some("a local attendee does not reply by mail"));
+        }
         // Only the sender speaks for itself: every other ATTENDEE is dropped first.
         let mut only = cal.clone();
         for m in only.mains_mut() {
@@ -391,7 +467,10 @@ impl Core {
         if cal.organizer().as_deref() != Some(sender) {
             return Ok(Some("ORGANIZER is not the sender"));
         }
-        if !matches!(self.sched_classify(sender).await?, Recipient::External) {
+        if !matches!(
+            self.sched_classify(sender, p.domain).await?,
+            Recipient::External
+        ) {
             return Ok(Some("a local ORGANIZER does not schedule by mail"));
         }
         if cal.attendee(addr).is_none() {
@@ -407,27 +486,39 @@ impl Core {
         if !valid {
             return Ok(Some("not a valid calendar object"));
         }
+        // RFC 5546 §2.1.5: an older revision than the copy's is not applied (a replayed
+        // or late message), a CANCEL no more than a REQUEST; per instance for a message
+        // about instances.
+        if let Some(uid) = cal.uid()
+            && let Some((_, r)) = self.sched_find(p.id, &uid).await?
+            && let Some(old) = Cal::parse(&r.data)
+        {
+            let msg = cal.clone();
+            let older =
+                tokio::task::spawn_blocking(move || super::sched::older_than_copy(&old, &msg))
+                    .await
+                    .unwrap_or(true);
+            if older {
+                return Ok(Some("an older SEQUENCE than the recipient's copy"));
+            }
+        }
         if method == "CANCEL" {
             self.sched_cancel(ctx, sender, p, addr, &itip(cal, "CANCEL"))
                 .await?;
             return Ok(None);
         }
-        // RFC 5546 §2.1.5: an older revision than the copy's is not applied (a replayed
-        // or late message).
-        let seq = |c: &Cal| {
-            c.master()
-                .and_then(|m| m.value("SEQUENCE"))
-                .and_then(|v| v.trim().parse::<u32>().ok())
-                .unwrap_or(0)
-        };
-        if let Some(uid) = cal.uid()
-            && let Some((_, r)) = self.sched_find(p.id, &uid).await?
-            && Cal::parse(&r.data).is_some_and(|old| seq(&old) > seq(cal))
-        {
-            return Ok(Some("an older SEQUENCE than the recipient's copy"));
-        }
         let request = itip(cal, "REQUEST");
-        if p.kind == PrincipalKind::Resource {
+        // A room answers by itself only to organisers outside this server: another
+        // hosted domain (another tenant) does not learn its busy time from the answer.
+        let hosted_sender = match sender.rsplit_once('@') {
+            Some((_, d)) => self.store.domains().await?.iter().any(|x| {
+                x.name
+                    .trim_end_matches('.')
+                    .eq_ignore_ascii_case(d.trim_end_matches('.'))
+            }),
+            None => true,
+        };
+        if p.kind == PrincipalKind::Resource && !hosted_sender {
             let answer = self.sched_room_answer(ctx, p, addr, &plain).await?;
             self.sched_deliver(ctx, sender, p, addr, &request, Some(answer))
                 .await?;
@@ -462,6 +553,91 @@ mod tests {
         assert!(!head.lines().any(|l| l.starts_with("Bcc")), "{head}");
         assert!(head.contains("Subject: Invitation: hi  Bcc: evil@x.org"));
         assert!(text.contains("method=REQUEST"));
+    }
+
+    #[test]
+    fn only_positive_authentication_of_the_from_domain_counts() {
+        let v = |spf: &str, spf_d: &str, dkim: serde_json::Value, dmarc: &str, dmarc_d: &str| {
+            json!({
+                "spf": {"result": spf, "domain": spf_d},
+                "dkim": dkim,
+                "arc": "none",
+                "dmarc": {"result": dmarc, "policy": null, "domain": dmarc_d},
+            })
+        };
+        let s = "carol@ext.test";
+        // Nothing published: none everywhere.
+        assert!(!sender_authenticated(
+            Some(&v("none", "ext.test", json!([]), "none", "ext.test")),
+            s
+        ));
+        assert!(!sender_authenticated(None, s));
+        // DMARC pass.
+        assert!(sender_authenticated(
+            Some(&v("none", "", json!([]), "pass", "ext.test")),
+            s
+        ));
+        // Aligned DKIM (d= the From domain), not another domain's.
+        let dk = |d: &str, r: &str| json!([{"domain": d, "selector": "s", "result": r}]);
+        assert!(sender_authenticated(
+            Some(&v("none", "", dk("EXT.test", "pass"), "none", "ext.test")),
+            s
+        ));
+        assert!(!sender_authenticated(
+            Some(&v("none", "", dk("evil.test", "pass"), "none", "ext.test")),
+            s
+        ));
+        assert!(!sender_authenticated(
+            Some(&v("none", "", dk("ext.test", "fail"), "none", "ext.test")),
+            s
+        ));
+        // SPF pass for the sender's domain only.
+        assert!(sender_authenticated(
+            Some(&v("pass", "ext.test", json!([]), "none", "ext.test")),
+            s
+        ));
+        assert!(!sender_authenticated(
+            Some(&v("pass", "helo.test", json!([]), "none", "ext.test")),
+            s
+        ));
+        assert!(!sender_authenticated(
+            Some(&v("softfail", "ext.test", json!([]), "none", "ext.test")),
+            s
+        ));
+        // A DMARC fail outweighs an SPF pass.
+        assert!(!sender_authenticated(
+            Some(&v("pass", "ext.test", json!([]), "fail", "ext.test")),
+            s
+        ));
+    }
+
+    #[test]
+    fn utf8_addresses_ask_for_smtputf8() {
+        let cal = Cal::parse("BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:u\r\nSUMMARY:Réunion\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n").unwrap();
+        let raw = build_message("a@x.org", "b@y.org", &cal);
+        assert!(!envelope_needs_smtputf8("a@x.org", "b@y.org", &raw));
+        let raw = build_message("a@x.org", "jürgen@y.org", &cal);
+        assert!(envelope_needs_smtputf8("a@x.org", "jürgen@y.org", &raw));
+        assert!(envelope_needs_smtputf8("zoë@x.org", "b@y.org", &raw));
+    }
+
+    #[test]
+    fn parts_beyond_the_cap_are_not_looked_at() {
+        // The multipart container is part 0; `fillers` text parts, then the calendar.
+        let msg = |fillers: usize| {
+            let mut m = String::from(
+                "From: <a@x.org>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n",
+            );
+            for i in 0..fillers {
+                m.push_str(&format!(
+                    "--b\r\nContent-Type: text/plain\r\n\r\nfiller {i}\r\n"
+                ));
+            }
+            m.push_str("--b\r\nContent-Type: text/calendar; method=REPLY\r\n\r\nBEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n--b--\r\n");
+            m.into_bytes()
+        };
+        assert!(calendar_part(&msg(MAX_IMIP_PARTS - 2)).is_some());
+        assert!(calendar_part(&msg(MAX_IMIP_PARTS - 1)).is_none());
     }
 
     #[test]

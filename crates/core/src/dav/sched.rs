@@ -38,6 +38,31 @@
 //! the attendee's, or SMTP's for iMIP) as actor and the account written as target; reads
 //! of another account's calendars for busy time are `dav.schedule.busy`.
 //!
+//! **Tenants:** "local" is the acting account's own domain ([`Core::sched_classify`]):
+//! accounts, rooms and unknown addresses of another hosted domain are treated as any
+//! other domain's (SCHEDULE-STATUS 1.1, iMIP through the queue), so one tenant neither
+//! writes into another's calendars nor learns which of its addresses exist, and another
+//! tenant's room does not answer by itself.
+//!
+//! **Races:** a write into another account's copy (a delivery, a cancel, a reply) expects
+//! the ETag it read and, when the copy changed in between, reads, merges and writes again
+//! (at most [`SCHED_ATTEMPTS`] times); an organiser's PUT without a precondition does the
+//! same, so a reply landing between its read and its write is not overwritten.
+//!
+//! **Instances:** a REQUEST or CANCEL about instances only (RECURRENCE-ID components and
+//! no master, as Outlook and Exchange send for one occurrence) changes those instances
+//! of the attendee's series — an override replaced or added; an EXDATE and the override
+//! gone — matched by their UTC instant.
+//!
+//! **Inbox items** are one per object and sender (named by a hash of UID and sender):
+//! the newest message replaces the one before, so a retried delivery does not duplicate
+//! it and the inbox does not grow with every update. The collection is the one of kind
+//! inbox; clients cannot name collections `inbox` or `outbox`.
+//!
+//! **Ledger, refusals:** a delivery, cancel or reply refused because the other copy has
+//! another organiser (a UID collision, or an attempt at someone else's event) is a
+//! `dav.schedule.*` entry with result `denied`.
+//!
 //! **Failures:** the caller's own write decides the answer; deliveries after it that fail
 //! are logged and do not undo it.
 
@@ -58,6 +83,9 @@ pub const OUTBOX: &str = "outbox";
 pub const MAX_ATTENDEES: usize = 256;
 /// Most recipients of one free/busy request.
 pub const MAX_FREEBUSY_RECIPIENTS: usize = 64;
+/// Most components of one REPLY applied to an organiser's copy (as
+/// [`super::imip::MAX_IMIP_COMPONENTS`] for mail; a local attendee's PUT may hold more).
+pub const MAX_REPLY_COMPONENTS: usize = super::imip::MAX_IMIP_COMPONENTS;
 /// Longest range of one free/busy request.
 pub const MAX_FREEBUSY_RANGE_MS: i64 = 400 * 86_400_000;
 /// How far ahead a room looks for conflicts with an open-ended series.
@@ -281,8 +309,9 @@ fn ical_time(v: &str) -> Option<(i64, bool)> {
 /// An override of `copy`'s master for the instance `rid` (a RECURRENCE-ID property):
 /// the master without its rule, starting at the instance, with the master's length.
 /// `None` unless the master really has an instance there (so a REPLY cannot add an
-/// occurrence at a time of its choosing).
-async fn instance_override(copy: &Cal, rid: &Prop) -> Option<Comp> {
+/// occurrence at a time of its choosing). `deadline` bounds the expansion, shared by
+/// every instance of one REPLY.
+async fn instance_override(copy: &Cal, rid: &Prop, deadline: std::time::Instant) -> Option<Comp> {
     use super::recur;
     let master = copy.mains().find(|m| m.prop("RECURRENCE-ID").is_none())?;
     master.prop("RRULE").or_else(|| master.prop("RDATE"))?;
@@ -331,7 +360,9 @@ async fn instance_override(copy: &Cal, rid: &Prop) -> Option<Comp> {
     recur::blocking(move || {
         let at = index_icalendar(&alone).ok()?.start_ms?;
         let ical = recur::parse(&whole)?;
-        let deadline = std::time::Instant::now() + recur::EXPAND_BUDGET;
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
         let x = recur::expand_parsed(&ical, Some(at), Some(at.saturating_add(1)), deadline);
         x.instances
             .iter()
@@ -341,6 +372,211 @@ async fn instance_override(copy: &Cal, rid: &Prop) -> Option<Comp> {
     .await
     .flatten()?;
     Some(o)
+}
+
+/// Writes to another account's copy are tried this many times (the first and up to
+/// three retries) when the copy changed between the read and the write (re-read and
+/// merged again each time); so is an organiser's PUT without a precondition when a
+/// reply lands between its read and its write.
+const SCHED_ATTEMPTS: usize = 4;
+
+/// The UTC instant of a RECURRENCE-ID (or any date-time property) of `cal`, with the
+/// time zones `cal` carries; `None` when it does not resolve.
+fn rid_instant(cal: &Cal, rid: &Prop) -> Option<i64> {
+    let mut probe = cal.clone();
+    probe.set_method(None);
+    probe.root.subs.retain(|c| !super::ical::is_main(&c.name));
+    let mut ev = Comp::new("VEVENT");
+    ev.props.push(Prop::new("UID", "probe"));
+    ev.props.push(Prop::new("DTSTAMP", "20000101T000000Z"));
+    let mut start = rid.clone();
+    start.name = "DTSTART".into();
+    start.remove_param("RANGE");
+    ev.props.push(start);
+    probe.root.subs.push(ev);
+    index_icalendar(&probe.to_text()).ok()?.start_ms
+}
+
+/// Whether a main component of `a` (in `ca`) and one of `b` (in `cb`) are the same
+/// instance: both masters, or RECURRENCE-IDs at the same UTC instant (the raw values
+/// when one does not resolve).
+fn same_instance(ca: &Cal, a: &Comp, cb: &Cal, b: &Comp) -> bool {
+    match (a.prop("RECURRENCE-ID"), b.prop("RECURRENCE-ID")) {
+        (None, None) => true,
+        (Some(x), Some(y)) => match (rid_instant(ca, x), rid_instant(cb, y)) {
+            (Some(i), Some(j)) => i == j,
+            _ => rid_key(a) == rid_key(b),
+        },
+        _ => false,
+    }
+}
+
+/// An iTIP message about instances only (every main component has a RECURRENCE-ID),
+/// as Outlook and Exchange send for one occurrence.
+fn instances_only(cal: &Cal) -> bool {
+    cal.mains().next().is_some() && cal.mains().all(|c| c.prop("RECURRENCE-ID").is_some())
+}
+
+fn has_master(cal: &Cal) -> bool {
+    cal.mains().any(|c| c.prop("RECURRENCE-ID").is_none())
+}
+
+fn comp_sequence(c: &Comp) -> u32 {
+    c.value("SEQUENCE")
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0)
+}
+
+/// Whether `msg` is older (RFC 5546 §2.1.5) than the copy `old`: some component of it
+/// has a lower SEQUENCE than the same instance in the copy.
+pub(crate) fn older_than_copy(old: &Cal, msg: &Cal) -> bool {
+    msg.mains().any(|m| {
+        old.mains()
+            .find(|o| same_instance(old, o, msg, m))
+            .is_some_and(|o| comp_sequence(o) > comp_sequence(m))
+    })
+}
+
+/// Time zones of `from` that `into` lacks (by TZID), added to `into`.
+fn add_missing_timezones(into: &mut Cal, from: &Cal) {
+    for tz in from.root.subs.iter().filter(|c| c.name == "VTIMEZONE") {
+        let id = tz.value("TZID").map(str::trim);
+        if !into
+            .root
+            .subs
+            .iter()
+            .any(|c| c.name == "VTIMEZONE" && c.value("TZID").map(str::trim) == id)
+        {
+            let at = into
+                .root
+                .subs
+                .iter()
+                .position(|c| super::ical::is_main(&c.name))
+                .unwrap_or(into.root.subs.len());
+            into.root.subs.insert(at, tz.clone());
+        }
+    }
+}
+
+/// The timing of one component (what re-asks an attendee when it changes).
+fn comp_timing(c: &Comp) -> Vec<Option<String>> {
+    ["DTSTART", "DTEND", "DURATION", "DUE"]
+        .iter()
+        .map(|n| c.value(n).map(|v| v.trim().to_string()))
+        .collect()
+}
+
+/// A REQUEST about some instances merged into the copy `old` (which has a master):
+/// each instance replaces the copy's override for it, or is added; the rest of the
+/// series stays. `addr`'s PARTSTAT in each: `decided`, else the old override's (or the
+/// master's for an instance not moved) while its timing stands, else NEEDS-ACTION.
+fn merge_instances(old: &Cal, request: &Cal, addr: &str, decided: Option<&str>) -> Cal {
+    let mut copy = old.clone();
+    copy.set_method(None);
+    add_missing_timezones(&mut copy, request);
+    let master_ps = old
+        .mains()
+        .find(|c| c.prop("RECURRENCE-ID").is_none())
+        .and_then(|m| m.attendee(addr))
+        .and_then(|a| a.param("PARTSTAT"))
+        .map(str::to_string);
+    for inst in request.mains() {
+        let mut inst = inst.clone();
+        let previous = old
+            .mains()
+            .find(|o| o.prop("RECURRENCE-ID").is_some() && same_instance(old, o, request, &inst))
+            .cloned();
+        let unmoved = inst
+            .prop("RECURRENCE-ID")
+            .zip(inst.prop("DTSTART"))
+            .is_some_and(|(r, d)| {
+                rid_instant(request, r).is_some()
+                    && rid_instant(request, r) == rid_instant(request, d)
+            });
+        let ps = match (decided, &previous) {
+            (Some(d), _) => Some(d.to_string()),
+            (None, Some(p)) if comp_timing(p) == comp_timing(&inst) => p
+                .attendee(addr)
+                .and_then(|a| a.param("PARTSTAT"))
+                .map(str::to_string),
+            (None, None) if unmoved => master_ps.clone(),
+            _ => None,
+        }
+        .unwrap_or_else(|| "NEEDS-ACTION".into());
+        if let Some(a) = inst.attendee_mut(addr) {
+            a.set_param("PARTSTAT", &ps);
+        }
+        copy.root.subs.retain(|o| {
+            !(super::ical::is_main(&o.name)
+                && o.prop("RECURRENCE-ID").is_some()
+                && same_instance(old, o, request, &inst))
+        });
+        copy.root.subs.push(inst);
+    }
+    copy
+}
+
+/// A CANCEL of some instances applied to the copy `old` (which has a master): each
+/// instance's override goes and the master gets an EXDATE for it; the rest of the
+/// series stays.
+fn cancel_instances(old: &Cal, cancel: &Cal) -> Cal {
+    let mut copy = old.clone();
+    copy.set_method(None);
+    let mut exdates = Vec::new();
+    for inst in cancel.mains() {
+        let Some(rid) = inst.prop("RECURRENCE-ID") else {
+            continue;
+        };
+        copy.root.subs.retain(|o| {
+            !(super::ical::is_main(&o.name)
+                && o.prop("RECURRENCE-ID").is_some()
+                && same_instance(old, o, cancel, inst))
+        });
+        let mut ex = rid.clone();
+        ex.name = "EXDATE".into();
+        ex.remove_param("RANGE");
+        let is_date = rid.value.trim().len() == 8
+            || rid
+                .param("VALUE")
+                .is_some_and(|v| v.eq_ignore_ascii_case("DATE"));
+        let tz_known = rid.param("TZID").is_none_or(|id| {
+            old.root
+                .subs
+                .iter()
+                .any(|c| c.name == "VTIMEZONE" && c.value("TZID").map(str::trim) == Some(id.trim()))
+        });
+        if !is_date && !tz_known {
+            // The copy cannot resolve the message's zone: the instant in UTC.
+            let Some(at) = rid_instant(cancel, rid) else {
+                continue;
+            };
+            let Ok(t) = time::OffsetDateTime::from_unix_timestamp(at.div_euclid(1000)) else {
+                continue;
+            };
+            ex = Prop::new(
+                "EXDATE",
+                &format!(
+                    "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+                    t.year(),
+                    u8::from(t.month()),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second()
+                ),
+            );
+        }
+        exdates.push(ex);
+    }
+    if let Some(m) = copy
+        .root
+        .subs
+        .iter_mut()
+        .find(|c| super::ical::is_main(&c.name) && c.prop("RECURRENCE-ID").is_none())
+    {
+        m.props.extend(exdates);
+    }
+    copy
 }
 
 /// Indexes an object off the async workers (a series may take a while).
@@ -353,16 +589,14 @@ async fn index_blocking(text: String) -> Option<super::DavIndex> {
 
 impl Core {
     /// The account's collections with its inbox (made when missing: accounts made before
-    /// scheduling).
+    /// scheduling). Only a collection of kind [`DavKind::Inbox`] is the inbox (clients
+    /// cannot name one `inbox`: [`super::share::reserved_name`]).
     pub(crate) async fn sched_with_inbox(
         &self,
         account: PrincipalId,
         have: Vec<DavCollection>,
     ) -> Result<Vec<DavCollection>> {
-        if have
-            .iter()
-            .any(|c| c.kind == DavKind::Inbox || c.name == INBOX)
-        {
+        if have.iter().any(|c| c.kind == DavKind::Inbox) {
             return Ok(have);
         }
         let inbox = DavCollection {
@@ -428,26 +662,51 @@ impl Core {
         Ok(format!("{}@{}", p.local_part, d.name))
     }
 
-    /// Who a calendar user address is: an account of ours (by its primary address or an
-    /// alias leading to exactly one account), another domain's, or nobody.
-    pub(crate) async fn sched_classify(&self, addr: &str) -> Result<Recipient> {
+    /// Who a calendar user address is, seen from the domain `viewer` (the acting
+    /// account's, or the recipient's of a mailed message): an account of that domain (by
+    /// its primary address or an alias leading to exactly one account), another
+    /// domain's, or nobody. Scheduling does not cross tenants: an account or address of
+    /// another hosted domain is [`Recipient::External`] (reached by iMIP through the
+    /// queue, as any other domain), so a user of one domain neither writes into another
+    /// domain's calendars nor learns which of its addresses exist.
+    pub(crate) async fn sched_classify(&self, addr: &str, viewer: DomainId) -> Result<Recipient> {
         let Ok(a) = parse_address(addr) else {
             return Ok(Recipient::Unknown);
+        };
+        let own_domain = self
+            .store
+            .domains()
+            .await?
+            .into_iter()
+            .find(|d| d.id == viewer)
+            .is_some_and(|d| {
+                d.name
+                    .trim_end_matches('.')
+                    .eq_ignore_ascii_case(a.domain().trim_end_matches('.'))
+            });
+        let local = |p: Principal| {
+            if p.domain == viewer {
+                Recipient::Local(p)
+            } else {
+                Recipient::External
+            }
         };
         if let Some(p) = self.find_principal(&a).await? {
             return Ok(match p.kind {
                 PrincipalKind::Individual | PrincipalKind::Resource | PrincipalKind::Shared => {
-                    Recipient::Local(p)
+                    local(p)
                 }
-                PrincipalKind::Group => Recipient::Unknown,
+                PrincipalKind::Group if own_domain => Recipient::Unknown,
+                PrincipalKind::Group => Recipient::External,
             });
         }
         Ok(match self.resolve(&a).await? {
             Resolution::NotOurs => Recipient::External,
-            Resolution::Deliver { local, external } if local.len() == 1 && external.is_empty() => {
-                Recipient::Local(local[0].clone())
+            Resolution::Deliver { local: l, external } if l.len() == 1 && external.is_empty() => {
+                local(l[0].clone())
             }
-            _ => Recipient::Unknown,
+            _ if own_domain => Recipient::Unknown,
+            _ => Recipient::External,
         })
     }
 
@@ -510,8 +769,13 @@ impl Core {
         })
     }
 
-    /// An inbox item (an iTIP message, kept as received).
-    async fn sched_inbox_op(&self, account: PrincipalId, itip: &Cal) -> Result<Op> {
+    /// An inbox item (an iTIP message, kept as received), from `sender` (the organiser
+    /// of a REQUEST or CANCEL, the attendee of a REPLY). One item per object and sender,
+    /// named by a hash of the two: the newest message replaces the one before (a
+    /// retried SMTP delivery does not duplicate it, and an inbox does not grow with
+    /// every update of one event).
+    async fn sched_inbox_op(&self, account: PrincipalId, sender: &str, itip: &Cal) -> Result<Op> {
+        use sha2::{Digest, Sha256};
         let inbox = self
             .sched_collections(account)
             .await?
@@ -519,7 +783,11 @@ impl Core {
             .find(|c| c.kind == DavKind::Inbox)
             .ok_or_else(|| CoreError::Internal("no scheduling inbox".into()))?;
         let text = itip.to_text();
-        let name = random_name();
+        let mut h = Sha256::new();
+        h.update(itip.uid().unwrap_or_default().as_bytes());
+        h.update([0]);
+        h.update(sender.to_ascii_lowercase().as_bytes());
+        let name = format!("{}.ics", &hex::encode(h.finalize())[..32]);
         let component = itip
             .master()
             .map(|c| c.name.clone())
@@ -542,13 +810,15 @@ impl Core {
                 modseq: 0,
                 modified_ms: now_ms(),
             },
-            expect: DavExpect::Absent,
+            expect: DavExpect::Any,
         })
     }
 
     /// Delivers a REQUEST to a local attendee: the object in its calendar (its PARTSTAT
     /// kept when the timing did not change, else NEEDS-ACTION, or `decided` for a room)
     /// and the message in its inbox. `organizer` must be the existing copy's organiser.
+    /// A REQUEST about instances only (no master) changes those instances of an existing
+    /// series and leaves the rest. The copy changing in between is retried.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn sched_deliver(
         &self,
@@ -562,27 +832,111 @@ impl Core {
         let Some(uid) = request.uid() else {
             return Err(CoreError::invalid("UID", "missing"));
         };
-        let existing = self.sched_find(p.id, &uid).await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let ops = self
+                .sched_deliver_ops(ctx, organizer, p, addr, request, decided, &uid)
+                .await?;
+            match self.store.write(ops).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Modified(_)) if attempt < SCHED_ATTEMPTS => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// A `denied` ledger entry for a scheduling write refused (a copy with another
+    /// organiser: a UID collision, or an attempt at another's event), and the error.
+    async fn sched_denied(
+        &self,
+        ctx: &Ctx,
+        action: &str,
+        addr: &str,
+        uid: &str,
+        why: &str,
+        details: serde_json::Value,
+    ) -> CoreError {
+        if let Err(e) = self
+            .record(
+                ctx,
+                action,
+                Some(addr),
+                vec![format!("uid:{uid}")],
+                "denied",
+                None,
+                Some(json!({"why": why, "details": details})),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "ledger entry not written");
+        }
+        CoreError::Forbidden(why.to_string())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn sched_deliver_ops(
+        &self,
+        ctx: &Ctx,
+        organizer: &str,
+        p: &Principal,
+        addr: &str,
+        request: &Cal,
+        decided: Option<&str>,
+        uid: &str,
+    ) -> Result<Vec<Op>> {
+        let existing = self.sched_find(p.id, uid).await?;
         let old = existing.as_ref().and_then(|(_, r)| Cal::parse(&r.data));
         if let Some(o) = &old
             && o.organizer().as_deref() != Some(organizer)
         {
-            return Err(CoreError::Forbidden(
-                "the attendee's copy has another organiser".into(),
-            ));
+            return Err(self
+                .sched_denied(
+                    ctx,
+                    "dav.schedule.deliver",
+                    addr,
+                    uid,
+                    "the attendee's copy has another organiser",
+                    json!({"organizer": organizer}),
+                )
+                .await);
         }
-        let mut copy = request.clone();
-        copy.set_method(None);
-        let partstat = match (decided, &old) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(o)) if o.timing() == copy.timing() => {
-                o.partstat(addr).unwrap_or_else(|| "NEEDS-ACTION".into())
+        let (copy, partstat) = match &old {
+            Some(o) if instances_only(request) && has_master(o) => {
+                let (o, r, a) = (o.clone(), request.clone(), addr.to_string());
+                let d = decided.map(str::to_string);
+                let copy =
+                    tokio::task::spawn_blocking(move || merge_instances(&o, &r, &a, d.as_deref()))
+                        .await
+                        .map_err(|_| CoreError::Internal("merge failed".into()))?;
+                let ps = request
+                    .mains()
+                    .filter_map(|m| copy.mains().find(|c| rid_key(c) == rid_key(m)))
+                    .filter_map(|c| c.attendee(addr))
+                    .filter_map(|a| a.param("PARTSTAT"))
+                    .next()
+                    .unwrap_or("NEEDS-ACTION")
+                    .to_string();
+                (copy, ps)
             }
-            _ => "NEEDS-ACTION".into(),
+            _ => {
+                let mut copy = request.clone();
+                copy.set_method(None);
+                let partstat = match (decided, &old) {
+                    (Some(d), _) => d.to_string(),
+                    (None, Some(o)) if o.timing() == copy.timing() => {
+                        o.partstat(addr).unwrap_or_else(|| "NEEDS-ACTION".into())
+                    }
+                    _ => "NEEDS-ACTION".into(),
+                };
+                copy.set_partstat(addr, &partstat);
+                (copy, partstat)
+            }
         };
-        copy.set_partstat(addr, &partstat);
         let mut ops = Vec::new();
-        let room_declines = decided == Some("DECLINED") && p.kind == PrincipalKind::Resource;
+        let room_declines = decided == Some("DECLINED")
+            && p.kind == PrincipalKind::Resource
+            && !instances_only(request);
         match (&existing, room_declines) {
             (Some((c, r)), true) => ops.push(Op::DeleteDavResource {
                 account: p.id,
@@ -633,7 +987,10 @@ impl Core {
                 );
             }
         }
-        ops.push(self.sched_inbox_op(p.id, &itip(request, "REQUEST")).await?);
+        ops.push(
+            self.sched_inbox_op(p.id, organizer, &itip(request, "REQUEST"))
+                .await?,
+        );
         ops.push(Op::AppendLedger(Core::ledger_record(
             ctx,
             "dav.schedule.deliver",
@@ -643,12 +1000,13 @@ impl Core {
             None,
             Some(json!({"method": "REQUEST", "organizer": organizer, "partstat": partstat})),
         )));
-        self.store.write(ops).await?;
-        Ok(())
+        Ok(ops)
     }
 
     /// A CANCEL to a local attendee: its copy (when `organizer` organises it) marked
-    /// STATUS:CANCELLED, and the message in its inbox.
+    /// STATUS:CANCELLED, and the message in its inbox. A CANCEL of instances only (no
+    /// master) removes those instances from an existing series (an EXDATE each, their
+    /// overrides gone) and leaves the rest. The copy changing in between is retried.
     pub(crate) async fn sched_cancel(
         &self,
         ctx: &Ctx,
@@ -660,41 +1018,64 @@ impl Core {
         let Some(uid) = cancel.uid() else {
             return Ok(());
         };
-        let Some((c, r)) = self.sched_find(p.id, &uid).await? else {
-            return Ok(());
-        };
-        let Some(mut copy) = Cal::parse(&r.data) else {
-            return Ok(());
-        };
-        if copy.organizer().as_deref() != Some(organizer) {
-            return Err(CoreError::Forbidden(
-                "the attendee's copy has another organiser".into(),
-            ));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some((c, r)) = self.sched_find(p.id, &uid).await? else {
+                return Ok(());
+            };
+            let Some(mut copy) = Cal::parse(&r.data) else {
+                return Ok(());
+            };
+            if copy.organizer().as_deref() != Some(organizer) {
+                return Err(self
+                    .sched_denied(
+                        ctx,
+                        "dav.schedule.cancel",
+                        addr,
+                        &uid,
+                        "the attendee's copy has another organiser",
+                        json!({"organizer": organizer}),
+                    )
+                    .await);
+            }
+            if instances_only(cancel) && has_master(&copy) {
+                let (o, m) = (copy, cancel.clone());
+                copy = tokio::task::spawn_blocking(move || cancel_instances(&o, &m))
+                    .await
+                    .map_err(|_| CoreError::Internal("merge failed".into()))?;
+            } else {
+                for m in copy.mains_mut() {
+                    m.set("STATUS", "CANCELLED");
+                }
+            }
+            let ops = vec![
+                self.sched_put_op(p.id, &c, &r.name, copy.to_text(), DavExpect::Etag(r.etag))
+                    .await?,
+                self.sched_inbox_op(p.id, organizer, cancel).await?,
+                Op::AppendLedger(Core::ledger_record(
+                    ctx,
+                    "dav.schedule.cancel",
+                    Some(addr),
+                    vec![format!("uid:{uid}")],
+                    "ok",
+                    None,
+                    Some(json!({"method": "CANCEL", "organizer": organizer})),
+                )),
+            ];
+            match self.store.write(ops).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Modified(_)) if attempt < SCHED_ATTEMPTS => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
-        for m in copy.mains_mut() {
-            m.set("STATUS", "CANCELLED");
-        }
-        let ops = vec![
-            self.sched_put_op(p.id, &c, &r.name, copy.to_text(), DavExpect::Etag(r.etag))
-                .await?,
-            self.sched_inbox_op(p.id, cancel).await?,
-            Op::AppendLedger(Core::ledger_record(
-                ctx,
-                "dav.schedule.cancel",
-                Some(addr),
-                vec![format!("uid:{uid}")],
-                "ok",
-                None,
-                Some(json!({"method": "CANCEL", "organizer": organizer})),
-            )),
-        ];
-        self.store.write(ops).await?;
-        Ok(())
     }
 
     /// Applies a REPLY from `sender` to the copy `organizer` (account `p`, address
     /// `org_addr`) holds: only that attendee's PARTSTAT changes, and only when the copy
     /// is organised by `org_addr` and lists `sender`. Returns whether anything changed.
+    /// The copy changing in between (another reply, the organiser) is retried: read,
+    /// merged and written again.
     pub(crate) async fn sched_apply_reply(
         &self,
         ctx: &Ctx,
@@ -706,73 +1087,94 @@ impl Core {
         let Some(uid) = reply.uid() else {
             return Ok(false);
         };
-        let Some((c, r)) = self.sched_find(p.id, &uid).await? else {
-            return Ok(false);
-        };
-        let Some(mut copy) = Cal::parse(&r.data) else {
-            return Ok(false);
-        };
-        if copy.organizer().as_deref() != Some(org_addr) || copy.attendee(sender).is_none() {
-            return Ok(false);
-        }
-        let mut changed = false;
-        let mut partstats = Vec::new();
-        for rc in reply.mains() {
-            let Some(ps) = rc
-                .attendee(sender)
-                .and_then(|a| a.param("PARTSTAT"))
-                .map(|s| s.trim().to_ascii_uppercase())
-                .filter(|s| PARTSTATS.contains(&s.as_str()))
-            else {
-                continue;
+        // One expansion budget for the whole REPLY (its instances' overrides).
+        let deadline = std::time::Instant::now() + super::recur::EXPAND_BUDGET;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some((c, r)) = self.sched_find(p.id, &uid).await? else {
+                return Ok(false);
             };
-            let rid = rc.value("RECURRENCE-ID").map(str::trim);
-            if let (Some(rid_prop), Some(r)) = (rc.prop("RECURRENCE-ID"), rid)
-                && !copy
-                    .mains()
-                    .any(|m| m.value("RECURRENCE-ID").map(str::trim) == Some(r))
-            {
-                // An answer for one instance: the organiser's copy gets an override
-                // for it, made from its own master — only when that instance exists.
-                match instance_override(&copy, rid_prop).await {
-                    Some(o) => copy.root.subs.push(o),
-                    None => continue,
-                }
+            let Some(mut copy) = Cal::parse(&r.data) else {
+                return Ok(false);
+            };
+            if copy.organizer().as_deref() != Some(org_addr) || copy.attendee(sender).is_none() {
+                // A UID of the organiser's that is not this attendee's event (a collision,
+                // or an attempt at someone else's): refused, and on record.
+                let _ = self
+                    .sched_denied(
+                        ctx,
+                        "dav.schedule.reply",
+                        org_addr,
+                        &uid,
+                        "the organiser's copy is not organised by it or does not list the attendee",
+                        json!({"attendee": sender}),
+                    )
+                    .await;
+                return Ok(false);
             }
-            for m in copy.mains_mut() {
-                if rid.is_some() && m.value("RECURRENCE-ID").map(str::trim) != rid {
+            let mut changed = false;
+            let mut partstats = Vec::new();
+            for rc in reply.mains().take(MAX_REPLY_COMPONENTS) {
+                let Some(ps) = rc
+                    .attendee(sender)
+                    .and_then(|a| a.param("PARTSTAT"))
+                    .map(|s| s.trim().to_ascii_uppercase())
+                    .filter(|s| PARTSTATS.contains(&s.as_str()))
+                else {
                     continue;
-                }
-                if let Some(a) = m.attendee_mut(sender)
-                    && a.param("PARTSTAT").map(str::to_ascii_uppercase).as_deref()
-                        != Some(ps.as_str())
+                };
+                let rid = rc.value("RECURRENCE-ID").map(str::trim);
+                if let (Some(rid_prop), Some(r)) = (rc.prop("RECURRENCE-ID"), rid)
+                    && !copy
+                        .mains()
+                        .any(|m| m.value("RECURRENCE-ID").map(str::trim) == Some(r))
                 {
-                    a.set_param("PARTSTAT", &ps);
-                    a.set_param("SCHEDULE-STATUS", "2.0");
-                    changed = true;
+                    // An answer for one instance: the organiser's copy gets an override
+                    // for it, made from its own master — only when that instance exists.
+                    match instance_override(&copy, rid_prop, deadline).await {
+                        Some(o) => copy.root.subs.push(o),
+                        None => continue,
+                    }
                 }
+                for m in copy.mains_mut() {
+                    if rid.is_some() && m.value("RECURRENCE-ID").map(str::trim) != rid {
+                        continue;
+                    }
+                    if let Some(a) = m.attendee_mut(sender)
+                        && a.param("PARTSTAT").map(str::to_ascii_uppercase).as_deref()
+                            != Some(ps.as_str())
+                    {
+                        a.set_param("PARTSTAT", &ps);
+                        a.set_param("SCHEDULE-STATUS", "2.0");
+                        changed = true;
+                    }
+                }
+                partstats.push(ps);
             }
-            partstats.push(ps);
+            if !changed {
+                return Ok(false);
+            }
+            let ops = vec![
+                self.sched_put_op(p.id, &c, &r.name, copy.to_text(), DavExpect::Etag(r.etag))
+                    .await?,
+                self.sched_inbox_op(p.id, sender, reply).await?,
+                Op::AppendLedger(Core::ledger_record(
+                    ctx,
+                    "dav.schedule.reply",
+                    Some(org_addr),
+                    vec![format!("uid:{uid}"), format!("resource:{}", r.name)],
+                    "ok",
+                    None,
+                    Some(json!({"method": "REPLY", "attendee": sender, "partstat": partstats})),
+                )),
+            ];
+            match self.store.write(ops).await {
+                Ok(_) => return Ok(true),
+                Err(StoreError::Modified(_)) if attempt < SCHED_ATTEMPTS => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
-        if !changed {
-            return Ok(false);
-        }
-        let ops = vec![
-            self.sched_put_op(p.id, &c, &r.name, copy.to_text(), DavExpect::Etag(r.etag))
-                .await?,
-            self.sched_inbox_op(p.id, reply).await?,
-            Op::AppendLedger(Core::ledger_record(
-                ctx,
-                "dav.schedule.reply",
-                Some(org_addr),
-                vec![format!("uid:{uid}"), format!("resource:{}", r.name)],
-                "ok",
-                None,
-                Some(json!({"method": "REPLY", "attendee": sender, "partstat": partstats})),
-            )),
-        ];
-        self.store.write(ops).await?;
-        Ok(true)
     }
 
     /// What a room answers to `cal`: DECLINED when its calendars hold busy time (of
@@ -944,18 +1346,48 @@ impl Core {
             return self.dav_put(who, col, name, data, expect).await.map(plain);
         };
         let account = who.principal().id;
-        let old = self
+        let current = self
             .store
             .dav_resources_named(account, col.id, vec![name.to_string()])
             .await?
             .into_iter()
-            .next()
-            .and_then(|r| Cal::parse(&r.data));
+            .next();
         if org == me {
-            return self
-                .sched_organizer_put(who, col, name, data, expect, new, old)
-                .await;
+            // The merge (PARTSTATs the server recorded from replies) is of the copy read
+            // here: without a condition from the client the write expects that copy, and a
+            // reply landing in between makes it read and merge again, so the reply's
+            // PARTSTAT is not overwritten by the client's stale one.
+            let unconditional = expect == DavExpect::Any;
+            let mut current = current;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let old = current.as_ref().and_then(|r| Cal::parse(&r.data));
+                // The last attempt is as the client asked (no condition), on a fresh read.
+                let expect_now = match (&current, unconditional && attempt < SCHED_ATTEMPTS) {
+                    (Some(r), true) => DavExpect::Etag(r.etag.clone()),
+                    (None, true) => DavExpect::Absent,
+                    (_, false) => expect.clone(),
+                };
+                match self
+                    .sched_organizer_put(who, col, name, data, expect_now, new.clone(), old)
+                    .await
+                {
+                    Err(DavWriteError::Precondition)
+                        if unconditional && attempt < SCHED_ATTEMPTS =>
+                    {
+                        current = self
+                            .store
+                            .dav_resources_named(account, col.id, vec![name.to_string()])
+                            .await?
+                            .into_iter()
+                            .next();
+                    }
+                    r => return r,
+                }
+            }
         }
+        let old = current.and_then(|r| Cal::parse(&r.data));
         if new.attendee(&me).is_none() {
             return self.dav_put(who, col, name, data, expect).await.map(plain);
         }
@@ -969,7 +1401,13 @@ impl Core {
         if !changed.is_empty() && server_schedules(&new, &me) {
             let reply = reply_with(&new, &me, None, Some(&changed));
             if let Err(e) = self
-                .sched_send_reply(who.ctx(), account, &me, &org, &reply)
+                .sched_send_reply(
+                    who.ctx(),
+                    (account, who.principal().domain),
+                    &me,
+                    &org,
+                    &reply,
+                )
                 .await
             {
                 tracing::warn!(error = %e, "scheduling reply not delivered");
@@ -978,17 +1416,17 @@ impl Core {
         Ok(out)
     }
 
-    /// A REPLY from `me` (account `account`) to `org`: applied to a local organiser's
-    /// copy, mailed to another domain's.
+    /// A REPLY from `me` (account `account` of domain `domain`) to `org`: applied to a
+    /// local organiser's copy, mailed to another domain's.
     pub(crate) async fn sched_send_reply(
         &self,
         ctx: &Ctx,
-        account: PrincipalId,
+        (account, domain): (PrincipalId, DomainId),
         me: &str,
         org: &str,
         reply: &Cal,
     ) -> Result<()> {
-        match self.sched_classify(org).await? {
+        match self.sched_classify(org, domain).await? {
             Recipient::Local(p) if p.id == account => {}
             Recipient::Local(p) => {
                 let org_addr = self.sched_address(&p).await?;
@@ -1049,7 +1487,7 @@ impl Core {
             if retimed && was_there && send {
                 new.set_partstat(a, "NEEDS-ACTION");
             }
-            let r = self.sched_classify(a).await?;
+            let r = self.sched_classify(a, who.principal().domain).await?;
             if let Recipient::Local(p) = &r
                 && p.id == who.principal().id
             {
@@ -1143,7 +1581,7 @@ impl Core {
                     .retain(|p| p.name != "ATTENDEE" || p.address().as_deref() == Some(a.as_str()));
             }
             let cancel = cancel_of(&c);
-            let res = match self.sched_classify(a).await {
+            let res = match self.sched_classify(a, who.principal().domain).await {
                 Ok(Recipient::Local(p)) => self.sched_cancel(who.ctx(), &me, &p, a, &cancel).await,
                 Ok(Recipient::External) => {
                     self.imip_send(who.ctx(), Some(who.principal().id), &me, a, &cancel)
@@ -1205,7 +1643,13 @@ impl Core {
         {
             let reply = reply_of(&old, &me, "DECLINED");
             if let Err(e) = self
-                .sched_send_reply(who.ctx(), who.principal().id, &me, &org, &reply)
+                .sched_send_reply(
+                    who.ctx(),
+                    (who.principal().id, who.principal().domain),
+                    &me,
+                    &org,
+                    &reply,
+                )
                 .await
             {
                 tracing::warn!(error = %e, "scheduling reply not delivered");
@@ -1260,9 +1704,11 @@ impl Core {
             )));
         }
         let my_domain = who.principal().domain;
+        // One expansion budget for the whole request, not one per recipient.
+        let deadline = std::time::Instant::now() + recur::EXPAND_BUDGET;
         let mut out = Vec::new();
         for a in recipients {
-            let p = match self.sched_classify(&a).await? {
+            let p = match self.sched_classify(&a, my_domain).await? {
                 Recipient::Local(p) if p.domain == my_domain => p,
                 _ => {
                     out.push(FreeBusyAnswer {
@@ -1307,7 +1753,6 @@ impl Core {
             .await?;
             let addr = a.clone();
             let periods = recur::blocking(move || {
-                let deadline = std::time::Instant::now() + recur::EXPAND_BUDGET;
                 let mut periods = Vec::new();
                 for r in &list {
                     let declined = Cal::parse(&r.data)

@@ -140,9 +140,13 @@ pub fn is_gal(c: &DavCollection) -> bool {
     c.id.0 < 0
 }
 
-/// Names a client may not give its own collections (they name shared ones and the GAL).
+/// Names a client may not give its own collections (they name shared ones, the GAL and
+/// the scheduling inbox and outbox, in any case).
 pub fn reserved_name(name: &str) -> bool {
-    name.eq_ignore_ascii_case(GAL_NAME) || name.starts_with(SHARED_PREFIX)
+    name.eq_ignore_ascii_case(GAL_NAME)
+        || name.starts_with(SHARED_PREFIX)
+        || name.eq_ignore_ascii_case(super::sched::INBOX)
+        || name.eq_ignore_ascii_case(super::sched::OUTBOX)
 }
 
 fn alias(mut c: DavCollection, owner_name: &str, owner_address: &str) -> DavCollection {
@@ -512,6 +516,8 @@ mod tests {
     fn reserved_names() {
         assert!(reserved_name("gal"));
         assert!(reserved_name("shared-1f"));
+        assert!(reserved_name("inbox") && reserved_name("Inbox"));
+        assert!(reserved_name("outbox") && reserved_name("OUTBOX"));
         assert!(!reserved_name("calendar"));
     }
 }

@@ -713,5 +713,10 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
         | Op::PutDavResource { .. }
         | Op::DeleteDavResource { .. }
         | Op::SetDavShare { .. } => super::dav::apply(c, op, notices),
+        Op::PutStsPolicy(_)
+        | Op::RemoveStsPolicy(_)
+        | Op::AddTlsRpt(_)
+        | Op::ClaimTlsRpt { .. }
+        | Op::FinishTlsRpt { .. } => super::outbound_tls::apply(c, op),
     }
 }

@@ -9,6 +9,7 @@
 mod apply;
 mod blobs;
 mod dav;
+mod outbound_tls;
 mod queue;
 
 use crate::error::{Result, StoreError};
@@ -24,13 +25,16 @@ use tokio::sync::{broadcast, oneshot};
 
 pub use blobs::SqliteBlobStore;
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 /// WAL frames after which a commit checkpoints (SQLite's default is 1000).
 const WAL_AUTOCHECKPOINT: i64 = 4000;
 
-/// How much of the database file each connection reads through a memory map.
-const MMAP_SIZE: i64 = 256 << 20;
+/// How long a connection waits for a lock another connection holds.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The writer connection's page cache, in KiB.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
 
 /// Settings of the embedded backend.
 #[derive(Debug, Clone)]
@@ -91,7 +95,7 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
     };
     let conn = Connection::open_with_flags(path, flags)?;
     // Another process (the CLI next to a running server) may hold the write lock briefly.
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // The writer applies each batch in a savepoint: the savepoint's undo pages (the
@@ -103,9 +107,11 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
         // leaves) are copied once per 4000 WAL frames (16 MiB) instead of once per
         // 1000, and the checkpoint's database fsync comes a quarter as often.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
+        // The writer's page cache: the index leaves deliveries land on at random
+        // (message ids, blob names) stay in it instead of being read again (SQLite's
+        // default is 2 MiB). In KiB, negative as SQLite wants it.
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     }
-    // Pages read through a memory map: no pread(2) per page the page cache misses.
-    conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
     // FULL: the WAL is fsynced at every commit, so a commit is durable when it returns.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -136,6 +142,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(include_str!("dav.sql"))?;
         tx.execute_batch(include_str!("dav_share.sql"))?;
         tx.execute_batch(include_str!("inline_blobs.sql"))?;
+        tx.execute_batch(include_str!("outbound_tls.sql"))?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     } else if (1..SCHEMA_VERSION).contains(&version) {
         if version < 2 {
@@ -162,6 +169,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             // unused index on messages.blob_hash goes.
             tx.execute_batch(include_str!("inline_blobs.sql"))?;
             tx.execute_batch("DROP INDEX IF EXISTS messages_blob")?;
+        }
+        if version < 8 {
+            // 7 → 8: cached MTA-STS policies and TLS report counters.
+            tx.execute_batch(include_str!("outbound_tls.sql"))?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     } else if version > SCHEMA_VERSION {
@@ -250,26 +261,38 @@ impl SqliteStore {
         let Some(conn) = pooled else {
             return self.read(f).await;
         };
-        // One transaction: every statement of this read sees the same snapshot.
-        let out = match conn
-            .prepare_cached("BEGIN DEFERRED")
-            .and_then(|mut b| b.execute([]))
-        {
-            Ok(_) => {
+        // One transaction: every statement of this read sees the same snapshot, taken
+        // here without waiting: when the database is locked (another process holding
+        // it exclusively, or recovering it), this async worker must not sleep in the
+        // busy handler; the blocking path waits instead.
+        let out = {
+            let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut st| st.execute([]));
+            let snapshot = conn.busy_timeout(std::time::Duration::ZERO).and_then(|_| {
+                run("BEGIN DEFERRED")?;
+                conn.prepare_cached("SELECT 1 FROM sqlite_schema LIMIT 1")?
+                    .query_row([], |_| Ok(()))
+                    .optional()
+                    .map(|_| ())
+            });
+            let restored = conn.busy_timeout(BUSY_TIMEOUT);
+            if snapshot.is_ok() && restored.is_ok() {
                 let out = f(&conn);
-                let _ = conn
-                    .prepare_cached("COMMIT")
-                    .and_then(|mut c| c.execute([]));
-                out
+                let _ = run("COMMIT");
+                Ok(out)
+            } else {
+                let _ = run("ROLLBACK");
+                Err(f)
             }
-            Err(e) => Err(e.into()),
         };
-        if let Ok(mut p) = self.readers.lock() {
-            if p.len() < self.opts.reader_connections {
-                p.push(conn);
-            }
+        if let Ok(mut p) = self.readers.lock()
+            && p.len() < self.opts.reader_connections
+        {
+            p.push(conn);
         }
-        out
+        match out {
+            Ok(out) => out,
+            Err(f) => self.read(f).await,
+        }
     }
 }
 
@@ -996,6 +1019,18 @@ impl Store for SqliteStore {
 
     async fn dav_shared_with(&self, grantee: PrincipalId) -> Result<Vec<(DavCollection, String)>> {
         self.read(move |c| dav::shared_with(c, grantee)).await
+    }
+
+    async fn sts_policy(&self, domain: &str) -> Result<Option<crate::StsPolicyRecord>> {
+        let domain = domain.to_string();
+        self.read(move |c| outbound_tls::sts_policy(c, &domain))
+            .await
+    }
+
+    async fn tlsrpt_counts(&self, domain: &str, day: &str) -> Result<Vec<crate::TlsRptCount>> {
+        let (domain, day) = (domain.to_string(), day.to_string());
+        self.read(move |c| outbound_tls::tlsrpt_counts(c, &domain, &day))
+            .await
     }
 
     async fn referenced_blobs(&self) -> Result<Vec<BlobRef>> {

@@ -1,0 +1,901 @@
+//! Outbound TLS end to end (issue 5 follow-ups): MTA-STS policies kept in the store
+//! (RFC 8461 §5.1) and SMTP TLS reports (RFC 8460), with real `postern serve` processes,
+//! a test DNS zone (`crates/smtp/tests/dns_zone.py`, dnslib), receiving MTAs on loopback
+//! (`tests/outbound_peer.py`, aiosmtpd) and an HTTPS server (`tests/https_peer.py`, Python's
+//! standard library) for the MTA-STS policy and `https:` reports, under a test CA made
+//! with openssl and trusted through `[outbound] ca_file`.
+//!
+//! A missing tool (python3 with dnslib and aiosmtpd; swaks; openssl) fails the tests with
+//! the install line: nothing is skipped.
+
+mod common;
+use common::*;
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DNS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../smtp/tests/dns_zone.py");
+const PEER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/outbound_peer.py");
+const HTTPS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/https_peer.py");
+const PYTHON_INSTALL: &str = "pip install dnslib aiosmtpd (.ci/run installs them)";
+const ALICE_PW: &str = "alice-outbound-pw";
+/// How long a delivery that should happen may take on a loaded 2-core box.
+const DELIVERY: Duration = Duration::from_secs(30);
+
+fn require_tool(tool: &str, install: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool} || test -x /usr/sbin/{tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(found, "`{tool}` is not installed: {install}");
+}
+
+fn require_python(modules: &str) {
+    require_tool("python3", "apt-get install python3");
+    let ok = Command::new("python3")
+        .arg("-c")
+        .arg(format!("import {modules}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(ok, "python3 cannot import {modules}: {PYTHON_INSTALL}");
+}
+
+/// Polls `f` until it gives `Some`, or panics with `what` after `timeout`.
+fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A port free on every one of `hosts` (bound and released; the tests own these
+/// loopback addresses, so nobody else races for it).
+fn free_port(hosts: &[&str]) -> u16 {
+    'again: loop {
+        let first = TcpListener::bind((hosts[0], 0)).expect("bind loopback");
+        let port = first.local_addr().unwrap().port();
+        for h in &hosts[1..] {
+            if TcpListener::bind((*h, port)).is_err() {
+                continue 'again;
+            }
+        }
+        return port;
+    }
+}
+
+/// Reads the one line a helper prints once it listens; panics with its stderr when it
+/// dies first.
+fn port_line(child: &mut Child, what: &str, install: &str) -> u16 {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    match line.trim().parse() {
+        Ok(p) => p,
+        Err(_) => {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("{what} did not start: {err}\n{install}");
+        }
+    }
+}
+
+fn kill_child(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn rr(name: &str, rtype: &str, value: &str) -> Value {
+    json!({"name": name, "type": rtype, "value": value})
+}
+
+/// The test zone, rewritten whole by [`Dns::set`] (the server reads the file again).
+struct Dns {
+    port: u16,
+    path: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        kill_child(&mut self.child);
+    }
+}
+
+impl Dns {
+    fn start(records: Vec<Value>) -> Dns {
+        require_python("dnslib");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zone.json");
+        write_zone(&path, &records, false);
+        let mut child = Command::new("python3")
+            .arg(DNS_SCRIPT)
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run python3");
+        let port = port_line(&mut child, "the test DNS server", PYTHON_INSTALL);
+        Dns {
+            port,
+            path,
+            child,
+            _dir: dir,
+        }
+    }
+
+    fn set(&self, records: Vec<Value>) {
+        write_zone(&self.path, &records, false);
+    }
+}
+
+fn write_zone(path: &Path, records: &[Value], ad: bool) {
+    let tmp = path.with_extension("tmp");
+    let zone = json!({"records": records, "ttl": 1, "ad": ad});
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&zone).unwrap()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+// ---- the aiosmtpd peer ----
+
+struct Peer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        kill_child(&mut self.child);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Received {
+    meta: Value,
+    raw: Vec<u8>,
+}
+
+impl Received {
+    fn text(&self) -> String {
+        text(&self.raw)
+    }
+    fn rcpts(&self) -> Vec<String> {
+        self.meta["rcpt_tos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    }
+    fn subject(&self) -> String {
+        header(&self.text(), "Subject").unwrap_or_default()
+    }
+}
+
+impl Peer {
+    /// Listens on `port` (0: any) of every host; `tls`: (certificate, key) for STARTTLS.
+    fn start(hosts: &[&str], port: u16, tls: Option<(&Path, &Path)>) -> Peer {
+        require_python("aiosmtpd");
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("python3");
+        cmd.arg(PEER_SCRIPT)
+            .arg("--hosts")
+            .arg(hosts.join(","))
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--dir")
+            .arg(dir.path());
+        if let Some((cert, key)) = tls {
+            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run python3");
+        let port = port_line(&mut child, "the aiosmtpd peer", PYTHON_INSTALL);
+        Peer { port, dir, child }
+    }
+
+    fn mode(&self, mode: Value) {
+        let path = self.dir.path().join("mode.json");
+        let tmp = self.dir.path().join("mode.json.tmp");
+        std::fs::write(&tmp, mode.to_string()).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+
+    fn messages(&self) -> Vec<Received> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("msg-"))
+            })
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|p| {
+                let meta: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                let raw = std::fs::read(p.with_extension("eml")).unwrap();
+                Received { meta, raw }
+            })
+            .collect()
+    }
+
+    fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The messages received for `rcpt`.
+    fn for_rcpt(&self, rcpt: &str) -> Vec<Received> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m.rcpts().iter().any(|r| r == rcpt))
+            .collect()
+    }
+
+    fn wait_for_rcpt(&self, rcpt: &str) -> Received {
+        wait_for(
+            DELIVERY,
+            &format!("a message for {rcpt} at the peer"),
+            || self.for_rcpt(rcpt).into_iter().next(),
+        )
+    }
+}
+
+// ---- postern ----
+
+fn add_user(server: &Server, domain: &str, address: &str, password: &str) {
+    let domains = server.cli_ok(&["domain", "list"], "");
+    if !domains
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(domain))
+    {
+        server.cli_ok(&["domain", "add", domain], "");
+    }
+    server.cli_ok(&["account", "add", address], format!("{password}\n"));
+}
+
+/// Submits over 587 with STARTTLS + AUTH PLAIN as alice (swaks); panics unless every
+/// recipient is accepted.
+fn submit(server: &Server, to: &[&str], subject: &str, body: &str) {
+    require_tool(
+        "swaks",
+        "apt-get install swaks libnet-ssleay-perl (.ci/run installs it)",
+    );
+    let port = server.addr("submission").port().to_string();
+    let to = to.join(",");
+    let out = Command::new("swaks")
+        .args([
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--ehlo",
+            "client.example",
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice@example.com",
+            "--auth-password",
+            ALICE_PW,
+            "--from",
+            "alice@example.com",
+            "--to",
+            &to,
+            "--header",
+            &format!("Subject: {subject}"),
+            "--body",
+            body,
+        ])
+        .output()
+        .expect("run swaks");
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "swaks failed:\n{all}");
+}
+
+fn ledger(server: &Server) -> Vec<Value> {
+    server
+        .cli_ok(&["audit", "show", "--json"], "")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["record"].clone())
+        .collect()
+}
+
+fn actions(server: &Server, action: &str) -> Vec<Value> {
+    ledger(server)
+        .into_iter()
+        .filter(|e| e["action"] == json!(action))
+        .collect()
+}
+
+/// Queue ids from `postern queue list`.
+fn queue_ids(server: &Server) -> Vec<String> {
+    server
+        .cli_ok(&["queue", "list"], "")
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.is_empty() && *l != "the queue is empty")
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+fn wait_queue_empty(server: &Server) {
+    let deadline = Instant::now() + DELIVERY;
+    loop {
+        let out = server.cli_ok(&["queue", "list"], "");
+        if out.trim() == "the queue is empty" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queue did not empty within {DELIVERY:?}:\n{out}\nserver stderr:\n{}",
+            server.proc.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn queue_line(server: &Server, id: &str, rcpt: &str) -> String {
+    server
+        .cli_ok(&["queue", "show", id], "")
+        .lines()
+        .find(|l| l.contains(&format!("<{rcpt}>")))
+        .unwrap_or_else(|| panic!("no line for {rcpt} in queue show {id}"))
+        .to_string()
+}
+
+fn attempts_of(line: &str) -> u32 {
+    let mut words = line.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "attempts" {
+            return words.next().unwrap().parse().unwrap();
+        }
+    }
+    panic!("no attempts in {line:?}")
+}
+
+/// The only queued message's id, once a recipient `rcpt` of it has been tried `n` times.
+fn wait_attempts(server: &Server, rcpt: &str, n: u32) -> String {
+    wait_for(DELIVERY, &format!("{n} attempt(s) for {rcpt}"), || {
+        for id in queue_ids(server) {
+            let out = server.cli_ok(&["queue", "show", &id], "");
+            if let Some(l) = out.lines().find(|l| l.contains(&format!("<{rcpt}>")))
+                && l.trim_start().starts_with("queued")
+                && attempts_of(l) >= n
+            {
+                return Some(id);
+            }
+        }
+        None
+    })
+}
+
+fn restart(server: &mut Server) {
+    let mut cmd = postern();
+    cmd.arg("--config").arg(&server.config).arg("serve");
+    let mut proc = Proc::spawn(cmd);
+    if let Err(status) = proc.wait_ready() {
+        panic!("restart: exited with {status}\n{}", proc.stderr());
+    }
+    server.listeners = listening_lines(&proc.stdout());
+    server.proc = proc;
+}
+
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl ({e}): apt-get install openssl"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        text(&out.stderr)
+    );
+    out.stdout
+}
+
+fn header(msg: &str, name: &str) -> Option<String> {
+    all_headers(msg, name).into_iter().next()
+}
+
+fn all_headers(msg: &str, name: &str) -> Vec<String> {
+    let head = msg.split("\r\n\r\n").next().unwrap_or("");
+    let head = head.split("\n\n").next().unwrap_or("");
+    let unfolded = head
+        .replace("\r\n", "\n")
+        .replace("\n ", " ")
+        .replace("\n\t", " ");
+    unfolded
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+        .collect()
+}
+
+/// A test CA in `dir`: (CA certificate path, a function making leaf certificates).
+struct Ca {
+    dir: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Ca {
+    fn new(dir: &Path) -> Ca {
+        let cert = dir.join("ca.pem");
+        let key = dir.join("ca-key.pem");
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Postern Test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ]);
+        Ca {
+            dir: dir.to_path_buf(),
+            cert,
+            key,
+        }
+    }
+
+    /// A certificate for `name` signed by the CA: (certificate, key).
+    fn leaf(&self, name: &str) -> (PathBuf, PathBuf) {
+        let key = self.dir.join(format!("{name}-key.pem"));
+        let csr = self.dir.join(format!("{name}.csr"));
+        let cert = self.dir.join(format!("{name}.pem"));
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{name}"),
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            csr.to_str().unwrap(),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            csr.to_str().unwrap(),
+            "-CA",
+            self.cert.to_str().unwrap(),
+            "-CAkey",
+            self.key.to_str().unwrap(),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-copy_extensions",
+            "copy",
+            "-out",
+            cert.to_str().unwrap(),
+        ]);
+        (cert, key)
+    }
+}
+
+/// The HTTPS server of `tests/https_peer.py` on 127.0.0.1.
+struct Https {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Drop for Https {
+    fn drop(&mut self) {
+        kill_child(&mut self.child);
+    }
+}
+
+impl Https {
+    fn start(cert: &Path, key: &Path) -> Https {
+        require_tool("python3", "apt-get install python3");
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("python3")
+            .arg(HTTPS_SCRIPT)
+            .args(["--host", "127.0.0.1", "--port", "0", "--cert"])
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run python3");
+        let port = port_line(&mut child, "the HTTPS server", "apt-get install python3");
+        Https { port, dir, child }
+    }
+
+    fn policy(&self, text: &str) {
+        std::fs::write(self.dir.path().join("policy.txt"), text).unwrap();
+    }
+
+    /// Every POST received: (path and headers, body).
+    fn posts(&self) -> Vec<(Value, Vec<u8>)> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|p| {
+                let meta =
+                    serde_json::from_slice(&std::fs::read(p.with_extension("json")).unwrap())
+                        .unwrap();
+                (meta, std::fs::read(&p).unwrap())
+            })
+            .collect()
+    }
+}
+
+/// `[dns]` and `[outbound]` of a test server: small timeouts and retries, MTA-STS
+/// policies from `sts_port`, trust in the test CA.
+fn tls_config(dns: u16, port: u16, sts_port: u16, ca: &Path, extra: &str) -> String {
+    format!(
+        "[dns]\nnameservers = [\"127.0.0.1:{dns}\"]\ntimeout_secs = 2\n\
+         [outbound]\nport = {port}\nallow_private_destinations = true\n\
+         connect_timeout_secs = 2\ncommand_timeout_secs = 2\n\
+         data_timeout_secs = 3\nlease_secs = 13\npoll_secs = 1\nretry_base_secs = 1\n\
+         retry_max_secs = 1\nmax_queue_lifetime_secs = 600\ndelay_notice_secs = 0\n\
+         mta_sts_port = {sts_port}\nca_file = \"{}\"\n{extra}",
+        ca.display()
+    )
+}
+
+const STS_POLICY: &str = "version: STSv1\r\nmode: enforce\r\nmx: mx.sts.test\r\nmax_age: 86400\r\n";
+
+/// The zone of sts.test: its MX hosts (name, address) and its `_mta-sts` id.
+fn sts_zone(mx: &[(&str, &str)], id: &str) -> Vec<Value> {
+    let mut records = vec![
+        rr("_mta-sts.sts.test", "TXT", &format!("v=STSv1; id={id};")),
+        rr("mta-sts.sts.test", "A", "127.0.0.1"),
+    ];
+    for (i, (name, ip)) in mx.iter().enumerate() {
+        records.push(rr("sts.test", "MX", &format!("{} {name}", 10 * (i + 1))));
+        records.push(rr(name, "A", ip));
+    }
+    records
+}
+
+// =======================================================================================
+// MTA-STS policies survive a restart (RFC 8461 §5.1).
+// =======================================================================================
+
+#[test]
+fn a_cached_enforce_policy_outlives_its_web_server_and_a_restart() {
+    require_python("dnslib, aiosmtpd");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    let (mx_cert, mx_key) = ca.leaf("mx.sts.test");
+    let (web_cert, web_key) = ca.leaf("mta-sts.sts.test");
+    let good = Peer::start(&["127.0.0.2"], 0, Some((&mx_cert, &mx_key)));
+    let port = good.port;
+    // Where an attacker who owns the DNS answers would send the mail: no TLS, and a name
+    // the policy does not list.
+    let evil = Peer::start(&["127.0.0.3"], port, None);
+    let web = Https::start(&web_cert, &web_key);
+    web.policy(STS_POLICY);
+    let dns = Dns::start(sts_zone(&[("mx.sts.test", "127.0.0.2")], "one"));
+    let mut server = Server::start_with(&tls_config(dns.port, port, web.port, &ca.cert, ""));
+    add_user(&server, "example.com", "alice@example.com", ALICE_PW);
+
+    submit(&server, &["a@sts.test"], "first", "x\n");
+    let m = good.wait_for_rcpt("a@sts.test");
+    assert_eq!(m.meta["tls"], json!(true), "{:?}", m.meta);
+    wait_queue_empty(&server);
+
+    // The policy's web server goes away, the TXT record gets a new id (so the node must
+    // fetch again, and cannot), the MX points elsewhere, and the node restarts.
+    drop(web);
+    server.stop();
+    dns.set(sts_zone(&[("mx.evil.test", "127.0.0.3")], "two"));
+    restart(&mut server);
+    submit(&server, &["b@sts.test"], "second", "x\n");
+    let id = wait_attempts(&server, "b@sts.test", 2);
+    let line = queue_line(&server, &id, "b@sts.test");
+    assert!(
+        line.contains("4.7.5"),
+        "deferred under the cached policy: {line}"
+    );
+    assert!(evil.messages().is_empty(), "{:?}", evil.messages());
+    assert!(
+        evil.events().is_empty(),
+        "never sent to the unlisted MX: {:?}",
+        evil.events()
+    );
+
+    // The listed MX comes back (behind the other): the mail goes there, over TLS.
+    dns.set(sts_zone(
+        &[("mx.evil.test", "127.0.0.3"), ("mx.sts.test", "127.0.0.2")],
+        "two",
+    ));
+    let m = good.wait_for_rcpt("b@sts.test");
+    assert_eq!(m.meta["tls"], json!(true), "{:?}", m.meta);
+    wait_queue_empty(&server);
+    assert!(evil.events().is_empty(), "{:?}", evil.events());
+}
+
+/// Without a cached policy (a new data directory), the same situation delivers to the
+/// unlisted MX: what the test above sees comes from the stored policy.
+#[test]
+fn without_a_cached_policy_the_unlisted_mx_gets_the_mail() {
+    require_python("dnslib, aiosmtpd");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    let evil = Peer::start(&["127.0.0.3"], 0, None);
+    let dns = Dns::start(sts_zone(&[("mx.evil.test", "127.0.0.3")], "two"));
+    // Nothing listens on the policy port.
+    let closed = free_port(&["127.0.0.1"]);
+    let server = Server::start_with(&tls_config(dns.port, evil.port, closed, &ca.cert, ""));
+    add_user(&server, "example.com", "alice@example.com", ALICE_PW);
+    submit(&server, &["b@sts.test"], "second", "x\n");
+    evil.wait_for_rcpt("b@sts.test");
+}
+
+// =======================================================================================
+// SMTP TLS reports (RFC 8460).
+// =======================================================================================
+
+/// The gzipped JSON of a report message's `application/tlsrpt+gzip` part.
+fn report_of_mail(text: &str) -> Value {
+    use base64::Engine as _;
+    let at = text
+        .find("Content-Type: application/tlsrpt+gzip")
+        .unwrap_or_else(|| panic!("no tlsrpt part:\n{text}"));
+    let part = &text[at..];
+    let body_at = part.find("\r\n\r\n").unwrap() + 4;
+    let b64: String = part[body_at..]
+        .lines()
+        .take_while(|l| !l.is_empty() && !l.starts_with("--"))
+        .collect();
+    let gz = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .unwrap();
+    gunzip_json(&gz)
+}
+
+fn gunzip_json(gz: &[u8]) -> Value {
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut json)
+        .expect("gunzip the report");
+    serde_json::from_slice(&json).expect("JSON report")
+}
+
+/// (successful, failed) sessions of `domain`'s policies in `reports`, with the failure
+/// details by (result type, MX host).
+fn totals(reports: &[Value], domain: &str) -> (u64, u64, Vec<(String, String, u64)>) {
+    let (mut ok, mut failed, mut details) = (0, 0, Vec::new());
+    for r in reports {
+        for p in r["policies"].as_array().unwrap() {
+            assert_eq!(p["policy"]["policy-domain"], json!(domain), "{r}");
+            ok += p["summary"]["total-successful-session-count"]
+                .as_u64()
+                .unwrap();
+            failed += p["summary"]["total-failure-session-count"]
+                .as_u64()
+                .unwrap();
+            for d in p["failure-details"].as_array().into_iter().flatten() {
+                details.push((
+                    d["result-type"].as_str().unwrap().to_string(),
+                    d["receiving-mx-hostname"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    d["failed-session-count"].as_u64().unwrap(),
+                ));
+            }
+        }
+    }
+    (ok, failed, details)
+}
+
+#[test]
+fn tls_outcomes_are_reported_by_mail_and_https_once() {
+    require_python("dnslib, aiosmtpd");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    // One receiving MTA for both MX hosts of rpt.test; its certificate names only the
+    // second, so under the domain's `enforce` policy the first fails
+    // (certificate-host-mismatch) and the second takes the mail.
+    let (mx_cert, mx_key) = ca.leaf("mx2.rpt.test");
+    let (web_cert, web_key) = ca.leaf("mta-sts.rpt.test");
+    let (rep_cert, rep_key) = ca.leaf("reports.test");
+    let mx = Peer::start(&["127.0.0.2"], 0, Some((&mx_cert, &mx_key)));
+    let port = mx.port;
+    let reports = Peer::start(&["127.0.0.4"], port, None);
+    let web = Https::start(&web_cert, &web_key);
+    web.policy("version: STSv1\r\nmode: enforce\r\nmx: *.rpt.test\r\nmax_age: 86400\r\n");
+    let rep = Https::start(&rep_cert, &rep_key);
+    let dns = Dns::start(vec![
+        rr("rpt.test", "MX", "10 mx1.rpt.test"),
+        rr("rpt.test", "MX", "20 mx2.rpt.test"),
+        rr("mx1.rpt.test", "A", "127.0.0.2"),
+        rr("mx2.rpt.test", "A", "127.0.0.2"),
+        rr("_mta-sts.rpt.test", "TXT", "v=STSv1; id=r1;"),
+        rr("mta-sts.rpt.test", "A", "127.0.0.1"),
+        rr(
+            "_smtp._tls.rpt.test",
+            "TXT",
+            &format!(
+                "v=TLSRPTv1; rua=mailto:tlsrpt@reports.test,https://reports.test:{}/tlsrpt",
+                rep.port
+            ),
+        ),
+        rr("reports.test", "A", "127.0.0.1"),
+        rr("reports.test", "MX", "10 mx.reports.test"),
+        rr("mx.reports.test", "A", "127.0.0.4"),
+        // The reports' own destination asks for reports too: delivering them must not
+        // make any (RFC 8460 §3).
+        rr(
+            "_smtp._tls.reports.test",
+            "TXT",
+            "v=TLSRPTv1; rua=mailto:tlsrpt@reports.test",
+        ),
+    ]);
+    let server = Server::start_with(&tls_config(
+        dns.port,
+        port,
+        web.port,
+        &ca.cert,
+        "tlsrpt_period_secs = 2\ntlsrpt_interval_secs = 1\n",
+    ));
+    add_user(&server, "example.com", "alice@example.com", ALICE_PW);
+    // Report mail comes from postmaster@<hostname>: with keys for that domain, it is
+    // DKIM-signed like the server's other mail.
+    server.cli_ok(&["domain", "add", HOSTNAME], "");
+    server.cli_ok(&["domain", "dkim", HOSTNAME], "");
+    submit(&server, &["a@rpt.test"], "one", "x\n");
+    submit(&server, &["b@rpt.test"], "two", "x\n");
+    for rcpt in ["a@rpt.test", "b@rpt.test"] {
+        let m = mx.wait_for_rcpt(rcpt);
+        assert_eq!(m.meta["tls"], json!(true), "{:?}", m.meta);
+    }
+
+    // Deliveries may straddle two periods: add up every report.
+    let mailed = || -> Vec<Received> { reports.for_rcpt("tlsrpt@reports.test") };
+    wait_for(
+        DELIVERY,
+        "the mailed reports to count both deliveries",
+        || {
+            let r: Vec<Value> = mailed().iter().map(|m| report_of_mail(&m.text())).collect();
+            (totals(&r, "rpt.test").0 >= 2).then_some(())
+        },
+    );
+    wait_for(
+        DELIVERY,
+        "the posted reports to count both deliveries",
+        || {
+            let r: Vec<Value> = rep.posts().iter().map(|(_, b)| gunzip_json(b)).collect();
+            (totals(&r, "rpt.test").0 >= 2).then_some(())
+        },
+    );
+    // A few more periods: nothing is reported twice, and nothing about the reports.
+    std::thread::sleep(Duration::from_secs(5));
+
+    let mails = mailed();
+    let mail_reports: Vec<Value> = mails.iter().map(|m| report_of_mail(&m.text())).collect();
+    let posted = rep.posts();
+    let post_reports: Vec<Value> = posted.iter().map(|(_, b)| gunzip_json(b)).collect();
+    assert_eq!(mails.len(), post_reports.len(), "one of each per period");
+    for reps in [&mail_reports, &post_reports] {
+        let (ok, failed, details) = totals(reps, "rpt.test");
+        assert_eq!((ok, failed), (2, 2), "{reps:#?}");
+        let mismatch: u64 = details
+            .iter()
+            .filter(|(t, mx, _)| t == "certificate-host-mismatch" && mx == "mx1.rpt.test")
+            .map(|d| d.2)
+            .sum();
+        assert_eq!(mismatch, 2, "{details:?}");
+    }
+    for (m, r) in mails.iter().zip(&mail_reports) {
+        let text = m.text();
+        assert_eq!(m.meta["mail_from"], json!("<>"), "{:?}", m.meta);
+        let id = r["report-id"].as_str().unwrap();
+        assert_eq!(
+            header(&text, "TLS-Report-Domain").as_deref(),
+            Some("rpt.test")
+        );
+        assert_eq!(
+            header(&text, "TLS-Report-Submitter").as_deref(),
+            Some(HOSTNAME)
+        );
+        assert_eq!(
+            header(&text, "Subject"),
+            Some(format!(
+                "Report Domain: rpt.test Submitter: {HOSTNAME} Report-ID: <{id}>"
+            ))
+        );
+        let sigs = all_headers(&text, "DKIM-Signature");
+        assert!(!sigs.is_empty(), "unsigned report:\n{text}");
+        assert!(
+            sigs.iter().all(|v| v.contains(&format!("d={HOSTNAME};"))),
+            "{sigs:?}"
+        );
+        let ct = header(&text, "Content-Type").unwrap();
+        assert!(ct.starts_with("multipart/report;"), "{ct}");
+        assert!(ct.contains("report-type=\"tlsrpt\""), "{ct}");
+        assert_eq!(r["organization-name"], json!(HOSTNAME));
+        assert_eq!(r["contact-info"], json!(format!("postmaster@{HOSTNAME}")));
+        let start = r["date-range"]["start-datetime"].as_str().unwrap();
+        let end = r["date-range"]["end-datetime"].as_str().unwrap();
+        assert!(start < end && start.ends_with('Z'), "{start} {end}");
+        let p = &r["policies"][0]["policy"];
+        assert_eq!(p["policy-type"], json!("sts"), "{r}");
+        assert_eq!(p["mx-host"], json!(["*.rpt.test"]), "{r}");
+        assert!(
+            p["policy-string"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("mode: enforce")),
+            "{r}"
+        );
+    }
+    for (meta, _) in &posted {
+        assert_eq!(meta["path"], json!("/tlsrpt"), "{meta}");
+        let ct = meta["headers"]["content-type"].as_str().unwrap_or_default();
+        assert_eq!(ct, "application/tlsrpt+gzip", "{meta}");
+    }
+    // No report about the reports' own delivery (to reports.test).
+    assert!(
+        reports
+            .messages()
+            .iter()
+            .all(|m| header(&m.text(), "TLS-Report-Domain").as_deref() == Some("rpt.test")),
+        "a report about reports"
+    );
+    let sent = actions(&server, "tlsrpt.send");
+    assert_eq!(sent.len(), mails.len(), "{sent:#?}");
+}
