@@ -37,6 +37,9 @@ pub const MAX_FAILURE_DETAILS: usize = 1000;
 pub const MAX_HTTPS_ANSWER: usize = 16 * 1024;
 /// Most (domain, period) reports one node claims per look.
 pub const CLAIM_LIMIT: u32 = 100;
+/// A report not sent this long after its period began (its domain's DNS or every
+/// destination failing) is dropped instead of being tried again.
+pub const GIVE_UP_AFTER_MS: i64 = 3 * 86_400_000;
 /// The header field that marks a TLS report message (RFC 8460 §5.3).
 const REPORT_FIELD: &str = "tls-report-domain:";
 
@@ -587,6 +590,12 @@ async fn send_one(
     Ok(sent)
 }
 
+/// Whether a report of the period starting at `period` that could not be sent is
+/// dropped at `now` ([`GIVE_UP_AFTER_MS`]; an unreadable period at once).
+pub fn gives_up(period: &str, now: i64) -> bool {
+    parse_stamp(period).is_none_or(|start| now.saturating_sub(start) > GIVE_UP_AFTER_MS)
+}
+
 /// One look: claims finished periods' reports and sends them.
 pub async fn tick(core: &Core, node: &str, hostname: &str, dns: &DnsClient, s: &TlsRptSettings) {
     let before = stamp(period_start(now_ms(), s.period));
@@ -609,6 +618,18 @@ pub async fn tick(core: &Core, node: &str, hostname: &str, dns: &DnsClient, s: &
                     warn!(%domain, error = %e, "marking a TLS report sent failed");
                 } else if !sent.is_empty() {
                     info!(%domain, %period, to = ?sent, "TLS report sent");
+                }
+            }
+            // Given up on after a while: the counters go, with a ledger entry naming no
+            // destination.
+            Err(e) if gives_up(&period, now_ms()) => {
+                warn!(%domain, %period, error = %e, "sending a TLS report failed; given up");
+                let report_id = format!("{period}_{domain}@{hostname}");
+                if let Err(e) = core
+                    .tlsrpt_finish(node, &domain, &period, &report_id, &[])
+                    .await
+                {
+                    warn!(%domain, error = %e, "dropping a TLS report failed");
                 }
             }
             // The claim runs out and a later look tries again.
@@ -661,6 +682,16 @@ mod tests {
         assert_eq!(period_start(day + 5_000_000, d), day);
         let h = Duration::from_secs(3600);
         assert_eq!(period_start(day + 3_700_000, h), day + 3_600_000);
+    }
+
+    #[test]
+    fn unsent_reports_are_given_up_on_after_a_while() {
+        let start = 1_767_225_600_000;
+        let p = stamp(start);
+        assert!(!gives_up(&p, start + 86_400_000));
+        assert!(!gives_up(&p, start + GIVE_UP_AFTER_MS));
+        assert!(gives_up(&p, start + GIVE_UP_AFTER_MS + 1));
+        assert!(gives_up("not a time", start));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! standard library) for the MTA-STS policy and `https:` reports, under a test CA made
 //! with openssl and trusted through `[outbound] ca_file`.
 //!
-//! A missing tool (python3 with dnslib and aiosmtpd; swaks; openssl) fails the tests with
-//! the install line: nothing is skipped.
+//! A missing tool (python3 with dnslib, aiosmtpd, dkimpy and pynacl; swaks; openssl)
+//! fails the tests with the install line: nothing is skipped.
 
 mod common;
 use common::*;
@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 const DNS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../smtp/tests/dns_zone.py");
 const PEER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/outbound_peer.py");
+const CHECK_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/outbound_check.py");
 const HTTPS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/https_peer.py");
-const PYTHON_INSTALL: &str = "pip install dnslib aiosmtpd (.ci/run installs them)";
+const PYTHON_INSTALL: &str = "pip install dnslib aiosmtpd dkimpy pynacl (.ci/run installs them)";
 const ALICE_PW: &str = "alice-outbound-pw";
 /// How long a delivery that should happen may take on a loaded 2-core box.
 const DELIVERY: Duration = Duration::from_secs(30);
@@ -184,9 +185,6 @@ impl Received {
             .map(|v| v.as_str().unwrap().to_string())
             .collect()
     }
-    fn subject(&self) -> String {
-        header(&self.text(), "Subject").unwrap_or_default()
-    }
 }
 
 impl Peer {
@@ -213,13 +211,6 @@ impl Peer {
             .expect("run python3");
         let port = port_line(&mut child, "the aiosmtpd peer", PYTHON_INSTALL);
         Peer { port, dir, child }
-    }
-
-    fn mode(&self, mode: Value) {
-        let path = self.dir.path().join("mode.json");
-        let tmp = self.dir.path().join("mode.json.tmp");
-        std::fs::write(&tmp, mode.to_string()).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
     }
 
     fn messages(&self) -> Vec<Received> {
@@ -684,6 +675,46 @@ fn without_a_cached_policy_the_unlisted_mx_gets_the_mail() {
     evil.wait_for_rcpt("b@sts.test");
 }
 
+/// The TXT records `postern domain dkim` printed (`NAME IN TXT ( "…" "…" )`), as zone
+/// records (the character-strings joined, RFC 6376 §3.6.2.2).
+fn dkim_records(printed: &str) -> Vec<Value> {
+    printed
+        .lines()
+        .filter(|l| l.contains(" IN TXT "))
+        .map(|l| {
+            let name = l.split_whitespace().next().unwrap().trim_end_matches('.');
+            let value: String = l.split('"').skip(1).step_by(2).collect();
+            rr(name, "TXT", &value)
+        })
+        .collect()
+}
+
+/// Verifies every DKIM signature of `raw` with dkimpy against the zone file: (a=, ok).
+fn dkimpy(zone: &Path, raw: &[u8]) -> Vec<(String, bool)> {
+    require_python("dkim, nacl");
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), raw).unwrap();
+    let out = Command::new("python3")
+        .arg(CHECK_SCRIPT)
+        .arg("dkim")
+        .arg(zone)
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dkimpy: {}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["a"].as_str().unwrap_or("").to_string(),
+                s["ok"] == json!(true),
+            )
+        })
+        .collect()
+}
+
 // =======================================================================================
 // SMTP TLS reports (RFC 8460).
 // =======================================================================================
@@ -744,7 +775,7 @@ fn totals(reports: &[Value], domain: &str) -> (u64, u64, Vec<(String, String, u6
 
 #[test]
 fn tls_outcomes_are_reported_by_mail_and_https_once() {
-    require_python("dnslib, aiosmtpd");
+    require_python("dnslib, aiosmtpd, dkim, nacl");
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path());
     // One receiving MTA for both MX hosts of rpt.test; its certificate names only the
@@ -759,7 +790,7 @@ fn tls_outcomes_are_reported_by_mail_and_https_once() {
     let web = Https::start(&web_cert, &web_key);
     web.policy("version: STSv1\r\nmode: enforce\r\nmx: *.rpt.test\r\nmax_age: 86400\r\n");
     let rep = Https::start(&rep_cert, &rep_key);
-    let dns = Dns::start(vec![
+    let mut zone = vec![
         rr("rpt.test", "MX", "10 mx1.rpt.test"),
         rr("rpt.test", "MX", "20 mx2.rpt.test"),
         rr("mx1.rpt.test", "A", "127.0.0.2"),
@@ -784,7 +815,8 @@ fn tls_outcomes_are_reported_by_mail_and_https_once() {
             "TXT",
             "v=TLSRPTv1; rua=mailto:tlsrpt@reports.test",
         ),
-    ]);
+    ];
+    let dns = Dns::start(zone.clone());
     let server = Server::start_with(&tls_config(
         dns.port,
         port,
@@ -796,7 +828,9 @@ fn tls_outcomes_are_reported_by_mail_and_https_once() {
     // Report mail comes from postmaster@<hostname>: with keys for that domain, it is
     // DKIM-signed like the server's other mail.
     server.cli_ok(&["domain", "add", HOSTNAME], "");
-    server.cli_ok(&["domain", "dkim", HOSTNAME], "");
+    let printed = server.cli_ok(&["domain", "dkim", HOSTNAME], "");
+    zone.extend(dkim_records(&printed));
+    dns.set(zone);
     submit(&server, &["a@rpt.test"], "one", "x\n");
     submit(&server, &["b@rpt.test"], "two", "x\n");
     for rcpt in ["a@rpt.test", "b@rpt.test"] {
@@ -860,6 +894,11 @@ fn tls_outcomes_are_reported_by_mail_and_https_once() {
         );
         let sigs = all_headers(&text, "DKIM-Signature");
         assert!(!sigs.is_empty(), "unsigned report:\n{text}");
+        let checked = dkimpy(&dns.path, &m.raw);
+        assert!(
+            !checked.is_empty() && checked.iter().all(|(_, ok)| *ok),
+            "dkimpy: {checked:?}"
+        );
         assert!(
             sigs.iter().all(|v| v.contains(&format!("d={HOSTNAME};"))),
             "{sigs:?}"
