@@ -244,9 +244,16 @@ pub fn check_props(p: &DavCollectionProps) -> Result<()> {
         check_text("displayname", d, 256)?;
     }
     if let Some(Some(c)) = &p.color {
+        // Apple's hex form, or a CSS colour name (`blue`, `rebeccapurple`), kept as
+        // given: some clients write names.
         let hex = c.strip_prefix('#').unwrap_or("");
-        if !matches!(hex.len(), 6 | 8) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(CoreError::invalid("calendar-color", "#RRGGBB or #RRGGBBAA"));
+        let is_hex = matches!(hex.len(), 6 | 8) && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        let is_name = (1..=32).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphabetic());
+        if !is_hex && !is_name {
+            return Err(CoreError::invalid(
+                "calendar-color",
+                "#RRGGBB, #RRGGBBAA or a CSS colour name",
+            ));
         }
     }
     if let Some(Some(d)) = &p.description {

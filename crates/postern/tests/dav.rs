@@ -618,6 +618,22 @@ fn resources_preconditions_and_sync() {
         t.contains("#FF0000FF") && t.contains("<ical:calendar-order>2<"),
         "{t}"
     );
+    // A CSS colour name is kept as given; anything else is refused and changes nothing.
+    let color = |v: &str| {
+        format!(
+            r#"<d:propertyupdate xmlns:d="DAV:" xmlns:i="http://apple.com/ns/ical/"><d:set><d:prop><i:calendar-color>{v}</i:calendar-color></d:prop></d:set></d:propertyupdate>"#
+        )
+    };
+    let r = dav(a, &alice, "PROPPATCH", cal, &[], color("blue").as_bytes());
+    assert!(r.text().contains("200 OK"), "{}", r.text());
+    let r = dav(a, &alice, "PROPFIND", cal, &[("Depth", "0")], b"");
+    assert!(r.text().contains(">blue<"), "{}", r.text());
+    for bad in ["#12345", "red;x", "url(x)"] {
+        let r = dav(a, &alice, "PROPPATCH", cal, &[], color(bad).as_bytes());
+        assert!(!r.text().contains("200 OK"), "{bad}: {}", r.text());
+        let r = dav(a, &alice, "PROPFIND", cal, &[("Depth", "0")], b"");
+        assert!(r.text().contains(">blue<"), "{bad}: {}", r.text());
+    }
 
     // A vCard in the default address book.
     let card = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:c1\r\nFN:Carol Example\r\nEMAIL:carol@example.org\r\nEND:VCARD\r\n";
