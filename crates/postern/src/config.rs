@@ -1035,8 +1035,18 @@ impl Config {
             "",
         )?;
         secs("outbound.poll_secs", o.poll_secs, 1, "")?;
-        within("outbound.tlsrpt_period_secs", o.tlsrpt_period_secs, 1, 86_400)?;
-        secs("outbound.tlsrpt_interval_secs", o.tlsrpt_interval_secs, 1, "")?;
+        within(
+            "outbound.tlsrpt_period_secs",
+            o.tlsrpt_period_secs,
+            1,
+            86_400,
+        )?;
+        secs(
+            "outbound.tlsrpt_interval_secs",
+            o.tlsrpt_interval_secs,
+            1,
+            "",
+        )?;
         // A lease shorter than one delivery could let another node take recipients that
         // are still being sent.
         let longest = o.connect_timeout_secs + 4 * o.command_timeout_secs + o.data_timeout_secs;
@@ -1769,8 +1779,12 @@ mod tests {
             if !["limits", "auth", "store", "smtp"].contains(&section) {
                 continue;
             }
-            // Zero turns the verified-password cache off.
-            for field in fields.iter().filter(|f| **f != "auth_cache_ttl_secs") {
+            // Zero turns the verified-password cache off, and keeps every blob in a
+            // file (none inline): both are choices, not mistakes.
+            for field in fields
+                .iter()
+                .filter(|f| !["auth_cache_ttl_secs", "inline_blob_max"].contains(*f))
+            {
                 let src = format!("# zero\n[{section}]\n{field} = 0\n");
                 assert_err(&src, Some(&format!("{section}.{field}")), 3);
             }

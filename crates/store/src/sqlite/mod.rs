@@ -33,9 +33,6 @@ const WAL_AUTOCHECKPOINT: i64 = 4000;
 /// How long a connection waits for a lock another connection holds.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The writer connection's page cache, in KiB.
-const WRITER_CACHE_KIB: i64 = 32 * 1024;
-
 /// Settings of the embedded backend.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -107,10 +104,6 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
         // leaves) are copied once per 4000 WAL frames (16 MiB) instead of once per
         // 1000, and the checkpoint's database fsync comes a quarter as often.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
-        // The writer's page cache: the index leaves deliveries land on at random
-        // (message ids, blob names) stay in it instead of being read again (SQLite's
-        // default is 2 MiB). In KiB, negative as SQLite wants it.
-        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     }
     // FULL: the WAL is fsynced at every commit, so a commit is durable when it returns.
     conn.pragma_update(None, "synchronous", "FULL")?;
