@@ -1318,24 +1318,8 @@ async fn delete(
 
 // ---- REPORT ----
 
-/// `20300101T000000Z` → ms since the epoch (UTC only, as RFC 4791 §9.9 requires).
-fn parse_utc(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
-    let date = time::Date::from_calendar_date(
-        num(0..4)? as i32,
-        time::Month::try_from(num(4..6)? as u8).ok()?,
-        num(6..8)? as u8,
-    )
-    .ok()?;
-    let t = time::Time::from_hms(num(9..11)? as u8, num(11..13)? as u8, num(13..15)? as u8).ok()?;
-    let dt = time::PrimitiveDateTime::new(date, t).assume_utc();
-    Some((dt.unix_timestamp_nanos() / 1_000_000) as i64)
-}
+// `20300101T000000Z` → ms since the epoch (UTC only, as RFC 4791 §9.9 requires).
+use postern_core::dav::ical::parse_utc;
 
 async fn report(
     core: &Core,

@@ -344,8 +344,9 @@ impl Cal {
     }
 }
 
-/// `20300101T090000Z` → ms since the epoch (UTC only).
+/// `20300101T090000Z` → ms since the epoch (UTC only; surrounding white space allowed).
 pub fn parse_utc(s: &str) -> Option<i64> {
+    let s = s.trim();
     let b = s.as_bytes();
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
@@ -368,7 +369,19 @@ pub fn parse_utc(s: &str) -> Option<i64> {
 
 /// Now as an iCalendar UTC date-time.
 pub fn utc_now() -> String {
-    let t = time::OffsetDateTime::now_utc();
+    utc_stamp_of(time::OffsetDateTime::now_utc())
+}
+
+/// `ms` since the epoch as an iCalendar UTC date-time (`20300101T090000Z`); out of
+/// range → the epoch.
+pub fn utc_stamp(ms: i64) -> String {
+    utc_stamp_of(
+        time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+    )
+}
+
+fn utc_stamp_of(t: time::OffsetDateTime) -> String {
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
         t.year(),

@@ -198,19 +198,7 @@ pub fn matches_range(
         || (x.truncated && end.is_none_or(|re| x.last_start_ms.is_none_or(|l| l < re)))
 }
 
-fn utc(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
+use super::ical::utc_stamp as utc;
 
 fn write_entries(out: &mut String, c: &ICalendarComponent, skip: &[P]) {
     for e in &c.entries {

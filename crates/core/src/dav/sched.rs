@@ -550,21 +550,10 @@ fn cancel_instances(old: &Cal, cancel: &Cal) -> Cal {
             let Some(at) = rid_instant(cancel, rid) else {
                 continue;
             };
-            let Ok(t) = time::OffsetDateTime::from_unix_timestamp(at.div_euclid(1000)) else {
+            if time::OffsetDateTime::from_unix_timestamp(at.div_euclid(1000)).is_err() {
                 continue;
-            };
-            ex = Prop::new(
-                "EXDATE",
-                &format!(
-                    "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-                    t.year(),
-                    u8::from(t.month()),
-                    t.day(),
-                    t.hour(),
-                    t.minute(),
-                    t.second()
-                ),
-            );
+            }
+            ex = Prop::new("EXDATE", &super::ical::utc_stamp(at));
         }
         exdates.push(ex);
     }
