@@ -302,7 +302,7 @@ fn on_conn(
 /// one keep-alive connection are one `auth.login` entry (every data read still has its
 /// own `dav.read`); another connection logs in again; a wrong password on a logged-in
 /// connection is 401 and forgets the login; `auth_cache_ttl_secs = 0` logs in on every
-/// request.
+/// request, and past the TTL the next request logs in again.
 #[test]
 fn one_login_per_connection() {
     let s = server();
@@ -374,6 +374,23 @@ fn one_login_per_connection() {
         assert_eq!(r.status, 207);
     }
     assert_eq!(logins_ok(&s0, ALICE), 3);
+
+    // A connection's login lasts auth_cache_ttl_secs, then the next request logs in.
+    let s1 =
+        Server::start_with("[auth]\nallow_plaintext_on_loopback = true\nauth_cache_ttl_secs = 1\n");
+    s1.cli_ok(&["domain", "add", "example.com"], "");
+    s1.cli_ok(&["account", "add", ALICE], format!("{ALICE_PW}\n"));
+    let a1 = s1.addr("http");
+    let mut c = connect(a1);
+    for _ in 0..2 {
+        let r = on_conn(&mut c, a1, &alice, "PROPFIND", "/dav/", b"");
+        assert_eq!(r.status, 207);
+    }
+    assert_eq!(logins_ok(&s1, ALICE), 1);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = on_conn(&mut c, a1, &alice, "PROPFIND", "/dav/", b"");
+    assert_eq!(r.status, 207);
+    assert_eq!(logins_ok(&s1, ALICE), 2, "re-verified after the TTL");
 }
 
 #[test]
