@@ -333,13 +333,15 @@ pub fn runner_settings(cfg: &Config) -> Result<postern_outbound::runner::RunnerS
         );
     }
     let mta_sts = o.mta_sts.then(|| {
-        Arc::new(postern_outbound::mtasts::MtaSts::new(
-            dns.clone(),
-            roots.clone(),
-            o.mta_sts_port,
-            secs(o.connect_timeout_secs.max(10)),
+        Arc::new(
+            postern_outbound::mtasts::MtaSts::new(
+                dns.clone(),
+                roots.clone(),
+                o.mta_sts_port,
+                secs(o.connect_timeout_secs.max(10)),
+            )
+            .allowing_private(o.allow_private_destinations),
         )
-        .allowing_private(o.allow_private_destinations))
     });
     let smarthost = match &o.smarthost {
         None => None,
