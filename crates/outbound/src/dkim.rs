@@ -235,6 +235,40 @@ pub fn sign_all(keys: &[DkimKey], message: &[u8]) -> Result<String, DkimError> {
     Ok(out)
 }
 
+/// The DKIM-Signature fields for `raw` signed with every key the store holds for
+/// `domain` (`postern domain dkim`); `Ok(None)` when it holds none. Signing runs off the
+/// async threads (RSA takes a few milliseconds).
+pub async fn sign_as_domain(
+    core: &postern_core::Core,
+    domain: &str,
+    raw: &[u8],
+) -> Result<Option<String>, String> {
+    let domain = domain.to_ascii_lowercase();
+    let keys: Vec<DkimKey> = core
+        .dkim_keys_of(&domain)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter_map(|k| {
+            Some(DkimKey {
+                domain: domain.clone(),
+                selector: k.selector,
+                algorithm: Algorithm::parse(&k.algorithm)?,
+                private_der: k.private_der,
+            })
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let raw = raw.to_vec();
+    tokio::task::spawn_blocking(move || sign_all(&keys, &raw))
+        .await
+        .map_err(|e| e.to_string())?
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -457,49 +457,23 @@ pub fn report_mail(
     m.into_bytes()
 }
 
-/// Signs with the DKIM keys of the From domain, when we hold any.
+/// Signs with the DKIM keys of the From domain, when we hold any; unsigned (and said
+/// so in the log) when signing fails.
 async fn dkim_sign(core: &Core, from: &str, raw: Vec<u8>) -> Vec<u8> {
-    use crate::dkim::{Algorithm, DkimKey, sign_all};
     let Some((_, domain)) = from.rsplit_once('@') else {
         return raw;
     };
-    let domain = domain.to_ascii_lowercase();
-    let keys: Vec<DkimKey> = match core.dkim_keys_of(&domain).await {
-        Ok(k) => k
-            .into_iter()
-            .filter_map(|k| {
-                Some(DkimKey {
-                    domain: domain.clone(),
-                    selector: k.selector,
-                    algorithm: Algorithm::parse(&k.algorithm)?,
-                    private_der: k.private_der,
-                })
-            })
-            .collect(),
-        Err(e) => {
-            warn!(error = %e, "reading DKIM keys for a TLS report failed; sent unsigned");
-            return raw;
-        }
-    };
-    if keys.is_empty() {
-        return raw;
-    }
-    let signed = tokio::task::spawn_blocking(move || {
-        let sig = sign_all(&keys, &raw);
-        (sig, raw)
-    })
-    .await;
-    match signed {
-        Ok((Ok(sig), raw)) => {
+    match crate::dkim::sign_as_domain(core, domain, &raw).await {
+        Ok(Some(sig)) => {
             let mut out = sig.into_bytes();
             out.extend_from_slice(&raw);
             out
         }
-        Ok((Err(e), raw)) => {
+        Ok(None) => raw,
+        Err(e) => {
             warn!(error = %e, "DKIM signing a TLS report failed; sent unsigned");
             raw
         }
-        Err(_) => Vec::new(),
     }
 }
 

@@ -948,7 +948,7 @@ impl Session {
         header: Vec<u8>,
         left_out: &[postern_core::store::PrincipalId],
     ) -> Option<Vec<u8>> {
-        use postern_outbound::dsn::{self, Action, DsnInput, DsnRecipient, Ret};
+        use postern_outbound::dsn::{Action, DsnRecipient};
         let now = time::OffsetDateTime::now_utc();
         let recipients: Vec<DsnRecipient> = tx
             .rcpts
@@ -976,22 +976,34 @@ impl Session {
         if recipients.is_empty() {
             return None;
         }
-        Some(dsn::build(&DsnInput {
+        Some(self.notice(tx, header, &recipients))
+    }
+
+    /// A DSN from this session about `tx` to its sender, with the original's header.
+    fn notice(
+        &self,
+        tx: &Tx,
+        header: Vec<u8>,
+        recipients: &[postern_outbound::dsn::DsnRecipient],
+    ) -> Vec<u8> {
+        use postern_outbound::dsn::{self, DsnInput, Ret};
+        let now = time::OffsetDateTime::now_utc();
+        dsn::build(&DsnInput {
             reporting_mta: &self.shared.hostname,
             return_to: &tx.from,
             envid: tx.envid.as_deref(),
             arrival: now,
             now,
-            recipients: &recipients,
+            recipients,
             original: &header,
             ret: Ret::Headers,
-        }))
+        })
     }
 
     /// Sends the `delivered` DSN (RFC 3461 NOTIFY=SUCCESS) for recipients of ours to the
     /// sender. A failure is logged: the message itself is delivered.
     fn success_notice(&self, tx: &Tx, header: Vec<u8>, to: Vec<String>) -> Vec<u8> {
-        use postern_outbound::dsn::{self, Action, DsnInput, DsnRecipient, Ret};
+        use postern_outbound::dsn::{Action, DsnRecipient};
         let now = time::OffsetDateTime::now_utc();
         let recipients: Vec<DsnRecipient> = tx
             .rcpts
@@ -1008,16 +1020,7 @@ impl Session {
                 will_retry_until: None,
             })
             .collect();
-        dsn::build(&DsnInput {
-            reporting_mta: &self.shared.hostname,
-            return_to: &tx.from,
-            envid: tx.envid.as_deref(),
-            arrival: now,
-            now,
-            recipients: &recipients,
-            original: &header,
-            ret: Ret::Headers,
-        })
+        self.notice(tx, header, &recipients)
     }
 
     /// RFC 5321 §4.1.1.4.
@@ -1494,38 +1497,13 @@ async fn postmaster(shared: &Shared) -> Option<Address> {
 /// of its (single) From address, when that domain has keys. `Ok(None)`: nothing to sign
 /// with. Signing runs off the async threads (RSA takes a few milliseconds).
 pub async fn dkim_sign(core: &postern_core::Core, raw: &[u8]) -> Result<Option<String>, String> {
-    use postern_outbound::dkim::{Algorithm, DkimKey, sign_all};
     let Ok(from) = postern_core::delivery::single_from(raw) else {
         return Ok(None);
     };
     let Some((_, domain)) = from.rsplit_once('@') else {
         return Ok(None);
     };
-    let domain = domain.to_ascii_lowercase();
-    let records = core
-        .dkim_keys_of(&domain)
-        .await
-        .map_err(|e| e.to_string())?;
-    let keys: Vec<DkimKey> = records
-        .into_iter()
-        .filter_map(|k| {
-            Some(DkimKey {
-                domain: domain.clone(),
-                selector: k.selector,
-                algorithm: Algorithm::parse(&k.algorithm)?,
-                private_der: k.private_der,
-            })
-        })
-        .collect();
-    if keys.is_empty() {
-        return Ok(None);
-    }
-    let raw = raw.to_vec();
-    tokio::task::spawn_blocking(move || sign_all(&keys, &raw))
-        .await
-        .map_err(|e| e.to_string())?
-        .map(Some)
-        .map_err(|e| e.to_string())
+    postern_outbound::dkim::sign_as_domain(core, domain, raw).await
 }
 
 /// xtext (RFC 3461 §4): printable ASCII except `+` and `=`, which appear only as `+HH`.
