@@ -528,6 +528,10 @@ pub fn is_public(ip: std::net::IpAddr) -> bool {
                 || v4.is_documentation()
                 || o[0] == 0
                 || (o[0] == 100 && (64..128).contains(&o[1]))
+                // IETF protocol assignments (192.0.0.0/24: Oracle Cloud's metadata is
+                // 192.0.0.192) and benchmarking (198.18.0.0/15).
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
                 || o[0] >= 240)
         }
         std::net::IpAddr::V6(v6) => {
@@ -535,11 +539,32 @@ pub fn is_public(ip: std::net::IpAddr) -> bool {
                 return is_public(std::net::IpAddr::V4(v4));
             }
             let seg = v6.segments();
+            let o = v6.octets();
+            let embedded =
+                |at: usize| std::net::Ipv4Addr::new(o[at], o[at + 1], o[at + 2], o[at + 3]);
+            // Forms that carry an IPv4 address: NAT64 (64:ff9b::/96, 64:ff9b:1::/48),
+            // IPv4-compatible (::/96), 6to4 (2002::/16): the IPv4 address decides.
+            if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
+                return is_public(std::net::IpAddr::V4(embedded(12)));
+            }
+            if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1 {
+                return false;
+            }
+            if seg[..6] == [0, 0, 0, 0, 0, 0] {
+                return is_public(std::net::IpAddr::V4(embedded(12)));
+            }
+            if seg[0] == 0x2002 {
+                return is_public(std::net::IpAddr::V4(embedded(2)));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (seg[0] & 0xfe00) == 0xfc00
                 || (seg[0] & 0xffc0) == 0xfe80
+                // Site-local (deprecated, still routed inside some networks) and the
+                // discard prefix 100::/64.
+                || (seg[0] & 0xffc0) == 0xfec0
+                || (seg[0] == 0x100 && seg[1..4] == [0, 0, 0])
                 || (seg[0] == 0x2001 && seg[1] == 0x0db8))
         }
     }
@@ -669,7 +694,26 @@ async fn attempt_domain(
             });
         }
         let sts = any_sts.clone().filter(|p| p.mode == Mode::Enforce);
+        // RFC 8461 §5 `testing`: check as `enforce` would, report what fails (RFC 8460),
+        // deliver as without a policy.
+        let testing = any_sts.clone().filter(|p| p.mode == Mode::Testing);
         for host in dest.hosts {
+            let mut report = true;
+            if let Some(p) = &testing
+                && !p.mx_matches(&host.name)
+            {
+                tls.push(crate::tlsrpt::Outcome {
+                    applied: Applied {
+                        policy_type: "sts",
+                        strings: p.strings(),
+                    },
+                    mx: host.name.clone(),
+                    result: "validation-failure",
+                    ip: String::new(),
+                });
+                // Reported once, here; the session itself is not counted again.
+                report = false;
+            }
             if let Some(p) = &sts {
                 if !p.mx_matches(&host.name) {
                     debug!(%domain, host = %host.name, "MX host not in the MTA-STS policy: skipped");
@@ -726,7 +770,13 @@ async fn attempt_domain(
                     Applied::none()
                 }
             };
-            targets.push((host.name, host.addrs, settings.port, policy, Some(applied)));
+            targets.push((
+                host.name,
+                host.addrs,
+                settings.port,
+                policy,
+                report.then_some(applied),
+            ));
         }
         if targets.is_empty() {
             let none = Outcome::Temporary {
@@ -773,14 +823,26 @@ async fn attempt_domain(
                 continue;
             }
         };
+        // An MTA-STS `testing` host (reported under its policy, but opportunistic):
+        // the session is first made with the policy's PKIX check, so what fails is
+        // reported; a TLS failure then delivers opportunistically, unreported.
+        let verify_first = matches!(policy, TlsPolicy::Opportunistic)
+            && applied.as_ref().is_some_and(|a| a.policy_type == "sts");
+        let checked = if verify_first {
+            TlsPolicy::Pkix {
+                roots: settings.roots.clone(),
+            }
+        } else {
+            policy.clone()
+        };
         for ip in addrs {
             let addr = SocketAddr::new(ip, port);
-            let mut result = client::deliver(&settings.client, &name, addr, &policy, &tx).await;
+            let mut result = client::deliver(&settings.client, &name, addr, &checked, &tx).await;
             if let Some(applied) = &applied {
                 let result_type = match &result {
                     Ok((_, info)) if info.tls => Some(""),
                     Ok(_) => Some("starttls-not-supported"),
-                    Err(f) => crate::tlsrpt::classify(&policy, f),
+                    Err(f) => crate::tlsrpt::classify(&checked, f),
                 };
                 if let Some(result_type) = result_type {
                     tls.push(crate::tlsrpt::Outcome {
@@ -790,6 +852,9 @@ async fn attempt_domain(
                         ip: ip.to_string(),
                     });
                 }
+            }
+            if verify_first && matches!(&result, Err(f) if f.tls_failed) {
+                result = client::deliver(&settings.client, &name, addr, &policy, &tx).await;
             }
             // RFC 7435: opportunistic TLS that fails in the handshake falls back to
             // plaintext on the same host rather than not delivering at all.
@@ -865,10 +930,32 @@ mod tests {
             "fe80::1",
             "::ffff:10.0.0.1",
             "2001:db8::1",
+            // Metadata and special IPv4 ranges.
+            "169.254.169.254",
+            "192.0.0.192",
+            "198.18.0.1",
+            // IPv6 forms carrying a private IPv4 address.
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "::10.0.0.1",
+            "::127.0.0.1",
+            "2002:a9fe:a9fe::1",
+            "2002:0a00:0001::",
+            // Site-local and discard.
+            "fec0::1",
+            "100::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["8.8.8.8", "93.184.216.34", "2a00:1450::1"] {
+        for public in [
+            "8.8.8.8",
+            "93.184.216.34",
+            "2a00:1450::1",
+            // The same forms carrying a public IPv4 address.
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }

@@ -574,14 +574,19 @@ pub fn gives_up(period: &str, now: i64) -> bool {
 pub async fn tick(core: &Core, node: &str, hostname: &str, dns: &DnsClient, s: &TlsRptSettings) {
     let before = stamp(period_start(now_ms(), s.period));
     let lease = i64::try_from(s.lease.as_millis()).unwrap_or(i64::MAX);
-    let claimed = match core.tlsrpt_claim(node, &before, lease, CLAIM_LIMIT).await {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "claiming TLS reports failed");
+    // One report claimed at a time, sent, then finished: a lease covers one send (at
+    // most MAX_RUA destinations), never a whole batch that could outlast it.
+    for _ in 0..CLAIM_LIMIT {
+        let claimed = match core.tlsrpt_claim(node, &before, lease, 1).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "claiming TLS reports failed");
+                return;
+            }
+        };
+        let Some((domain, period)) = claimed.into_iter().next() else {
             return;
-        }
-    };
-    for (domain, period) in claimed {
+        };
         match send_one(core, node, hostname, dns, s, &domain, &period).await {
             Ok(sent) => {
                 let report_id = format!("{period}_{domain}@{hostname}");

@@ -938,3 +938,62 @@ fn tls_outcomes_are_reported_by_mail_and_https_once() {
     let sent = actions(&server, "tlsrpt.send");
     assert_eq!(sent.len(), mails.len(), "{sent:#?}");
 }
+
+/// RFC 8461 §5 `testing`: the MX host's certificate is checked as `enforce` would and
+/// the failure reported (RFC 8460), but the mail is delivered as without a policy.
+#[test]
+fn a_testing_policy_is_checked_and_reported_but_mail_still_goes() {
+    require_python("dnslib, aiosmtpd");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    // The certificate names another host than the MX.
+    let (mx_cert, mx_key) = ca.leaf("someone-else.test");
+    let (web_cert, web_key) = ca.leaf("mta-sts.tst.test");
+    let mx = Peer::start(&["127.0.0.2"], 0, Some((&mx_cert, &mx_key)));
+    let port = mx.port;
+    let reports = Peer::start(&["127.0.0.4"], port, None);
+    let web = Https::start(&web_cert, &web_key);
+    web.policy("version: STSv1\r\nmode: testing\r\nmx: mx1.tst.test\r\nmax_age: 86400\r\n");
+    let dns = Dns::start(vec![
+        rr("tst.test", "MX", "10 mx1.tst.test"),
+        rr("mx1.tst.test", "A", "127.0.0.2"),
+        rr("_mta-sts.tst.test", "TXT", "v=STSv1; id=t1;"),
+        rr("mta-sts.tst.test", "A", "127.0.0.1"),
+        rr(
+            "_smtp._tls.tst.test",
+            "TXT",
+            "v=TLSRPTv1; rua=mailto:tlsrpt@reports.test",
+        ),
+        rr("reports.test", "MX", "10 mx.reports.test"),
+        rr("mx.reports.test", "A", "127.0.0.4"),
+    ]);
+    let server = Server::start_with(&tls_config(
+        dns.port,
+        port,
+        web.port,
+        &ca.cert,
+        "tlsrpt_period_secs = 2\ntlsrpt_interval_secs = 1\n",
+    ));
+    add_user(&server, "example.com", "alice@example.com", ALICE_PW);
+    submit(&server, &["a@tst.test"], "testing mode", "x\n");
+    // Delivered anyway, over (unverified) TLS.
+    let m = mx.wait_for_rcpt("a@tst.test");
+    assert_eq!(m.meta["tls"], json!(true), "{:?}", m.meta);
+    let (ok, failed, details) = wait_for(DELIVERY, "a TLS report for tst.test", || {
+        let r: Vec<Value> = reports
+            .for_rcpt("tlsrpt@reports.test")
+            .iter()
+            .map(|m| report_of_mail(&m.text()))
+            .collect();
+        let t = totals(&r, "tst.test");
+        (t.1 >= 1).then_some(t)
+    });
+    // The session is a failure of the policy, not a success.
+    assert_eq!((ok, failed), (0, 1), "{details:?}");
+    assert!(
+        details
+            .iter()
+            .any(|(t, mx, n)| t == "certificate-host-mismatch" && mx == "mx1.tst.test" && *n == 1),
+        "{details:?}"
+    );
+}

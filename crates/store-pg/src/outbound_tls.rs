@@ -130,13 +130,19 @@ impl Batch<'_, '_> {
                         &[domain, day, owner, now_ms],
                     )
                     .await?;
-                if n > 0 {
-                    self.exec(
-                        "DELETE FROM tlsrpt_counts WHERE domain = $1 AND day = $2",
-                        &[domain, day],
-                    )
-                    .await?;
+                if n == 0 {
+                    // The lease ran out: not this node's to finish (the batch, with its
+                    // ledger entry, fails).
+                    return Err(StoreError::Conflict(format!(
+                        "TLS report {domain} {day} is not leased to {owner}"
+                    ))
+                    .into());
                 }
+                self.exec(
+                    "DELETE FROM tlsrpt_counts WHERE domain = $1 AND day = $2",
+                    &[domain, day],
+                )
+                .await?;
                 let old = now_ms.saturating_sub(TLSRPT_SENT_KEEP_MS);
                 self.exec(
                     "DELETE FROM tlsrpt_reports WHERE sent_ms IS NOT NULL AND sent_ms < $1",

@@ -2395,16 +2395,18 @@ pub async fn outbound_tls_rules(store: Arc<dyn Store>) {
             .unwrap(),
     );
     assert_eq!(b.len(), 2, "{b:?}");
-    // The first owner lost its lease: its finish changes nothing.
-    store
-        .write(vec![Op::FinishTlsRpt {
-            owner: "a".into(),
-            domain: "example.net".into(),
-            day: "2026-01-01".into(),
-            now_ms: 2_100,
-        }])
-        .await
-        .unwrap();
+    // The first owner lost its lease: its finish is refused and changes nothing.
+    assert!(
+        store
+            .write(vec![Op::FinishTlsRpt {
+                owner: "a".into(),
+                domain: "example.net".into(),
+                day: "2026-01-01".into(),
+                now_ms: 2_100,
+            }])
+            .await
+            .is_err()
+    );
     assert_eq!(
         store
             .tlsrpt_counts("example.net", "2026-01-01")

@@ -106,10 +106,15 @@ pub(super) fn apply(c: &Connection, op: &Op) -> Result<OpResult> {
                       WHERE domain = ?1 AND day = ?2 AND lease_owner = ?3 AND sent_ms IS NULL",
                 )?
                 .execute(params![domain, day, owner, now_ms])?;
-            if n > 0 {
-                c.prepare_cached("DELETE FROM tlsrpt_counts WHERE domain = ?1 AND day = ?2")?
-                    .execute(params![domain, day])?;
+            if n == 0 {
+                // The lease ran out (another node may be sending it): nothing here is
+                // this node's to finish, and the batch's ledger entry must not say so.
+                return Err(StoreError::Conflict(format!(
+                    "TLS report {domain} {day} is not leased to {owner}"
+                )));
             }
+            c.prepare_cached("DELETE FROM tlsrpt_counts WHERE domain = ?1 AND day = ?2")?
+                .execute(params![domain, day])?;
             c.prepare_cached(
                 "DELETE FROM tlsrpt_reports WHERE sent_ms IS NOT NULL AND sent_ms < ?1",
             )?
