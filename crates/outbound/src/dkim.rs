@@ -40,6 +40,9 @@ pub const SIGNED_HEADERS: &[&str] = &[
     "List-Id",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
+    // RFC 8460 §5.3: a TLS report's own fields SHOULD be signed.
+    "TLS-Report-Domain",
+    "TLS-Report-Submitter",
 ];
 
 /// RSA modulus size for new keys: RFC 8301 §3.2 requires at least 1024 and recommends 2048.

@@ -33,6 +33,9 @@ pub const MAX_TXT_BYTES: usize = 1024;
 
 /// Largest policy body accepted (RFC 8461 §3.2: 64 KB is plenty for a list of MX names).
 pub const MAX_POLICY_BYTES: usize = 64 * 1024;
+/// Most `mx:` patterns in one policy (a policy lists a domain's few MX names; more is
+/// refused as invalid, so one domain cannot make every report and cache entry huge).
+pub const MAX_MX_PATTERNS: usize = 64;
 /// Longest `max_age` honoured (RFC 8461 §3.2: 31557600 seconds, one year).
 pub const MAX_AGE_SECS: u64 = 31_557_600;
 
@@ -77,7 +80,12 @@ impl Policy {
                         other => return Err(format!("unknown mode {other:?}")),
                     })
                 }
-                "mx" => mx.push(v.to_ascii_lowercase()),
+                "mx" => {
+                    if mx.len() >= MAX_MX_PATTERNS {
+                        return Err(format!("more than {MAX_MX_PATTERNS} mx patterns"));
+                    }
+                    mx.push(v.to_ascii_lowercase())
+                }
                 "max_age" => {
                     let n: u64 = v
                         .parse()
@@ -600,6 +608,12 @@ mod tests {
             .expect("parse");
         assert_eq!(capped.max_age, Duration::from_secs(MAX_AGE_SECS));
         assert!(Policy::parse("version: STSv1\nmode: none\nmax_age: 86400\n").is_ok());
+        let many = |n: usize| {
+            let mx: String = (0..n).map(|i| format!("mx: mx{i}.example\n")).collect();
+            format!("version: STSv1\nmode: enforce\n{mx}max_age: 86400\n")
+        };
+        assert!(Policy::parse(&many(MAX_MX_PATTERNS)).is_ok());
+        assert!(Policy::parse(&many(MAX_MX_PATTERNS + 1)).is_err());
     }
 
     #[test]

@@ -693,12 +693,18 @@ async fn attempt_domain(
                 ip: String::new(),
             });
         }
-        let sts = any_sts.clone().filter(|p| p.mode == Mode::Enforce);
+        // RFC 8460 §3: a TLS report is delivered whatever TLS failures stand in the way
+        // (they may be what it reports): no MTA-STS or DANE requirement, opportunistic
+        // TLS with the plaintext fallback.
+        let tls_report = crate::tlsrpt::is_report(&message.sender, raw);
+        let sts = any_sts
+            .clone()
+            .filter(|p| p.mode == Mode::Enforce && !tls_report);
         // RFC 8461 §5 `testing`: check as `enforce` would, report what fails (RFC 8460),
         // deliver as without a policy.
         let testing = any_sts.clone().filter(|p| p.mode == Mode::Testing);
         for host in dest.hosts {
-            let mut report = true;
+            let mut count_session = true;
             if let Some(p) = &testing
                 && !p.mx_matches(&host.name)
             {
@@ -712,7 +718,7 @@ async fn attempt_domain(
                     ip: String::new(),
                 });
                 // Reported once, here; the session itself is not counted again.
-                report = false;
+                count_session = false;
             }
             if let Some(p) = &sts {
                 if !p.mx_matches(&host.name) {
@@ -747,6 +753,7 @@ async fn attempt_domain(
             };
             // DANE, where it applies, takes precedence over MTA-STS (RFC 8461 §2).
             let policy = dane.map(|d| match d {
+                _ if tls_report => TlsPolicy::Opportunistic,
                 Dane::Records(records) => TlsPolicy::Dane { records },
                 Dane::Unusable | Dane::None if pkix => TlsPolicy::Pkix {
                     roots: settings.roots.clone(),
@@ -775,7 +782,7 @@ async fn attempt_domain(
                 host.addrs,
                 settings.port,
                 policy,
-                report.then_some(applied),
+                count_session.then_some(applied),
             ));
         }
         if targets.is_empty() {
