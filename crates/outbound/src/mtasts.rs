@@ -36,6 +36,13 @@ pub const MAX_POLICY_BYTES: usize = 64 * 1024;
 /// Most `mx:` patterns in one policy (a policy lists a domain's few MX names; more is
 /// refused as invalid, so one domain cannot make every report and cache entry huge).
 pub const MAX_MX_PATTERNS: usize = 64;
+/// Policies kept in one node's memory; past it the expired ones go, then all (the store
+/// still has them).
+pub const MAX_CACHED_POLICIES: usize = 10_000;
+/// A cached policy is fetched again once it is this old (or half its `max_age`, when
+/// shorter), even when its TXT id is unchanged, so `max_age` keeps moving forward and a
+/// fetch blocked just when it would expire cannot switch the policy off (RFC 8461 §10.2).
+pub const REFRESH_AFTER_MS: i64 = 86_400_000;
 /// Longest `max_age` honoured (RFC 8461 §3.2: 31557600 seconds, one year).
 pub const MAX_AGE_SECS: u64 = 31_557_600;
 
@@ -229,6 +236,13 @@ impl MtaSts {
         if let Ok(mut cache) = self.cache.lock() {
             match c {
                 Some(c) => {
+                    if cache.len() >= MAX_CACHED_POLICIES && !cache.contains_key(domain) {
+                        let now = now_ms();
+                        cache.retain(|_, v| v.expires_ms > now);
+                        if cache.len() >= MAX_CACHED_POLICIES {
+                            cache.clear();
+                        }
+                    }
                     cache.insert(domain.to_string(), c);
                 }
                 None => {
@@ -343,12 +357,20 @@ impl MtaSts {
                 failure: None,
             };
         };
+        // The same id: the cached policy, fetched again only when it is due a refresh
+        // (a failed refresh keeps it, unreported).
+        let mut refreshing = false;
         if let Some(c) = &cached {
             if c.id == id {
-                return Lookup {
-                    policy: Some(c.policy.clone()),
-                    failure: None,
-                };
+                let max_age = i64::try_from(c.policy.max_age.as_millis()).unwrap_or(i64::MAX);
+                let fetched = c.expires_ms.saturating_sub(max_age);
+                if now < fetched.saturating_add(REFRESH_AFTER_MS.min(max_age / 2)) {
+                    return Lookup {
+                        policy: Some(c.policy.clone()),
+                        failure: None,
+                    };
+                }
+                refreshing = true;
             }
         }
         match self.fetch_classified(&domain).await {
@@ -373,7 +395,7 @@ impl MtaSts {
                 tracing::debug!(%domain, error = %e, "MTA-STS policy fetch failed");
                 Lookup {
                     policy: cached.map(|c| c.policy),
-                    failure: Some((kind, e)),
+                    failure: (!refreshing).then_some((kind, e)),
                 }
             }
         }
@@ -537,6 +559,42 @@ mod tests {
         assert!(sts.policy("example.test").await.is_some());
         // A domain without the TXT record has no policy.
         assert!(sts.policy("other.test").await.is_none());
+    }
+
+    /// With an unchanged TXT id a cached policy is fetched again once half its max_age
+    /// (at most a day) has passed; a failed refresh keeps it.
+    #[tokio::test]
+    async fn a_cached_policy_is_refreshed_before_it_expires() {
+        let (sts, response) = setup("r1", true).await;
+        let short = |mode: &str| {
+            ok(
+                &format!("version: STSv1\r\nmode: {mode}\r\nmx: mx.example.test\r\nmax_age: 2\r\n"),
+                "text/plain",
+            )
+        };
+        *response.lock().unwrap() = short("enforce");
+        assert_eq!(
+            sts.policy("example.test").await.unwrap().mode,
+            Mode::Enforce
+        );
+        // Not due yet: the server's new answer is not fetched.
+        *response.lock().unwrap() = short("testing");
+        assert_eq!(
+            sts.policy("example.test").await.unwrap().mode,
+            Mode::Enforce
+        );
+        // Half of max_age later: fetched again.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(
+            sts.policy("example.test").await.unwrap().mode,
+            Mode::Testing
+        );
+        // Due again, and the server fails: the cached policy stays, nothing reported.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        *response.lock().unwrap() = "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n".into();
+        let l = sts.lookup("example.test").await;
+        assert_eq!(l.policy.map(|p| p.mode), Some(Mode::Testing));
+        assert!(l.failure.is_none(), "{:?}", l.failure);
     }
 
     #[tokio::test]
