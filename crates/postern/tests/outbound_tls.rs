@@ -9,427 +9,21 @@
 //! fails the tests with the install line: nothing is skipped.
 
 mod common;
+mod outbound_common;
 use common::*;
+use outbound_common::*;
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const DNS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../smtp/tests/dns_zone.py");
-const PEER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/outbound_peer.py");
-const CHECK_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/outbound_check.py");
 const HTTPS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/https_peer.py");
-const PYTHON_INSTALL: &str = "pip install dnslib aiosmtpd dkimpy pynacl (.ci/run installs them)";
-const ALICE_PW: &str = "alice-outbound-pw";
-/// How long a delivery that should happen may take on a loaded 2-core box.
-const DELIVERY: Duration = Duration::from_secs(30);
-
-fn require_tool(tool: &str, install: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool} || test -x /usr/sbin/{tool}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(found, "`{tool}` is not installed: {install}");
-}
-
-fn require_python(modules: &str) {
-    require_tool("python3", "apt-get install python3");
-    let ok = Command::new("python3")
-        .arg("-c")
-        .arg(format!("import {modules}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(ok, "python3 cannot import {modules}: {PYTHON_INSTALL}");
-}
-
-/// Polls `f` until it gives `Some`, or panics with `what` after `timeout`.
-fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// A port free on every one of `hosts` (bound and released; the tests own these
-/// loopback addresses, so nobody else races for it).
-fn free_port(hosts: &[&str]) -> u16 {
-    'again: loop {
-        let first = TcpListener::bind((hosts[0], 0)).expect("bind loopback");
-        let port = first.local_addr().unwrap().port();
-        for h in &hosts[1..] {
-            if TcpListener::bind((*h, port)).is_err() {
-                continue 'again;
-            }
-        }
-        return port;
-    }
-}
-
-/// Reads the one line a helper prints once it listens; panics with its stderr when it
-/// dies first.
-fn port_line(child: &mut Child, what: &str, install: &str) -> u16 {
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    match line.trim().parse() {
-        Ok(p) => p,
-        Err(_) => {
-            let _ = child.kill();
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("{what} did not start: {err}\n{install}");
-        }
-    }
-}
-
-fn kill_child(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn rr(name: &str, rtype: &str, value: &str) -> Value {
-    json!({"name": name, "type": rtype, "value": value})
-}
-
-/// The test zone, rewritten whole by [`Dns::set`] (the server reads the file again).
-struct Dns {
-    port: u16,
-    path: PathBuf,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        kill_child(&mut self.child);
-    }
-}
-
-impl Dns {
-    fn start(records: Vec<Value>) -> Dns {
-        require_python("dnslib");
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("zone.json");
-        write_zone(&path, &records, false);
-        let mut child = Command::new("python3")
-            .arg(DNS_SCRIPT)
-            .arg(&path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run python3");
-        let port = port_line(&mut child, "the test DNS server", PYTHON_INSTALL);
-        Dns {
-            port,
-            path,
-            child,
-            _dir: dir,
-        }
-    }
-
-    fn set(&self, records: Vec<Value>) {
-        write_zone(&self.path, &records, false);
-    }
-}
-
-fn write_zone(path: &Path, records: &[Value], ad: bool) {
-    let tmp = path.with_extension("tmp");
-    let zone = json!({"records": records, "ttl": 1, "ad": ad});
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&zone).unwrap()).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
 
 // ---- the aiosmtpd peer ----
 
-struct Peer {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        kill_child(&mut self.child);
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Received {
-    meta: Value,
-    raw: Vec<u8>,
-}
-
-impl Received {
-    fn text(&self) -> String {
-        text(&self.raw)
-    }
-    fn rcpts(&self) -> Vec<String> {
-        self.meta["rcpt_tos"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
-    }
-}
-
-impl Peer {
-    /// Listens on `port` (0: any) of every host; `tls`: (certificate, key) for STARTTLS.
-    fn start(hosts: &[&str], port: u16, tls: Option<(&Path, &Path)>) -> Peer {
-        require_python("aiosmtpd");
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new("python3");
-        cmd.arg(PEER_SCRIPT)
-            .arg("--hosts")
-            .arg(hosts.join(","))
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--dir")
-            .arg(dir.path());
-        if let Some((cert, key)) = tls {
-            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run python3");
-        let port = port_line(&mut child, "the aiosmtpd peer", PYTHON_INSTALL);
-        Peer { port, dir, child }
-    }
-
-    fn messages(&self) -> Vec<Received> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("msg-"))
-            })
-            .collect();
-        names.sort();
-        names
-            .into_iter()
-            .map(|p| {
-                let meta: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-                let raw = std::fs::read(p.with_extension("eml")).unwrap();
-                Received { meta, raw }
-            })
-            .collect()
-    }
-
-    fn events(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("events.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// The messages received for `rcpt`.
-    fn for_rcpt(&self, rcpt: &str) -> Vec<Received> {
-        self.messages()
-            .into_iter()
-            .filter(|m| m.rcpts().iter().any(|r| r == rcpt))
-            .collect()
-    }
-
-    fn wait_for_rcpt(&self, rcpt: &str) -> Received {
-        wait_for(
-            DELIVERY,
-            &format!("a message for {rcpt} at the peer"),
-            || self.for_rcpt(rcpt).into_iter().next(),
-        )
-    }
-}
-
 // ---- postern ----
-
-fn add_user(server: &Server, domain: &str, address: &str, password: &str) {
-    let domains = server.cli_ok(&["domain", "list"], "");
-    if !domains
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(domain))
-    {
-        server.cli_ok(&["domain", "add", domain], "");
-    }
-    server.cli_ok(&["account", "add", address], format!("{password}\n"));
-}
-
-/// Submits over 587 with STARTTLS + AUTH PLAIN as alice (swaks); panics unless every
-/// recipient is accepted.
-fn submit(server: &Server, to: &[&str], subject: &str, body: &str) {
-    require_tool(
-        "swaks",
-        "apt-get install swaks libnet-ssleay-perl (.ci/run installs it)",
-    );
-    let port = server.addr("submission").port().to_string();
-    let to = to.join(",");
-    let out = Command::new("swaks")
-        .args([
-            "--server",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--ehlo",
-            "client.example",
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "alice@example.com",
-            "--auth-password",
-            ALICE_PW,
-            "--from",
-            "alice@example.com",
-            "--to",
-            &to,
-            "--header",
-            &format!("Subject: {subject}"),
-            "--body",
-            body,
-        ])
-        .output()
-        .expect("run swaks");
-    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "swaks failed:\n{all}");
-}
-
-fn ledger(server: &Server) -> Vec<Value> {
-    server
-        .cli_ok(&["audit", "show", "--json"], "")
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["record"].clone())
-        .collect()
-}
-
-fn actions(server: &Server, action: &str) -> Vec<Value> {
-    ledger(server)
-        .into_iter()
-        .filter(|e| e["action"] == json!(action))
-        .collect()
-}
-
-/// Queue ids from `postern queue list`.
-fn queue_ids(server: &Server) -> Vec<String> {
-    server
-        .cli_ok(&["queue", "list"], "")
-        .lines()
-        .filter(|l| !l.starts_with(' ') && !l.is_empty() && *l != "the queue is empty")
-        .map(|l| l.split_whitespace().next().unwrap().to_string())
-        .collect()
-}
-
-fn wait_queue_empty(server: &Server) {
-    let deadline = Instant::now() + DELIVERY;
-    loop {
-        let out = server.cli_ok(&["queue", "list"], "");
-        if out.trim() == "the queue is empty" {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the queue did not empty within {DELIVERY:?}:\n{out}\nserver stderr:\n{}",
-            server.proc.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn queue_line(server: &Server, id: &str, rcpt: &str) -> String {
-    server
-        .cli_ok(&["queue", "show", id], "")
-        .lines()
-        .find(|l| l.contains(&format!("<{rcpt}>")))
-        .unwrap_or_else(|| panic!("no line for {rcpt} in queue show {id}"))
-        .to_string()
-}
-
-fn attempts_of(line: &str) -> u32 {
-    let mut words = line.split_whitespace();
-    while let Some(w) = words.next() {
-        if w == "attempts" {
-            return words.next().unwrap().parse().unwrap();
-        }
-    }
-    panic!("no attempts in {line:?}")
-}
-
-/// The only queued message's id, once a recipient `rcpt` of it has been tried `n` times.
-fn wait_attempts(server: &Server, rcpt: &str, n: u32) -> String {
-    wait_for(DELIVERY, &format!("{n} attempt(s) for {rcpt}"), || {
-        for id in queue_ids(server) {
-            let out = server.cli_ok(&["queue", "show", &id], "");
-            if let Some(l) = out.lines().find(|l| l.contains(&format!("<{rcpt}>")))
-                && l.trim_start().starts_with("queued")
-                && attempts_of(l) >= n
-            {
-                return Some(id);
-            }
-        }
-        None
-    })
-}
-
-fn restart(server: &mut Server) {
-    let mut cmd = postern();
-    cmd.arg("--config").arg(&server.config).arg("serve");
-    let mut proc = Proc::spawn(cmd);
-    if let Err(status) = proc.wait_ready() {
-        panic!("restart: exited with {status}\n{}", proc.stderr());
-    }
-    server.listeners = listening_lines(&proc.stdout());
-    server.proc = proc;
-}
-
-fn openssl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl ({e}): apt-get install openssl"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        text(&out.stderr)
-    );
-    out.stdout
-}
-
-fn header(msg: &str, name: &str) -> Option<String> {
-    all_headers(msg, name).into_iter().next()
-}
-
-fn all_headers(msg: &str, name: &str) -> Vec<String> {
-    let head = msg.split("\r\n\r\n").next().unwrap_or("");
-    let head = head.split("\n\n").next().unwrap_or("");
-    let unfolded = head
-        .replace("\r\n", "\n")
-        .replace("\n ", " ")
-        .replace("\n\t", " ");
-    unfolded
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().to_string())
-        .collect()
-}
 
 /// A test CA in `dir`: (CA certificate path, a function making leaf certificates).
 struct Ca {
@@ -618,7 +212,7 @@ fn a_cached_enforce_policy_outlives_its_web_server_and_a_restart() {
     let evil = Peer::start(&["127.0.0.3"], port, None);
     let web = Https::start(&web_cert, &web_key);
     web.policy(STS_POLICY);
-    let dns = Dns::start(sts_zone(&[("mx.sts.test", "127.0.0.2")], "one"));
+    let dns = Dns::start(sts_zone(&[("mx.sts.test", "127.0.0.2")], "one"), false);
     let mut server = Server::start_with(&tls_config(dns.port, port, web.port, &ca.cert, ""));
     add_user(&server, "example.com", "alice@example.com", ALICE_PW);
 
@@ -666,53 +260,13 @@ fn without_a_cached_policy_the_unlisted_mx_gets_the_mail() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path());
     let evil = Peer::start(&["127.0.0.3"], 0, None);
-    let dns = Dns::start(sts_zone(&[("mx.evil.test", "127.0.0.3")], "two"));
+    let dns = Dns::start(sts_zone(&[("mx.evil.test", "127.0.0.3")], "two"), false);
     // Nothing listens on the policy port.
     let closed = free_port(&["127.0.0.1"]);
     let server = Server::start_with(&tls_config(dns.port, evil.port, closed, &ca.cert, ""));
     add_user(&server, "example.com", "alice@example.com", ALICE_PW);
     submit(&server, &["b@sts.test"], "second", "x\n");
     evil.wait_for_rcpt("b@sts.test");
-}
-
-/// The TXT records `postern domain dkim` printed (`NAME IN TXT ( "…" "…" )`), as zone
-/// records (the character-strings joined, RFC 6376 §3.6.2.2).
-fn dkim_records(printed: &str) -> Vec<Value> {
-    printed
-        .lines()
-        .filter(|l| l.contains(" IN TXT "))
-        .map(|l| {
-            let name = l.split_whitespace().next().unwrap().trim_end_matches('.');
-            let value: String = l.split('"').skip(1).step_by(2).collect();
-            rr(name, "TXT", &value)
-        })
-        .collect()
-}
-
-/// Verifies every DKIM signature of `raw` with dkimpy against the zone file: (a=, ok).
-fn dkimpy(zone: &Path, raw: &[u8]) -> Vec<(String, bool)> {
-    require_python("dkim, nacl");
-    let f = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(f.path(), raw).unwrap();
-    let out = Command::new("python3")
-        .arg(CHECK_SCRIPT)
-        .arg("dkim")
-        .arg(zone)
-        .arg(f.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "dkimpy: {}", text(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["a"].as_str().unwrap_or("").to_string(),
-                s["ok"] == json!(true),
-            )
-        })
-        .collect()
 }
 
 // =======================================================================================
@@ -816,7 +370,7 @@ fn tls_outcomes_are_reported_by_mail_and_https_once() {
             "v=TLSRPTv1; rua=mailto:tlsrpt@reports.test",
         ),
     ];
-    let dns = Dns::start(zone.clone());
+    let dns = Dns::start(zone.clone(), false);
     let server = Server::start_with(&tls_config(
         dns.port,
         port,
@@ -954,19 +508,22 @@ fn a_testing_policy_is_checked_and_reported_but_mail_still_goes() {
     let reports = Peer::start(&["127.0.0.4"], port, None);
     let web = Https::start(&web_cert, &web_key);
     web.policy("version: STSv1\r\nmode: testing\r\nmx: mx1.tst.test\r\nmax_age: 86400\r\n");
-    let dns = Dns::start(vec![
-        rr("tst.test", "MX", "10 mx1.tst.test"),
-        rr("mx1.tst.test", "A", "127.0.0.2"),
-        rr("_mta-sts.tst.test", "TXT", "v=STSv1; id=t1;"),
-        rr("mta-sts.tst.test", "A", "127.0.0.1"),
-        rr(
-            "_smtp._tls.tst.test",
-            "TXT",
-            "v=TLSRPTv1; rua=mailto:tlsrpt@reports.test",
-        ),
-        rr("reports.test", "MX", "10 mx.reports.test"),
-        rr("mx.reports.test", "A", "127.0.0.4"),
-    ]);
+    let dns = Dns::start(
+        vec![
+            rr("tst.test", "MX", "10 mx1.tst.test"),
+            rr("mx1.tst.test", "A", "127.0.0.2"),
+            rr("_mta-sts.tst.test", "TXT", "v=STSv1; id=t1;"),
+            rr("mta-sts.tst.test", "A", "127.0.0.1"),
+            rr(
+                "_smtp._tls.tst.test",
+                "TXT",
+                "v=TLSRPTv1; rua=mailto:tlsrpt@reports.test",
+            ),
+            rr("reports.test", "MX", "10 mx.reports.test"),
+            rr("mx.reports.test", "A", "127.0.0.4"),
+        ],
+        false,
+    );
     let server = Server::start_with(&tls_config(
         dns.port,
         port,
