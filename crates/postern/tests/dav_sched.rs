@@ -162,26 +162,6 @@ fn calendar_of(msg: &str) -> (String, String) {
     (text(&raw), ct)
 }
 
-fn basic(user: &str, pw: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
-    )
-}
-
-fn dav(
-    addr: SocketAddr,
-    auth: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
-    let mut h: Vec<(&str, &str)> = vec![("Authorization", auth)];
-    h.extend_from_slice(headers);
-    http(addr, method, path, &h, body)
-}
-
 /// Unfolded text (continuation lines joined) for simple `contains` checks.
 fn unfold(s: &str) -> String {
     s.replace("\r\n ", "").replace("\r\n\t", "")

@@ -470,6 +470,29 @@ pub fn request_bytes(
     bytes
 }
 
+/// `Authorization: Basic` for `user`:`pw`.
+pub fn basic(user: &str, pw: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+    )
+}
+
+/// A DAV request with `auth` as its Authorization field.
+pub fn dav(
+    addr: SocketAddr,
+    auth: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut h: Vec<(&str, &str)> = vec![("Authorization", auth)];
+    h.extend_from_slice(headers);
+    http(addr, method, path, &h, body)
+}
+
 pub fn http(
     addr: SocketAddr,
     method: &str,
