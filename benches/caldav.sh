@@ -23,7 +23,13 @@
 #   PORT=18088 (Postern http) RADICALE_PORT=15232 WORK=/tmp/postern-caldav-bench
 #   SKIP_BUILD=1 (use the binary already built; CARGO_TARGET_DIR is honoured)
 #   ONLY=postern|radicale (run one side; no ratio)
-# Needs: pip install radicale caldav==3.6.0 (../shared/tools/install_tools.sh), python3.
+# Needs: pip install radicale caldav==3.6.0 (../shared/tools/install_tools.sh), python3;
+#   nginx (apt install nginx-light) for the driver's ceiling, else that line says n/a.
+# The driver's ceiling: after Postern's phases, one of its time-range answers is saved
+#   and nginx serves it to every request on NGINX_PORT (18089); benches/driver_ceiling.py
+#   runs the driver's own query phase (same code, bodies and connections) against it.
+#   No server can be measured faster than that here: ceiling / Radicale is the largest
+#   ratio this driver can show on this machine.
 # Last lines: per event count, both sides' figures, the ratios postern/radicale, the
 # error counts (the goal is zero) and how many events each side stored (Radicale's PUT
 # slows as its collection grows, ~8/s near 5 000 events: within MAX_SECS it may store
@@ -123,6 +129,53 @@ for N in $EVENTS; do
     python3 "$DRIVER" --no-start --url "http://127.0.0.1:$PORT/dav/" --user "$USER_ADDR" \
       --password "$PASS" --work "$WORK/postern-$N" --events "$N" --reports "$P_REPORTS" \
       --conns "$CONNS" --max-secs "$MAX_SECS" | tee "$P_LOG"
+    CAL=$(sed -n 's|.* calendar=http://[^/]*\(/[^ ]*\) .*|\1|p' "$P_LOG" | head -n 1)
+    C_LOG="$WORK/ceiling-$N.log"
+    if command -v nginx >/dev/null && [[ -n "$CAL" ]]; then
+      # One real answer (a full day's events), served by nginx from memory.
+      NGX="$WORK/nginx-$N"
+      mkdir -p "$NGX"
+      python3 - "$PORT" "$CAL" "$USER_ADDR" "$PASS" "$NGX/canned.xml" <<'PY'
+import base64, http.client, sys
+port, cal, user, pw, out = sys.argv[1:]
+c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=30)
+body = ('<?xml version="1.0" encoding="utf-8"?><C:calendar-query xmlns:D="DAV:" '
+        'xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/><C:calendar-data/></D:prop>'
+        '<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:time-range '
+        'start="20300102T000000Z" end="20300103T000000Z"/></C:comp-filter></C:comp-filter>'
+        '</C:filter></C:calendar-query>')
+auth = "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+c.request("REPORT", cal, body=body, headers={"Authorization": auth, "Depth": "1",
+                                              "Content-Type": "application/xml"})
+r = c.getresponse()
+open(out, "wb").write(r.read())
+PY
+      chmod -R a+rX "$NGX"
+      cat > "$NGX/nginx.conf" <<NGINX
+worker_processes 1;
+pid $NGX/nginx.pid;
+error_log $NGX/error.log;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $NGX;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:${NGINX_PORT:-18089};
+    root $NGX;
+    error_page 405 =207 /canned.xml;
+    location / { try_files /nonexistent @any; }
+    location @any { return 405; }
+    location = /canned.xml { internal; default_type application/xml; }
+  }
+}
+NGINX
+      nginx -c "$NGX/nginx.conf"
+      echo "== driver ceiling, $N events ($(wc -c < "$NGX/canned.xml") B answer from nginx)"
+      python3 benches/driver_ceiling.py "http://127.0.0.1:${NGINX_PORT:-18089}/" "$CAL" \
+        "$P_REPORTS" "$CONNS" | tee "$C_LOG"
+      nginx -c "$NGX/nginx.conf" -s stop || true
+    fi
     kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
   fi
   line="$N events:"
@@ -139,7 +192,11 @@ for N in $EVENTS; do
   ps=""; rs=""
   [[ -f "$P_LOG" ]] && ps=$(tail -n 1 "$P_LOG" | sed -n 's/.* \([0-9]*\) events stored.*/\1/p')
   [[ -f "$R_LOG" ]] && rs=$(tail -n 1 "$R_LOG" | sed -n 's/.* \([0-9]*\) events stored.*/\1/p')
-  line+=" stored postern ${ps:-n/a} radicale ${rs:-n/a}"
+  line+=" stored postern ${ps:-n/a} radicale ${rs:-n/a};"
+  ce=""
+  [[ -f "$WORK/ceiling-$N.log" ]] && ce=$(field query-REPORT/s "$WORK/ceiling-$N.log")
+  qr=""; [[ -f "$R_LOG" ]] && qr=$(field query-REPORT/s "$R_LOG")
+  line+=" driver ceiling query-REPORT/s ${ce:-n/a} (largest measurable ratio x$(ratio "$ce" "$qr"))"
   SUMMARY+=("$line")
 done
 

@@ -45,6 +45,8 @@ pub const MAX_COLLECTIONS: usize = 256;
 pub const INDEX_EXPAND_BUDGET: std::time::Duration = std::time::Duration::from_millis(250);
 /// Most changes one sync-collection answer reports.
 pub const MAX_SYNC_CHANGES: usize = 10_000;
+/// Largest calendar-timezone (one VTIMEZONE; the largest in the IANA set are ~10 KiB).
+pub const MAX_TIMEZONE_BYTES: usize = 64 * 1024;
 
 /// The collections every account gets on first use: (name, kind, display name).
 pub const DEFAULT_COLLECTIONS: [(&str, DavKind, &str); 4] = [
@@ -178,6 +180,13 @@ pub fn index_icalendar(text: &str) -> std::result::Result<DavIndex, DavInvalid> 
         // Instantaneous: still overlaps a range containing its start.
         end = Some(s.saturating_add(1));
     }
+    if recur::may_float(text) {
+        // Floating times and dates are read in the calendar's (or the query's) zone,
+        // known only when a query runs: the index holds them as UTC widened by the
+        // largest zone offsets, and queries check such objects exactly (`recur`).
+        start = start.map(|s| s.saturating_sub(recur::MAX_ZONE_OFFSET_MS));
+        end = end.map(|e| e.saturating_add(recur::MAX_ZONE_OFFSET_MS));
+    }
     if recurring && start.is_some() {
         // A series that ends within the expansion caps is indexed over its instances;
         // an open-ended or capped one from its first start to the end of time (queries
@@ -224,6 +233,8 @@ pub struct NewCollection {
     pub color: Option<String>,
     pub order: Option<i64>,
     pub description: Option<String>,
+    /// CalDAV calendar-timezone: an iCalendar object with one VTIMEZONE.
+    pub timezone: Option<String>,
     /// Components for a calendar (`VEVENT`, `VTODO`, …); empty = the kind's default.
     pub components: Vec<String>,
 }
@@ -258,6 +269,14 @@ pub fn check_props(p: &DavCollectionProps) -> Result<()> {
     }
     if let Some(Some(d)) = &p.description {
         check_text("description", d, 4096)?;
+    }
+    if let Some(Some(tz)) = &p.timezone
+        && (tz.len() > MAX_TIMEZONE_BYTES || recur::zone_of(tz).is_none())
+    {
+        return Err(CoreError::invalid(
+            "calendar-timezone",
+            "an iCalendar object with exactly one VTIMEZONE",
+        ));
     }
     Ok(())
 }
@@ -309,6 +328,7 @@ impl Core {
                     color: None,
                     order: None,
                     description: None,
+                    timezone: None,
                     components: default_components(*kind),
                     modseq: 0,
                     created_ms: now_ms(),
@@ -366,6 +386,7 @@ impl Core {
             color: Some(new.color.clone()),
             order: None,
             description: Some(new.description.clone()),
+            timezone: Some(new.timezone.clone()),
         })?;
         let components = if kind.is_calendar() && !new.components.is_empty() {
             for c in &new.components {
@@ -393,6 +414,7 @@ impl Core {
             color: new.color,
             order: new.order,
             description: new.description,
+            timezone: new.timezone,
             components,
             modseq: 0,
             created_ms: now_ms(),

@@ -130,6 +130,7 @@ pub(crate) async fn copy_move_collection(
         color: src.color.clone(),
         order: src.order,
         description: src.description.clone(),
+        timezone: src.timezone.clone(),
         components: if src.kind.is_calendar() {
             src.components.clone()
         } else {

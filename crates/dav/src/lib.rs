@@ -44,9 +44,13 @@
 //! (`postern_core::dav::alarm`). COPY/MOVE move resources between the caller's own
 //! collections.
 //!
-//! **Not yet:** param-filter and nested comp-filters (prop-filter and text-match are
-//! line-level, see [`filter`]); sharing invitations/notifications, the WebDAV ACL
-//! method and calendar-proxy delegation.
+//! **Filters** (RFC 4791 §9.7, RFC 6352 §10.5): comp-filter scoping, prop-filter,
+//! param-filter, text-match and prop-filter time ranges, see [`filter`]. Floating times
+//! and dates are read in the query's CALDAV:timezone / timezone-id, else the calendar's
+//! calendar-timezone, else UTC.
+//!
+//! **Not yet:** sharing invitations/notifications, the WebDAV ACL method and
+//! calendar-proxy delegation.
 #![forbid(unsafe_code)]
 
 mod copy;
@@ -450,6 +454,7 @@ fn allprop_names(t: &Target<'_>) -> Vec<(&'static str, &'static str)> {
                     (ICAL, "calendar-color"),
                     (ICAL, "calendar-order"),
                     (CALDAV, "calendar-description"),
+                    (CALDAV, "calendar-timezone"),
                 ]);
             } else {
                 v.push((CARDDAV, "addressbook-description"));
@@ -587,6 +592,16 @@ fn prop_value(who: &Authenticated, t: &Target<'_>, ns: &str, name: &str) -> Opti
             (ICAL, "calendar-order") if c.kind.is_calendar() => c.order.map(|o| o.to_string()),
             (CALDAV, "calendar-description") if c.kind.is_calendar() => {
                 c.description.as_deref().map(esc)
+            }
+            (CALDAV, "calendar-timezone") if c.kind.is_calendar() => {
+                c.timezone.as_deref().map(esc)
+            }
+            // RFC 4791 §5.2.6–5.2.7: the widest dates any instance may have.
+            (CALDAV, "min-date-time") if c.kind.is_calendar() => Some("19000101T000000Z".into()),
+            (CALDAV, "max-date-time") if c.kind.is_calendar() => Some("99991231T235959Z".into()),
+            // §5.2.8: instances one expansion of an object reaches (core::dav::recur).
+            (CALDAV, "max-instances") if c.kind.is_calendar() => {
+                Some(postern_core::dav::recur::MAX_INSTANCES.to_string())
             }
             (CARDDAV, "addressbook-description") if !c.kind.is_calendar() => {
                 c.description.as_deref().map(esc)
@@ -842,6 +857,7 @@ async fn proppatch(
     let mut props = DavCollectionProps::default();
     let mut names: Vec<(String, String)> = Vec::new();
     let mut unknown: Vec<(String, String)> = Vec::new();
+    let mut bad_tz: Vec<(String, String)> = Vec::new();
     for op in &body.children {
         let set = op.is(DAV, "set");
         if !set && !op.is(DAV, "remove") {
@@ -880,6 +896,15 @@ async fn proppatch(
                         props.description = Some(set.then_some(text));
                         true
                     }
+                    (CALDAV, "calendar-timezone") if c.kind.is_calendar() => {
+                        // RFC 4791 §5.2.2: one VTIMEZONE in an iCalendar object.
+                        if set && !valid_timezone(&text) {
+                            bad_tz.push((p.ns.clone(), p.name.clone()));
+                            continue;
+                        }
+                        props.timezone = Some(set.then_some(text));
+                        true
+                    }
                     _ => false,
                 };
                 if known {
@@ -900,12 +925,22 @@ async fn proppatch(
             "<d:propstat><d:prop>{inner}</d:prop><d:status>HTTP/1.1 {status}</d:status></d:propstat>"
         )
     };
-    if !unknown.is_empty() {
-        // All or nothing (RFC 4918 §9.2).
+    if !unknown.is_empty() || !bad_tz.is_empty() {
+        // All or nothing (RFC 4918 §9.2). A time zone that is not one VTIMEZONE says
+        // why (RFC 4791 §5.2.2, CALDAV:valid-calendar-data in the propstat's error).
+        let tz_stat = if bad_tz.is_empty() {
+            String::new()
+        } else {
+            let inner: String = bad_tz.iter().map(|(n, m)| empty(n, m)).collect();
+            format!(
+                "<d:propstat><d:prop>{inner}</d:prop><d:status>HTTP/1.1 403 Forbidden</d:status><d:error><c:valid-calendar-data/></d:error></d:propstat>"
+            )
+        };
         let body = format!(
-            "<d:response><d:href>{}</d:href>{}{}</d:response>",
+            "<d:response><d:href>{}</d:href>{}{}{}</d:response>",
             esc(&href),
             stat(&unknown, "403 Forbidden"),
+            tz_stat,
             stat(&names, "424 Failed Dependency")
         );
         return Ok(multistatus(vec![body], ""));
@@ -970,6 +1005,16 @@ async fn mkcol(
                         (ICAL, "calendar-order") => new.order = text.parse().ok(),
                         (CALDAV, "calendar-description") | (CARDDAV, "addressbook-description") => {
                             new.description = Some(text)
+                        }
+                        (CALDAV, "calendar-timezone") => {
+                            if !valid_timezone(&text) {
+                                return Err(DavResponse::precondition(
+                                    403,
+                                    CALDAV,
+                                    "valid-calendar-data",
+                                ));
+                            }
+                            new.timezone = Some(text)
                         }
                         (CALDAV, "supported-calendar-component-set") => {
                             new.components = p
@@ -1354,12 +1399,10 @@ async fn report(
     }
     if !cal && body.is(CARDDAV, "addressbook-query") {
         let wants_data = preq.wants(CARDDAV, "address-data");
-        let (props, allof) = match body.child(CARDDAV, "filter") {
-            Some(f) => (
-                filter::prop_filters(f, CARDDAV),
-                f.attr("test") == Some("allof"),
-            ),
-            None => (Vec::new(), false),
+        let props = match body.child(CARDDAV, "filter") {
+            Some(f) => filter::card_filter(f)
+                .map_err(|e| DavResponse::precondition(403, CARDDAV, e.card_condition()))?,
+            None => filter::CardFilter::default(),
         };
         let mut list = core
             .dav_list(
@@ -1372,7 +1415,7 @@ async fn report(
             )
             .await
             .map_err(core_error)?;
-        list.retain(|r| filter::passes(&r.data, &props, allof));
+        list.retain(|r| props.passes(&r.data));
         if !wants_data {
             for r in &mut list {
                 r.data.clear();
@@ -1438,7 +1481,7 @@ async fn multiget(
             .await
             .map_err(core_error)?
     };
-    let found = recurrence_pass(found, None, shape).await?;
+    let found = recurrence_pass(found, None, shape, zone_of_collection(c)).await?;
     let mut parts = Vec::new();
     for n in &names {
         match found.iter().find(|r| &r.name == n) {
@@ -1507,6 +1550,7 @@ async fn alarm_pass(
     list: Vec<DavResource>,
     start: Option<i64>,
     end: Option<i64>,
+    zone: postern_core::dav::recur::Tz,
 ) -> Result<Vec<DavResource>, DavResponse> {
     use postern_core::dav::alarm::{AlarmOverlap, alarms_ring};
     use postern_core::dav::recur;
@@ -1514,7 +1558,7 @@ async fn alarm_pass(
         let deadline = std::time::Instant::now() + recur::EXPAND_BUDGET;
         let mut out = Vec::new();
         for r in list {
-            match alarms_ring(&r.data, start, end, deadline) {
+            match alarms_ring(&r.data, start, end, zone, deadline) {
                 Some(AlarmOverlap::Rings) => out.push(r),
                 Some(AlarmOverlap::Truncated) if std::time::Instant::now() > deadline => {
                     return None;
@@ -1538,12 +1582,14 @@ async fn recurrence_pass(
     list: Vec<DavResource>,
     range: Option<(Option<i64>, Option<i64>)>,
     shape: DataShape,
+    zone: postern_core::dav::recur::Tz,
 ) -> Result<Vec<DavResource>, DavResponse> {
     use postern_core::dav::recur;
-    // Nothing to expand or reshape: the index alone matched (no thread hop).
-    if shape == DataShape::Whole
-        && (range.is_none() || !list.iter().any(|r| recur::may_recur(&r.data)))
-    {
+    // Series, and floating times or dates (indexed widened, read in `zone`), are
+    // checked against the range exactly; the index alone matched the others.
+    let exact = |d: &str| recur::may_recur(d) || recur::may_float(d);
+    // Nothing to expand or reshape: no thread hop.
+    if shape == DataShape::Whole && (range.is_none() || !list.iter().any(|r| exact(&r.data))) {
         return Ok(list);
     }
     let busy = || {
@@ -1556,12 +1602,12 @@ async fn recurrence_pass(
         let mut out = Vec::with_capacity(list.len());
         for mut r in list {
             if let Some((s, e)) = range
-                && recur::may_recur(&r.data)
+                && exact(&r.data)
             {
                 let Ok(ical) = calcard_parse(&r.data) else {
                     continue;
                 };
-                if !recur::matches_range(&ical, s, e, deadline) {
+                if !recur::matches_range(&ical, s, e, zone, deadline) {
                     continue;
                 }
             }
@@ -1569,14 +1615,15 @@ async fn recurrence_pass(
                 DataShape::Whole => {}
                 DataShape::Expand(s, e) => {
                     if let Some((text, _truncated)) =
-                        recur::expand_to_ical(&r.data, Some(s), Some(e), deadline)
+                        recur::expand_to_ical(&r.data, Some(s), Some(e), zone, deadline)
                     {
                         r.data = text;
                     }
                 }
                 DataShape::Limit(s, e) => {
                     if recur::may_recur(&r.data)
-                        && let Some(text) = recur::limit_recurrence_set(&r.data, Some(s), Some(e))
+                        && let Some(text) =
+                            recur::limit_recurrence_set(&r.data, Some(s), Some(e), zone)
                     {
                         r.data = text;
                     }
@@ -1594,6 +1641,48 @@ async fn recurrence_pass(
         Some((out, false)) => Ok(out),
         _ => Err(busy()),
     }
+}
+
+/// A calendar-timezone value is acceptable (RFC 4791 §5.2.2): one VTIMEZONE, bounded.
+fn valid_timezone(text: &str) -> bool {
+    text.len() <= postern_core::dav::MAX_TIMEZONE_BYTES
+        && postern_core::dav::recur::zone_of(text).is_some()
+}
+
+/// The zone floating times and dates of a calendar are read in: its calendar-timezone,
+/// else UTC.
+fn zone_of_collection(c: &DavCollection) -> postern_core::dav::recur::Tz {
+    use postern_core::dav::recur;
+    c.timezone
+        .as_deref()
+        .and_then(recur::zone_of)
+        .unwrap_or(recur::Tz::UTC)
+}
+
+/// The zone of a query (RFC 4791 §9.8 CALDAV:timezone, RFC 7809 CALDAV:timezone-id),
+/// else the calendar's. An element that names no zone is a 403 valid-calendar-data.
+fn query_zone(
+    body: &Element,
+    c: &DavCollection,
+) -> Result<postern_core::dav::recur::Tz, DavResponse> {
+    use postern_core::dav::recur;
+    if let Some(t) = body.child(CALDAV, "timezone") {
+        let text = t.text.trim();
+        if text.len() > postern_core::dav::MAX_TIMEZONE_BYTES {
+            return Err(DavResponse::precondition(
+                403,
+                CALDAV,
+                "valid-calendar-data",
+            ));
+        }
+        return recur::zone_of(text)
+            .ok_or_else(|| DavResponse::precondition(403, CALDAV, "valid-calendar-data"));
+    }
+    if let Some(t) = body.child(CALDAV, "timezone-id") {
+        return recur::zone_named(&t.text)
+            .ok_or_else(|| DavResponse::precondition(403, CALDAV, "valid-timezone"));
+    }
+    Ok(zone_of_collection(c))
 }
 
 fn calcard_parse(text: &str) -> Result<postern_core::dav::recur::Calendar, ()> {
@@ -1642,11 +1731,12 @@ async fn free_busy_query(
         )
         .await
         .map_err(core_error)?;
+    let zone = zone_of_collection(c);
     let out = recur::blocking(move || {
         let deadline = std::time::Instant::now() + recur::EXPAND_BUDGET;
         let mut periods = Vec::new();
         for r in &list {
-            periods.extend(recur::busy_periods(&r.data, start, end, deadline));
+            periods.extend(recur::busy_periods(&r.data, start, end, zone, deadline));
         }
         (
             recur::freebusy_ical(start, end, periods),
@@ -1676,13 +1766,17 @@ async fn calendar_query(
     preq: &PropReq,
 ) -> Result<DavResponse, DavResponse> {
     let wants_data = preq.wants(CALDAV, "calendar-data");
+    let zone = query_zone(body, c)?;
     let mut filter = DavFilter {
         with_data: wants_data,
         ..Default::default()
     };
-    let mut props = Vec::new();
+    let mut props = filter::CalendarFilter::default();
     let mut alarm_range: Option<(Option<i64>, Option<i64>)> = None;
     if let Some(f) = body.child(CALDAV, "filter") {
+        props = filter::calendar_filter(f)
+            .map_err(|e| DavResponse::precondition(403, CALDAV, e.condition()))?
+            .with_zone(zone);
         let Some(vcal) = f.child(CALDAV, "comp-filter") else {
             return Err(DavResponse::precondition(403, CALDAV, "valid-filter"));
         };
@@ -1700,7 +1794,6 @@ async fn calendar_query(
             } else {
                 filter.component = Some(name);
             }
-            props = filter::prop_filters(comp, CALDAV);
             // RFC 4791 §9.9: a time range on the component's alarms.
             if let Some(tr) = comp
                 .children_named(CALDAV, "comp-filter")
@@ -1746,11 +1839,11 @@ async fn calendar_query(
     // every object returned).
     filter.with_data |= !props.is_empty() || range.is_some() || alarm_range.is_some();
     let mut list = core.dav_list(who, c, filter).await.map_err(core_error)?;
-    list.retain(|r| filter::passes(&r.data, &props, true));
+    list.retain(|r| props.passes(&r.data));
     if let Some((s, e)) = alarm_range {
-        list = alarm_pass(list, s, e).await?;
+        list = alarm_pass(list, s, e, zone).await?;
     }
-    let mut list = recurrence_pass(list, range, shape).await?;
+    let mut list = recurrence_pass(list, range, shape, zone).await?;
     if !wants_data {
         for r in &mut list {
             r.data.clear();

@@ -1455,3 +1455,201 @@ fn alarm_time_range_query() {
     // 09:45 on the 13th: only the series' fourth instance.
     assert_eq!(query("20300113T094000Z", "20300113T095000Z"), ["daily"]);
 }
+
+const NEW_YORK: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//postern test//EN\r\n\
+BEGIN:VTIMEZONE\r\nTZID:America/New_York\r\nBEGIN:STANDARD\r\nDTSTART:19701101T020000\r\n\
+TZOFFSETFROM:-0400\r\nTZOFFSETTO:-0500\r\nEND:STANDARD\r\nBEGIN:DAYLIGHT\r\n\
+DTSTART:19700308T020000\r\nTZOFFSETFROM:-0500\r\nTZOFFSETTO:-0400\r\nEND:DAYLIGHT\r\n\
+END:VTIMEZONE\r\nEND:VCALENDAR\r\n";
+
+/// RFC 4791 §5.2.2 calendar-timezone (MKCALENDAR, PROPFIND, PROPPATCH with
+/// CALDAV:valid-calendar-data) and §9.9: floating times and all-day dates are read in
+/// the calendar's zone, or in the query's CALDAV:timezone (§9.8) / timezone-id (RFC
+/// 7809); `expand` answers in UTC.
+#[test]
+fn floating_times_follow_the_calendar_timezone() {
+    let s = server();
+    let a = s.addr("http");
+    let alice = basic(ALICE, ALICE_PW);
+    let home = "/dav/calendars/alice@example.com/";
+    let col = "/dav/calendars/alice@example.com/ny/";
+    let esc = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('\r', "&#13;")
+    };
+    let mk = format!(
+        r#"<?xml version="1.0"?><c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop><d:displayname>NY</d:displayname><c:calendar-timezone>{}</c:calendar-timezone></d:prop></d:set></c:mkcalendar>"#,
+        esc(NEW_YORK)
+    );
+    let r = dav(a, &alice, "MKCALENDAR", col, &[], mk.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    // A value that is not one VTIMEZONE makes no calendar.
+    let bad = mk.replace("VTIMEZONE", "VTODO");
+    let r = dav(
+        a,
+        &alice,
+        "MKCALENDAR",
+        &format!("{home}bad/"),
+        &[],
+        bad.as_bytes(),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("valid-calendar-data"), "{}", r.text());
+    let propfind = br#"<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:calendar-timezone/><c:max-instances/><c:min-date-time/></d:prop></d:propfind>"#;
+    let r = dav(a, &alice, "PROPFIND", col, &[("Depth", "0")], propfind);
+    assert_eq!(r.status, 207, "{}", r.text());
+    let t = r.text();
+    assert!(t.contains("TZID:America/New_York"), "{t}");
+    assert!(
+        t.contains("<c:max-instances>10000</c:max-instances>"),
+        "{t}"
+    );
+    assert!(!t.contains("404 Not Found"), "{t}");
+
+    let ct = ("Content-Type", "text/calendar");
+    let put = |name: &str, start: &str, end: &str| {
+        let body = format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//postern test//EN\r\nBEGIN:VEVENT\r\n\
+             UID:{name}\r\nDTSTAMP:20300101T000000Z\r\n{start}\r\n{end}\r\nSUMMARY:{name}\r\n\
+             END:VEVENT\r\nEND:VCALENDAR\r\n"
+        );
+        let r = dav(
+            a,
+            &alice,
+            "PUT",
+            &format!("{col}{name}.ics"),
+            &[ct],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    };
+    // 23:00 floating on 5 January: 04:00Z on the 6th in New York.
+    put("late", "DTSTART:20300105T230000", "DTEND:20300105T233000");
+    // All day on 10 January: 05:00Z on the 10th to 05:00Z on the 11th.
+    put(
+        "allday",
+        "DTSTART;VALUE=DATE:20300110",
+        "DTEND;VALUE=DATE:20300111",
+    );
+    // Fixed in UTC: unaffected by any zone.
+    put("utc", "DTSTART:20300105T220000Z", "DTEND:20300105T223000Z");
+    let found = |body: String| {
+        let r = dav(a, &alice, "REPORT", col, &[("Depth", "1")], body.as_bytes());
+        assert_eq!(r.status, 207, "{}", r.text());
+        let t = r.text();
+        let mut v: Vec<&str> = ["late", "allday", "utc"]
+            .into_iter()
+            .filter(|u| t.contains(&format!("/{u}.ics<")))
+            .collect();
+        v.sort();
+        (v, t)
+    };
+    let q = |s: &str, e: &str| found(query_range(s, e, ""));
+    assert_eq!(q("20300105T200000Z", "20300106T000000Z").0, ["utc"]);
+    assert_eq!(q("20300106T000000Z", "20300106T120000Z").0, ["late"]);
+    assert_eq!(q("20300111T020000Z", "20300111T030000Z").0, ["allday"]);
+    assert!(q("20300110T000000Z", "20300110T040000Z").0.is_empty());
+    // The query's own zone wins (Tokyo, +9: 23:00 on the 5th is 14:00Z on the 5th).
+    let tokyo = NEW_YORK
+        .replace("America/New_York", "Asia/Tokyo")
+        .replace("-0500", "+0900")
+        .replace("-0400", "+0900");
+    let with_tz = |s: &str, e: &str, tz: &str| {
+        query_range(s, e, "").replace(
+            "</c:filter>",
+            &format!("</c:filter><c:timezone>{}</c:timezone>", esc(tz)),
+        )
+    };
+    assert_eq!(
+        found(with_tz("20300105T130000Z", "20300105T150000Z", &tokyo)).0,
+        ["late"]
+    );
+    let by_id = query_range("20300105T130000Z", "20300105T150000Z", "").replace(
+        "</c:filter>",
+        "</c:filter><c:timezone-id>Asia/Tokyo</c:timezone-id>",
+    );
+    assert_eq!(found(by_id).0, ["late"]);
+    let r = dav(
+        a,
+        &alice,
+        "REPORT",
+        col,
+        &[("Depth", "1")],
+        with_tz("20300105T130000Z", "20300105T150000Z", "garbage").as_bytes(),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("valid-calendar-data"), "{}", r.text());
+    // expand answers in UTC.
+    let (v, t) = found(query_range(
+        "20300106T000000Z",
+        "20300106T120000Z",
+        r#"<c:calendar-data><c:expand start="20300101T000000Z" end="20300201T000000Z"/></c:calendar-data>"#,
+    ));
+    assert_eq!(v, ["late"]);
+    assert!(t.contains("DTSTART:20300106T040000Z"), "{t}");
+
+    // PROPPATCH: a bad zone changes nothing and says why; removing it reads UTC.
+    let patch = |inner: &str, op: &str| {
+        format!(
+            r#"<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:{op}><d:prop><d:displayname>renamed</d:displayname>{inner}</d:prop></d:{op}></d:propertyupdate>"#
+        )
+    };
+    let r = dav(
+        a,
+        &alice,
+        "PROPPATCH",
+        col,
+        &[],
+        patch(
+            "<c:calendar-timezone>BEGIN:VCALENDAR</c:calendar-timezone>",
+            "set",
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 207, "{}", r.text());
+    let t = r.text();
+    assert!(
+        t.contains("403 Forbidden") && t.contains("valid-calendar-data"),
+        "{t}"
+    );
+    assert!(t.contains("424 Failed Dependency"), "{t}");
+    let r = dav(a, &alice, "PROPFIND", col, &[("Depth", "0")], propfind);
+    assert!(!r.text().contains("renamed") && r.text().contains("America/New_York"));
+    // MAX_TIMEZONE_BYTES (64 KiB): a valid zone padded past it is refused too.
+    let padded = NEW_YORK.replace(
+        "TZID:America/New_York\r\n",
+        &format!(
+            "TZID:America/New_York\r\nX-PAD:{}\r\n",
+            "p".repeat(64 * 1024)
+        ),
+    );
+    let r = dav(
+        a,
+        &alice,
+        "PROPPATCH",
+        col,
+        &[],
+        patch(
+            &format!(
+                "<c:calendar-timezone>{}</c:calendar-timezone>",
+                esc(&padded)
+            ),
+            "set",
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 207, "{}", r.text());
+    assert!(r.text().contains("valid-calendar-data"), "{}", r.text());
+    let r = dav(
+        a,
+        &alice,
+        "PROPPATCH",
+        col,
+        &[],
+        br#"<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:remove><d:prop><c:calendar-timezone/></d:prop></d:remove></d:propertyupdate>"#,
+    );
+    assert_eq!(r.status, 207, "{}", r.text());
+    assert!(r.text().contains("200 OK"), "{}", r.text());
+    assert_eq!(q("20300105T200000Z", "20300106T000000Z").0, ["late", "utc"]);
+}

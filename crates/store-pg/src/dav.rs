@@ -11,7 +11,7 @@ use crate::error::is_constraint;
 use crate::rows::{col, i64_of, u64_of};
 
 const COLLECTION_COLS: &str = "id, account_id, kind, name, display_name, color, sort_order, \
-     description, components, modseq, created_ms";
+     description, components, modseq, created_ms, timezone";
 const RESOURCE_COLS: &str = "id, account_id, collection_id, name, etag, size, component, uid, \
      start_ms, end_ms, modseq, modified_ms";
 
@@ -35,6 +35,7 @@ pub(crate) fn collection_row(r: &Row) -> Result<DavCollection> {
             .collect(),
         modseq: u64_of(col(r, 9)?),
         created_ms: col(r, 10)?,
+        timezone: col(r, 11)?,
     })
 }
 
@@ -126,7 +127,7 @@ impl Batch<'_, '_> {
                 self.exec(
                     &format!(
                         "INSERT INTO dav_collections ({COLLECTION_COLS})
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                     ),
                     &[
                         &c.id.0,
@@ -140,6 +141,7 @@ impl Batch<'_, '_> {
                         &c.components.join(","),
                         &i64_of(modseq),
                         &c.created_ms,
+                        &c.timezone,
                     ],
                 )
                 .await
@@ -189,6 +191,13 @@ impl Batch<'_, '_> {
                 if let Some(v) = &props.description {
                     self.exec(
                         "UPDATE dav_collections SET description = $2 WHERE id = $1",
+                        &[&collection.0, v],
+                    )
+                    .await?;
+                }
+                if let Some(v) = &props.timezone {
+                    self.exec(
+                        "UPDATE dav_collections SET timezone = $2 WHERE id = $1",
                         &[&collection.0, v],
                     )
                     .await?;
@@ -430,7 +439,7 @@ pub(crate) fn changes(rows: &[Row]) -> Result<Vec<DavChange>> {
 pub(crate) const SHARES_SQL: &str = "SELECT grantee_id, rights FROM dav_shares
      WHERE collection_id = $1 AND account_id = $2 ORDER BY grantee_id";
 
-/// Collections shared with `$1`: the collection's columns, then the rights (index 11).
+/// Collections shared with `$1`: the collection's columns, then the rights (index 12).
 pub(crate) fn shared_with_sql() -> String {
     let cols: Vec<String> = COLLECTION_COLS
         .split(", ")

@@ -71,7 +71,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// First key of the advisory lock that serialises migrations (second: the schema).
 const MIGRATION_LOCK: i32 = 0x7057_7231;
@@ -81,6 +81,9 @@ const QUEUE_SQL: &str = include_str!("queue.sql");
 const DAV_SQL: &str = include_str!("dav.sql");
 const DAV_SHARE_SQL: &str = include_str!("dav_share.sql");
 const OUTBOUND_TLS_SQL: &str = include_str!("outbound_tls.sql");
+/// 7 → 8: a calendar's time zone (CalDAV calendar-timezone).
+const DAV_TIMEZONE_SQL: &str =
+    "ALTER TABLE dav_collections ADD COLUMN IF NOT EXISTS timezone TEXT COLLATE \"C\"";
 
 /// Settings of the PostgreSQL backend.
 #[derive(Debug, Clone)]
@@ -227,6 +230,7 @@ pub(crate) async fn prepare_schema(
             tx.batch_execute(DAV_SQL).await.map_err(pg_err)?;
             tx.batch_execute(DAV_SHARE_SQL).await.map_err(pg_err)?;
             tx.batch_execute(OUTBOUND_TLS_SQL).await.map_err(pg_err)?;
+            tx.batch_execute(DAV_TIMEZONE_SQL).await.map_err(pg_err)?;
             tx.execute(
                 "INSERT INTO ledger_head (id, seq, hash) VALUES (1, 0, $1)",
                 &[&ledger::GENESIS],
@@ -283,6 +287,9 @@ pub(crate) async fn prepare_schema(
             if v < 7 {
                 // 6 → 7: cached MTA-STS policies and TLS report counters.
                 tx.batch_execute(OUTBOUND_TLS_SQL).await.map_err(pg_err)?;
+            }
+            if v < 8 {
+                tx.batch_execute(DAV_TIMEZONE_SQL).await.map_err(pg_err)?;
             }
             tx.execute(
                 "UPDATE schema_version SET version = $1 WHERE id = 1",
@@ -1146,7 +1153,7 @@ impl Store for PgStore {
     async fn dav_shared_with(&self, grantee: PrincipalId) -> Result<Vec<(DavCollection, String)>> {
         let rows = self.query(&dav::shared_with_sql(), &[&grantee.0]).await?;
         rows.iter()
-            .map(|r| Ok((dav::collection_row(r)?, col(r, 11)?)))
+            .map(|r| Ok((dav::collection_row(r)?, col(r, 12)?)))
             .collect()
     }
 

@@ -67,7 +67,7 @@ use tokio_postgres::types::ToSql;
 pub const SQLITE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// The embedded schema version this migration reads (`PRAGMA user_version`).
-const SQLITE_SCHEMA_VERSION: i64 = 8;
+const SQLITE_SCHEMA_VERSION: i64 = 9;
 
 /// Rows read from SQLite and inserted with one statement: 500 × at most 15 columns is
 /// far below PostgreSQL's 65535 bind parameters, and big enough that round trips do
@@ -373,6 +373,7 @@ pub const TABLES: &[Table] = &[
             c("components", Text),
             c("modseq", I64),
             c("created_ms", I64),
+            n("timezone", Text),
         ],
         derived: &[],
     },

@@ -1501,6 +1501,7 @@ fn dav_collection(account: PrincipalId, name: &str, kind: DavKind) -> DavCollect
         color: None,
         order: None,
         description: None,
+        timezone: None,
         components: if kind.is_calendar() {
             vec!["VEVENT".into(), "VTODO".into()]
         } else {
@@ -1600,6 +1601,7 @@ pub async fn dav_rules(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) {
                 color: Some(Some("#FF0000FF".into())),
                 order: Some(Some(3)),
                 description: Some(Some("desc".into())),
+                timezone: Some(Some("BEGIN:VCALENDAR tz".into())),
             },
         }])
         .await
@@ -1620,6 +1622,7 @@ pub async fn dav_rules(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) {
     assert_eq!(c0.color.as_deref(), Some("#FF0000FF"));
     assert_eq!(c0.order, Some(3));
     assert_eq!(c0.description, None);
+    assert_eq!(c0.timezone.as_deref(), Some("BEGIN:VCALENDAR tz"));
     assert!(c0.modseq > created_modseq);
     // Another account cannot touch it.
     assert!(matches!(

@@ -596,6 +596,9 @@ pub struct DavCollection {
     pub color: Option<String>,
     pub order: Option<i64>,
     pub description: Option<String>,
+    /// CalDAV calendar-timezone (RFC 4791 §5.2.2): an iCalendar object holding one
+    /// VTIMEZONE, the zone floating times and dates of this calendar are read in.
+    pub timezone: Option<String>,
     /// iCalendar component names it accepts (`VEVENT`, `VTODO`, …); empty for address books.
     pub components: Vec<String>,
     /// Set by the store.
@@ -611,6 +614,7 @@ pub struct DavCollectionProps {
     pub color: Option<Option<String>>,
     pub order: Option<Option<i64>>,
     pub description: Option<Option<String>>,
+    pub timezone: Option<Option<String>>,
 }
 
 /// One calendar object resource or vCard, with the fields indexed for queries.

@@ -145,17 +145,20 @@ pub fn alarms_overlap(
     text: &str,
     start: Option<i64>,
     end: Option<i64>,
+    zone: Tz,
     deadline: Instant,
 ) -> Option<bool> {
-    alarms_ring(text, start, end, deadline).map(|o| o == AlarmOverlap::Rings)
+    alarms_ring(text, start, end, zone, deadline).map(|o| o == AlarmOverlap::Rings)
 }
 
 /// As [`alarms_overlap`], saying when the expansion was cut before an answer
 /// ([`AlarmOverlap::Truncated`]).
+/// Relative triggers follow the instances, whose floating times are read in `zone`.
 pub fn alarms_ring(
     text: &str,
     start: Option<i64>,
     end: Option<i64>,
+    zone: Tz,
     deadline: Instant,
 ) -> Option<AlarmOverlap> {
     let ical = ICalendar::parse(text).ok()?;
@@ -193,6 +196,7 @@ pub fn alarms_ring(
         &ical,
         start.map(|s| s.saturating_sub(reach)),
         end.map(|e| e.saturating_add(reach)),
+        zone,
         deadline,
     );
     for inst in &widened.instances {
@@ -233,7 +237,7 @@ mod tests {
 
     fn hit(text: &str, a: &str, b: &str) -> bool {
         let deadline = Instant::now() + std::time::Duration::from_secs(2);
-        alarms_overlap(text, ms(a), ms(b), deadline).unwrap()
+        alarms_overlap(text, ms(a), ms(b), Tz::UTC, deadline).unwrap()
     }
 
     #[test]
@@ -278,7 +282,13 @@ mod tests {
         // Out of time before anything was expanded: not known, not "silent".
         let past = Instant::now() - std::time::Duration::from_millis(1);
         assert_eq!(
-            alarms_ring(&e, ms("20350114T000000Z"), ms("20350115T000000Z"), past),
+            alarms_ring(
+                &e,
+                ms("20350114T000000Z"),
+                ms("20350115T000000Z"),
+                Tz::UTC,
+                past
+            ),
             Some(AlarmOverlap::Truncated)
         );
         // Absolute triggers only: no expansion needed, so no doubt.
@@ -287,12 +297,24 @@ mod tests {
             "TRIGGER;VALUE=DATE-TIME:20300105T080000Z\r\n",
         );
         assert_eq!(
-            alarms_ring(&abs, ms("20350114T000000Z"), ms("20350115T000000Z"), past),
+            alarms_ring(
+                &abs,
+                ms("20350114T000000Z"),
+                ms("20350115T000000Z"),
+                Tz::UTC,
+                past
+            ),
             Some(AlarmOverlap::Silent)
         );
         let later = Instant::now() + std::time::Duration::from_secs(2);
         assert_eq!(
-            alarms_ring(&e, ms("20300114T094000Z"), ms("20300114T095000Z"), later),
+            alarms_ring(
+                &e,
+                ms("20300114T094000Z"),
+                ms("20300114T095000Z"),
+                Tz::UTC,
+                later
+            ),
             Some(AlarmOverlap::Rings)
         );
     }

@@ -164,6 +164,7 @@ impl Core {
             color: None,
             order: None,
             description: Some("Everyone in your organisation (read-only)".into()),
+            timezone: None,
             components: Vec::new(),
             modseq: 1,
             created_ms: 0,

@@ -14,7 +14,7 @@
 //! - a deadline (per request, [`EXPAND_BUDGET`]): a doubling step that would overrun
 //!   it is not started (the next step is predicted from the last one's duration).
 
-use calcard::common::timezone::Tz;
+pub use calcard::common::timezone::Tz;
 use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarComponentType as T, ICalendarProperty as P,
     ICalendarValue,
@@ -65,12 +65,12 @@ fn is_recurring(c: &ICalendarComponent) -> bool {
 }
 
 /// RECURRENCE-ID of a component in UTC ms.
-fn rid_of(ical: &ICalendar, c: &ICalendarComponent) -> Option<i64> {
+fn rid_of(ical: &ICalendar, c: &ICalendarComponent, zone: Tz) -> Option<i64> {
     let e = c.property(&P::RecurrenceId)?;
     let Some(ICalendarValue::PartialDateTime(dt)) = e.values.first() else {
         return None;
     };
-    let tzr = ical.build_tz_resolver().with_default(Tz::UTC);
+    let tzr = ical.build_tz_resolver().with_default(zone);
     let dt = dt
         .to_date_time()?
         .to_date_time_with_tz(tzr.resolve_or_default(e.tz_id()))?;
@@ -78,10 +78,13 @@ fn rid_of(ical: &ICalendar, c: &ICalendarComponent) -> Option<i64> {
 }
 
 /// Expands the parsed object's instances overlapping `[start, end)` (either side open).
+/// Floating times and dates are read in `zone` (RFC 4791 §9.9: the calendar's or the
+/// query's time zone; UTC without one).
 pub fn expand_parsed(
     ical: &ICalendar,
     start: Option<i64>,
     end: Option<i64>,
+    zone: Tz,
     deadline: Instant,
 ) -> Expansion {
     // calcard pairs an override with its instance by (SEQUENCE, RECURRENCE-ID); an
@@ -128,14 +131,14 @@ pub fn expand_parsed(
     let mut phase1 = 0usize;
     if has_rule {
         phase1 = ical
-            .expand_dates(Tz::UTC, 0)
+            .expand_dates(zone, 0)
             .events
             .len()
             .saturating_sub(overrides);
     }
     loop {
         let t0 = Instant::now();
-        events = ical.expand_dates(Tz::UTC, limit).events;
+        events = ical.expand_dates(zone, limit).events;
         let took = t0.elapsed();
         if !has_rule || events.len() == prev_len {
             break; // no rule, or the rule ended before `limit`
@@ -169,7 +172,7 @@ pub fn expand_parsed(
         }
         let comp = ev.comp_id as usize;
         let rid_ms = match ical.components.get(comp) {
-            Some(c) if c.property(&P::RecurrenceId).is_some() => rid_of(ical, c),
+            Some(c) if c.property(&P::RecurrenceId).is_some() => rid_of(ical, c, zone),
             Some(c) if has_rule && is_recurring(c) => Some(s),
             _ if has_rule => Some(s),
             _ => None,
@@ -191,9 +194,10 @@ pub fn matches_range(
     ical: &ICalendar,
     start: Option<i64>,
     end: Option<i64>,
+    zone: Tz,
     deadline: Instant,
 ) -> bool {
-    let x = expand_parsed(ical, start, end, deadline);
+    let x = expand_parsed(ical, start, end, zone, deadline);
     !x.instances.is_empty()
         || (x.truncated && end.is_none_or(|re| x.last_start_ms.is_none_or(|l| l < re)))
 }
@@ -231,11 +235,12 @@ pub fn expand_to_ical(
     text: &str,
     start: Option<i64>,
     end: Option<i64>,
+    zone: Tz,
     deadline: Instant,
 ) -> Option<(String, bool)> {
     let ical = ICalendar::parse(text).ok()?;
     let root = ical.components.first()?;
-    let x = expand_parsed(&ical, start, end, deadline);
+    let x = expand_parsed(&ical, start, end, zone, deadline);
     let mut out = String::from("BEGIN:VCALENDAR\r\n");
     write_entries(&mut out, root, &[]);
     // Components that carry no time (none in a valid object) and VTIMEZONE are dropped.
@@ -271,9 +276,14 @@ pub fn expand_to_ical(
 
 /// RFC 4791 §9.6.6: the master and only the overriding components whose instance
 /// overlaps the range (the object is returned unchanged when nothing is cut).
-pub fn limit_recurrence_set(text: &str, start: Option<i64>, end: Option<i64>) -> Option<String> {
+pub fn limit_recurrence_set(
+    text: &str,
+    start: Option<i64>,
+    end: Option<i64>,
+    zone: Tz,
+) -> Option<String> {
     let ical = ICalendar::parse(text).ok()?;
-    let tzr = ical.build_tz_resolver().with_default(Tz::UTC);
+    let tzr = ical.build_tz_resolver().with_default(zone);
     let mut drop = Vec::new();
     for (idx, c) in ical.components.iter().enumerate() {
         if !c.component_type.has_time_ranges() || c.property(&P::RecurrenceId).is_none() {
@@ -289,9 +299,9 @@ pub fn limit_recurrence_set(text: &str, start: Option<i64>, end: Option<i64>) ->
                 .to_date_time_with_tz(tzr.resolve_or_default(e.tz_id()))?;
             Some(dt.timestamp().saturating_mul(1000))
         };
-        let s = when(P::Dtstart).or_else(|| rid_of(&ical, c));
+        let s = when(P::Dtstart).or_else(|| rid_of(&ical, c, zone));
         let e = when(P::Dtend).or(s);
-        let rid = rid_of(&ical, c);
+        let rid = rid_of(&ical, c, zone);
         let keep = s.is_some_and(|s| overlaps(s, e.unwrap_or(s), start, end))
             || rid.is_some_and(|r| overlaps(r, r, start, end));
         if !keep {
@@ -325,11 +335,17 @@ pub type BusyPeriod = (i64, i64, &'static str);
 
 /// Busy periods of one VEVENT object within `[start, end)`: TRANSP:TRANSPARENT and
 /// STATUS:CANCELLED instances are left out; STATUS:TENTATIVE is BUSY-TENTATIVE.
-pub fn busy_periods(text: &str, start: i64, end: i64, deadline: Instant) -> Vec<BusyPeriod> {
+pub fn busy_periods(
+    text: &str,
+    start: i64,
+    end: i64,
+    zone: Tz,
+    deadline: Instant,
+) -> Vec<BusyPeriod> {
     let Ok(ical) = ICalendar::parse(text) else {
         return Vec::new();
     };
-    let x = expand_parsed(&ical, Some(start), Some(end), deadline);
+    let x = expand_parsed(&ical, Some(start), Some(end), zone, deadline);
     let mut out = Vec::new();
     for i in &x.instances {
         let Some(c) = ical.components.get(i.comp) else {
@@ -407,10 +423,97 @@ pub fn may_recur(text: &str) -> bool {
         .any(|w| w.eq_ignore_ascii_case(b"RRULE") || w.eq_ignore_ascii_case(b"RDATE"))
 }
 
+/// The largest distance of a civil time zone from UTC (UTC+14:00, Kiribati; the
+/// smallest is UTC−12:00): a floating time is within this of its UTC reading.
+pub const MAX_ZONE_OFFSET_MS: i64 = 14 * 3_600_000;
+
+/// Whether stored iCalendar text may hold a floating time or a date (a DTSTART, DTEND,
+/// DUE, RECURRENCE-ID, RDATE or EXDATE without TZID whose value does not end in `Z`):
+/// its instances depend on the zone it is read in. Conservative: a line it cannot read
+/// counts as floating (the object is then checked exactly, never missed).
+pub fn may_float(text: &str) -> bool {
+    const NAMES: [&str; 6] = [
+        "DTSTART",
+        "DTEND",
+        "DUE",
+        "RECURRENCE-ID",
+        "RDATE",
+        "EXDATE",
+    ];
+    text.split('\n').any(|line| {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let Some(end) = line.find([';', ':']) else {
+            return false;
+        };
+        if !NAMES.iter().any(|n| line[..end].eq_ignore_ascii_case(n)) {
+            return false;
+        }
+        let upper = line.to_ascii_uppercase();
+        if upper[..upper.rfind(':').unwrap_or(upper.len())].contains("TZID=") {
+            return false;
+        }
+        // The value: after the last ':' (parameter values before it may hold ':'
+        // only when quoted, and a date-time value never does).
+        let value = line.rsplit(':').next().unwrap_or("");
+        value.is_empty() || value.split(',').any(|v| !v.trim().ends_with(['Z', 'z']))
+    })
+}
+
+/// The zone of a calendar-timezone property or a query's CALDAV:timezone (RFC 4791
+/// §5.2.2, §9.8): an iCalendar object holding exactly one VTIMEZONE. Its TZID (or
+/// X-LIC-LOCATION, or Microsoft's zone id) names an IANA or Windows zone, which calcard
+/// maps to the tz database; a zone it cannot name is read as its STANDARD offset (the
+/// first TZOFFSETTO), fixed. `None` when the text is not such an object.
+pub fn zone_of(text: &str) -> Option<Tz> {
+    let ical = ICalendar::parse(text).ok()?;
+    if ical.components.first()?.component_type != T::VCalendar {
+        return None;
+    }
+    let mut zones = ical.timezones();
+    let vtz = zones.next()?;
+    if zones.next().is_some() {
+        return None;
+    }
+    vtz.property(&P::Tzid)?;
+    if let Some((_, tz)) = vtz.timezone() {
+        return Some(tz);
+    }
+    fixed_offset(text).or(Some(Tz::UTC))
+}
+
+/// The first `TZOFFSETTO` of the text as a fixed zone (`+HHMM[SS]` / `-HHMM[SS]`).
+fn fixed_offset(text: &str) -> Option<Tz> {
+    let line = text
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r'))
+        .find(|l| l.len() > 11 && l[..11].eq_ignore_ascii_case("TZOFFSETTO:"))?;
+    let v = line[11..].trim();
+    let (sign, digits) = match v.as_bytes().first()? {
+        b'+' => (1, &v[1..]),
+        b'-' => (-1, &v[1..]),
+        _ => return None,
+    };
+    if !(digits.len() == 4 || digits.len() == 6) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| digits.get(r).and_then(|s| s.parse::<i32>().ok());
+    let secs = n(0..2)? * 3600 + n(2..4)? * 60 + if digits.len() == 6 { n(4..6)? } else { 0 };
+    if secs >= 24 * 3600 {
+        return None;
+    }
+    Some(Tz::Fixed(chrono::FixedOffset::east_opt(sign * secs)?))
+}
+
+/// A zone by its IANA name or a Windows zone name (RFC 7809 CALDAV:timezone-id).
+pub fn zone_named(name: &str) -> Option<Tz> {
+    use std::str::FromStr;
+    Tz::from_str(name.trim()).ok().filter(|z| !z.is_floating())
+}
+
 /// The time range of a parsed object's instances when its series ends within the caps
 /// (for the index); `None` when it is open-ended or capped.
 pub fn finite_span(ical: &ICalendar, deadline: Instant) -> Option<(i64, i64)> {
-    let x = expand_parsed(ical, None, None, deadline);
+    let x = expand_parsed(ical, None, None, Tz::UTC, deadline);
     if x.truncated || x.instances.is_empty() {
         return None;
     }
@@ -442,6 +545,97 @@ mod tests {
         Instant::now() + EXPAND_BUDGET
     }
 
+    const NY: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VTIMEZONE\r\nTZID:America/New_York\r\nBEGIN:STANDARD\r\nDTSTART:19701101T020000\r\nTZOFFSETFROM:-0400\r\nTZOFFSETTO:-0500\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\nEND:VCALENDAR\r\n";
+
+    fn floating(dtstart: &str, dtend: &str) -> String {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\nUID:f1\r\nDTSTAMP:20260101T000000Z\r\n{dtstart}\r\n{dtend}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+    }
+
+    #[test]
+    fn floating_times_and_dates_are_told_apart() {
+        assert!(!may_float(&ev("")));
+        assert!(may_float(&floating(
+            "DTSTART:20300105T230000",
+            "DTEND:20300105T233000"
+        )));
+        assert!(may_float(&floating(
+            "DTSTART;VALUE=DATE:20300110",
+            "DTEND;VALUE=DATE:20300111"
+        )));
+        assert!(!may_float(&floating(
+            "DTSTART;TZID=Europe/Berlin:20300105T230000",
+            "DTEND;TZID=\"Europe/Berlin\":20300105T233000"
+        )));
+        // One floating EXDATE in a list is enough.
+        assert!(may_float(&ev(
+            "EXDATE:20260107T100000Z,20260108T100000\r\n"
+        )));
+        // Names are matched whole and without regard to case.
+        assert!(!may_float(&ev("X-DTSTART-NOTE:20300105T230000\r\n")));
+        assert!(may_float(&floating("dtstart:20300105T230000", "")));
+    }
+
+    #[test]
+    fn zones_of_calendar_timezone_values() {
+        use std::str::FromStr;
+        let ny = zone_of(NY).unwrap();
+        assert_eq!(ny, Tz::from_str("America/New_York").unwrap());
+        // A Windows name (Outlook) maps to the tz database.
+        let w = NY.replace("America/New_York", "Eastern Standard Time");
+        assert_eq!(zone_of(&w), Some(ny));
+        // A zone without a known name: its standard offset, fixed.
+        let custom = NY.replace("America/New_York", "My Own Zone");
+        let z = zone_of(&custom).unwrap();
+        assert_eq!(
+            z,
+            Tz::Fixed(chrono::FixedOffset::west_opt(5 * 3600).unwrap())
+        );
+        // Not one VTIMEZONE: refused.
+        assert!(zone_of("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n").is_none());
+        let two = NY.replace(
+            "END:VCALENDAR",
+            "BEGIN:VTIMEZONE\r\nTZID:Europe/Paris\r\nEND:VTIMEZONE\r\nEND:VCALENDAR",
+        );
+        assert!(zone_of(&two).is_none());
+        assert!(zone_of("not a calendar").is_none());
+        assert!(zone_of(&ev("")).is_none());
+        assert_eq!(
+            zone_named("Europe/Berlin"),
+            Tz::from_str("Europe/Berlin").ok()
+        );
+        assert!(zone_named("Nowhere/Special").is_none());
+        assert!(fixed_offset("TZOFFSETTO:+2500\r\n").is_none());
+        assert!(fixed_offset("TZOFFSETTO:0500\r\n").is_none());
+        assert!(fixed_offset("TZOFFSETTO:+05\r\n").is_none());
+    }
+
+    #[test]
+    fn floating_times_are_read_in_the_zone() {
+        let ny = zone_of(NY).unwrap();
+        // 23:00 floating on 5 January = 04:00Z on the 6th in New York (EST, -5).
+        let text = floating("DTSTART:20300105T230000", "DTEND:20300105T233000");
+        let ical = ICalendar::parse(&text).unwrap();
+        let m =
+            |a: &str, b: &str, z: Tz| matches_range(&ical, Some(ms(a)), Some(ms(b)), z, deadline());
+        assert!(m("20300106T000000Z", "20300106T120000Z", ny));
+        assert!(!m("20300105T200000Z", "20300106T000000Z", ny));
+        assert!(m("20300105T200000Z", "20300106T000000Z", Tz::UTC));
+        // An all-day event is the zone's day.
+        let day = floating("DTSTART;VALUE=DATE:20300110", "DTEND;VALUE=DATE:20300111");
+        let ical = ICalendar::parse(&day).unwrap();
+        let m =
+            |a: &str, b: &str, z: Tz| matches_range(&ical, Some(ms(a)), Some(ms(b)), z, deadline());
+        assert!(m("20300111T020000Z", "20300111T030000Z", ny));
+        assert!(!m("20300111T020000Z", "20300111T030000Z", Tz::UTC));
+        assert!(!m("20300110T000000Z", "20300110T040000Z", ny));
+        // expand answers in UTC.
+        let (out, _) =
+            expand_to_ical(&text, Some(0), Some(ms("20310101T000000Z")), ny, deadline()).unwrap();
+        assert!(out.contains("DTSTART:20300106T040000Z"), "{out}");
+    }
+
     #[test]
     fn daily_with_exdate_and_override() {
         let text = ev("SEQUENCE:1\r\nRRULE:FREQ=DAILY;COUNT=5\r\nEXDATE:20260107T100000Z\r\n").replace(
@@ -449,7 +643,7 @@ mod tests {
             "BEGIN:VEVENT\r\nUID:u1\r\nDTSTAMP:20260101T000000Z\r\nSEQUENCE:2\r\nRECURRENCE-ID:20260108T100000Z\r\nDTSTART:20260108T150000Z\r\nDTEND:20260108T160000Z\r\nEND:VEVENT\r\nEND:VCALENDAR",
         );
         let ical = ICalendar::parse(&text).unwrap();
-        let x = expand_parsed(&ical, None, None, deadline());
+        let x = expand_parsed(&ical, None, None, Tz::UTC, deadline());
         let starts: Vec<_> = x.instances.iter().map(|i| (i.start_ms, i.rid_ms)).collect();
         assert_eq!(
             starts,
@@ -462,7 +656,8 @@ mod tests {
         );
         assert!(!x.truncated);
         // The excluded day matches nothing; the moved instance matches its new time.
-        let d = |a: &str, b: &str| matches_range(&ical, Some(ms(a)), Some(ms(b)), deadline());
+        let d =
+            |a: &str, b: &str| matches_range(&ical, Some(ms(a)), Some(ms(b)), Tz::UTC, deadline());
         assert!(!d("20260107T000000Z", "20260108T000000Z"));
         assert!(!d("20260108T090000Z", "20260108T120000Z"));
         assert!(d("20260108T140000Z", "20260108T151000Z"));
@@ -471,6 +666,7 @@ mod tests {
             &text,
             Some(ms("20260106T000000Z")),
             Some(ms("20260109T000000Z")),
+            Tz::UTC,
             deadline(),
         )
         .unwrap();
@@ -483,6 +679,7 @@ mod tests {
             &text,
             Some(ms("20260101T000000Z")),
             Some(ms("20260107T000000Z")),
+            Tz::UTC,
         )
         .unwrap();
         assert_eq!(l.matches("BEGIN:VEVENT").count(), 1, "{l}");
@@ -497,18 +694,32 @@ mod tests {
             &ical,
             Some(ms("20260301T000000Z")),
             Some(ms("20260302T000000Z")),
+            Tz::UTC,
             deadline()
         ));
         let p = busy_periods(
             &text,
             ms("20260101T000000Z"),
             ms("20270101T000000Z"),
+            Tz::UTC,
             deadline(),
         );
         assert_eq!(p.len(), 2);
-        let t = busy_periods(&ev("TRANSP:TRANSPARENT\r\n"), 0, i64::MAX / 2, deadline());
+        let t = busy_periods(
+            &ev("TRANSP:TRANSPARENT\r\n"),
+            0,
+            i64::MAX / 2,
+            Tz::UTC,
+            deadline(),
+        );
         assert!(t.is_empty());
-        let c = busy_periods(&ev("STATUS:CANCELLED\r\n"), 0, i64::MAX / 2, deadline());
+        let c = busy_periods(
+            &ev("STATUS:CANCELLED\r\n"),
+            0,
+            i64::MAX / 2,
+            Tz::UTC,
+            deadline(),
+        );
         assert!(c.is_empty());
         let fb = freebusy_ical(ms("20260101T000000Z"), ms("20270101T000000Z"), p);
         assert!(
@@ -535,7 +746,13 @@ mod tests {
                 continue;
             };
             let t0 = Instant::now();
-            let x = expand_parsed(&ical, Some(0), Some(ms("99991231T000000Z")), deadline());
+            let x = expand_parsed(
+                &ical,
+                Some(0),
+                Some(ms("99991231T000000Z")),
+                Tz::UTC,
+                deadline(),
+            );
             let took = t0.elapsed();
             assert!(
                 took < EXPAND_BUDGET + Duration::from_millis(1500),

@@ -363,7 +363,13 @@ async fn instance_override(copy: &Cal, rid: &Prop, deadline: std::time::Instant)
         if std::time::Instant::now() > deadline {
             return None;
         }
-        let x = recur::expand_parsed(&ical, Some(at), Some(at.saturating_add(1)), deadline);
+        let x = recur::expand_parsed(
+            &ical,
+            Some(at),
+            Some(at.saturating_add(1)),
+            recur::Tz::UTC,
+            deadline,
+        );
         x.instances
             .iter()
             .any(|i| i.start_ms == at && i.rid_ms.is_none_or(|r| r == at))
@@ -589,6 +595,7 @@ impl Core {
             return Ok(have);
         }
         let inbox = DavCollection {
+            timezone: None,
             id: DavCollectionId::generate(),
             account,
             kind: DavKind::Inbox,
@@ -626,6 +633,7 @@ impl Core {
                     color: None,
                     order: None,
                     description: None,
+                    timezone: None,
                     components: super::default_components(*kind),
                     modseq: 0,
                     created_ms: now_ms(),
@@ -1226,7 +1234,7 @@ impl Core {
         let room_addr = room_addr.to_string();
         let conflict = recur::blocking(move || {
             let deadline = std::time::Instant::now() + recur::EXPAND_BUDGET;
-            let mine = recur::busy_periods(&text, start, end, deadline);
+            let mine = recur::busy_periods(&text, start, end, recur::Tz::UTC, deadline);
             for r in &others {
                 let declined = Cal::parse(&r.data)
                     .and_then(|c| c.partstat(&room_addr))
@@ -1234,7 +1242,8 @@ impl Core {
                 if declined {
                     continue;
                 }
-                for (s, e, _) in recur::busy_periods(&r.data, start, end, deadline) {
+                for (s, e, _) in recur::busy_periods(&r.data, start, end, recur::Tz::UTC, deadline)
+                {
                     if mine.iter().any(|(ms, me, _)| *ms < e && s < *me) {
                         return true;
                     }
@@ -1748,7 +1757,13 @@ impl Core {
                         .and_then(|c| c.partstat(&addr))
                         .is_some_and(|p| p == "DECLINED");
                     if !declined {
-                        periods.extend(recur::busy_periods(&r.data, start, end, deadline));
+                        periods.extend(recur::busy_periods(
+                            &r.data,
+                            start,
+                            end,
+                            recur::Tz::UTC,
+                            deadline,
+                        ));
                     }
                 }
                 (periods, std::time::Instant::now() > deadline)

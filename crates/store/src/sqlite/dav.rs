@@ -10,7 +10,7 @@ use crate::model::*;
 use crate::ops::{Op, OpResult};
 
 const COLLECTION_COLS: &str = "id, account_id, kind, name, display_name, color, sort_order, \
-     description, components, modseq, created_ms";
+     description, components, modseq, created_ms, timezone";
 const RESOURCE_COLS: &str = "id, account_id, collection_id, name, etag, size, component, uid, \
      start_ms, end_ms, modseq, modified_ms";
 
@@ -35,6 +35,7 @@ fn collection_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DavCollection> {
         components: split_components(&components),
         modseq: r.get::<_, i64>(9)?.max(0) as u64,
         created_ms: r.get(10)?,
+        timezone: r.get(11)?,
     })
 }
 
@@ -124,7 +125,7 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             c.execute(
                 &format!(
                     "INSERT INTO dav_collections ({COLLECTION_COLS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                 ),
                 params![
                     col.id.0,
@@ -137,7 +138,8 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
                     col.description,
                     col.components.join(","),
                     modseq as i64,
-                    col.created_ms
+                    col.created_ms,
+                    col.timezone
                 ],
             )
             .map_err(|e| match db_err(e) {
@@ -184,6 +186,12 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             if let Some(v) = &props.description {
                 c.execute(
                     "UPDATE dav_collections SET description = ?2 WHERE id = ?1",
+                    params![collection.0, v],
+                )?;
+            }
+            if let Some(v) = &props.timezone {
+                c.execute(
+                    "UPDATE dav_collections SET timezone = ?2 WHERE id = ?1",
                     params![collection.0, v],
                 )?;
             }
@@ -544,6 +552,6 @@ pub(super) fn shared_with(
          WHERE s.grantee_id = ?1 AND d.account_id <> ?1 ORDER BY d.account_id, d.name",
         cols.join(", ")
     ))?;
-    let rows = st.query_map([grantee.0], |r| Ok((collection_row(r)?, r.get(11)?)))?;
+    let rows = st.query_map([grantee.0], |r| Ok((collection_row(r)?, r.get(12)?)))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }

@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, oneshot};
 
 pub use blobs::SqliteBlobStore;
 
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 /// WAL frames after which a commit checkpoints (SQLite's default is 1000).
 const WAL_AUTOCHECKPOINT: i64 = 4000;
@@ -126,6 +126,20 @@ const MIGRATE_2_TO_3: &str = "ALTER TABLE mailbox_messages ADD COLUMN size INTEG
 UPDATE mailbox_messages SET size = (SELECT m.size FROM messages m WHERE m.id = mailbox_messages.message_id);
 CREATE INDEX mailbox_messages_modseq ON mailbox_messages(mailbox_id, modseq);";
 
+/// 8 → 9: a calendar's time zone (CalDAV calendar-timezone). Made once: a table that
+/// already has the column (dav.sql of a later version, run by an earlier step) keeps it.
+fn add_timezone_column(tx: &Connection) -> Result<()> {
+    let has: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('dav_collections') WHERE name = 'timezone'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        tx.execute_batch("ALTER TABLE dav_collections ADD COLUMN timezone TEXT;")?;
+    }
+    Ok(())
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -136,6 +150,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(include_str!("dav_share.sql"))?;
         tx.execute_batch(include_str!("inline_blobs.sql"))?;
         tx.execute_batch(include_str!("outbound_tls.sql"))?;
+        add_timezone_column(&tx)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     } else if (1..SCHEMA_VERSION).contains(&version) {
         if version < 2 {
@@ -166,6 +181,9 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         if version < 8 {
             // 7 → 8: cached MTA-STS policies and TLS report counters.
             tx.execute_batch(include_str!("outbound_tls.sql"))?;
+        }
+        if version < 9 {
+            add_timezone_column(&tx)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     } else if version > SCHEMA_VERSION {
@@ -967,7 +985,7 @@ impl Store for SqliteStore {
     }
 
     async fn dav_collections(&self, account: PrincipalId) -> Result<Vec<DavCollection>> {
-        self.read(move |c| dav::collections(c, account)).await
+        self.read_now(move |c| dav::collections(c, account)).await
     }
 
     async fn dav_resources(
