@@ -486,8 +486,11 @@ fn fixed_offset(text: &str) -> Option<Tz> {
     let line = text
         .split('\n')
         .map(|l| l.trim_end_matches('\r'))
-        .find(|l| l.len() > 11 && l[..11].eq_ignore_ascii_case("TZOFFSETTO:"))?;
-    let v = line[11..].trim();
+        .find(|l| {
+            l.get(..11)
+                .is_some_and(|p| p.eq_ignore_ascii_case("TZOFFSETTO:"))
+        })?;
+    let v = line.get(11..)?.trim();
     let (sign, digits) = match v.as_bytes().first()? {
         b'+' => (1, &v[1..]),
         b'-' => (-1, &v[1..]),
@@ -609,6 +612,9 @@ mod tests {
         assert!(fixed_offset("TZOFFSETTO:+2500\r\n").is_none());
         assert!(fixed_offset("TZOFFSETTO:0500\r\n").is_none());
         assert!(fixed_offset("TZOFFSETTO:+05\r\n").is_none());
+        // Multibyte text where the name would end: no panic.
+        assert!(fixed_offset("TZOFFSETTé:+0500\r\nTZOFFSETT\u{e9}\r\n").is_none());
+        assert!(!may_float("DTSTARTé:20300101\r\n\u{e9}\u{e9}:x\r\n"));
     }
 
     #[test]
