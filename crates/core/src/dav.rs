@@ -226,6 +226,15 @@ pub fn index_vcard(text: &str, name: &str) -> std::result::Result<DavIndex, DavI
     })
 }
 
+/// The zone a calendar's floating times and dates are read in: its calendar-timezone
+/// (RFC 4791 §5.2.2), else UTC.
+pub fn collection_zone(c: &DavCollection) -> recur::Tz {
+    c.timezone
+        .as_deref()
+        .and_then(recur::zone_of)
+        .unwrap_or(recur::Tz::UTC)
+}
+
 /// Properties of a new collection (MKCALENDAR / extended MKCOL).
 #[derive(Debug, Clone, Default)]
 pub struct NewCollection {

@@ -1652,11 +1652,7 @@ fn valid_timezone(text: &str) -> bool {
 /// The zone floating times and dates of a calendar are read in: its calendar-timezone,
 /// else UTC.
 fn zone_of_collection(c: &DavCollection) -> postern_core::dav::recur::Tz {
-    use postern_core::dav::recur;
-    c.timezone
-        .as_deref()
-        .and_then(recur::zone_of)
-        .unwrap_or(recur::Tz::UTC)
+    postern_core::dav::collection_zone(c)
 }
 
 /// The zone of a query (RFC 4791 §9.8 CALDAV:timezone, RFC 7809 CALDAV:timezone-id),

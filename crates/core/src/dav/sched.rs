@@ -1197,10 +1197,14 @@ impl Core {
             .unwrap_or(start.saturating_add(1))
             .min(start.saturating_add(ROOM_HORIZON_MS));
         let mut others = Vec::new();
+        // Floating times are read in the room's calendar zone (its first calendar's).
+        let mut room_zone = None;
         for c in self.sched_collections(room.id).await? {
             if c.kind != DavKind::Calendar {
                 continue;
             }
+            let zone = super::collection_zone(&c);
+            room_zone.get_or_insert(zone);
             let list = self
                 .store
                 .dav_resources(
@@ -1214,7 +1218,7 @@ impl Core {
                     },
                 )
                 .await?;
-            others.extend(list.into_iter().filter(|r| r.uid != uid));
+            others.extend(list.into_iter().filter(|r| r.uid != uid).map(|r| (zone, r)));
         }
         if !others.is_empty() {
             self.record(
@@ -1223,7 +1227,7 @@ impl Core {
                 Some(room_addr),
                 others
                     .iter()
-                    .map(|r| format!("resource:{}", r.name))
+                    .map(|(_, r)| format!("resource:{}", r.name))
                     .collect(),
                 "ok",
                 None,
@@ -1234,16 +1238,16 @@ impl Core {
         let room_addr = room_addr.to_string();
         let conflict = recur::blocking(move || {
             let deadline = std::time::Instant::now() + recur::EXPAND_BUDGET;
-            let mine = recur::busy_periods(&text, start, end, recur::Tz::UTC, deadline);
-            for r in &others {
+            let room_zone = room_zone.unwrap_or(recur::Tz::UTC);
+            let mine = recur::busy_periods(&text, start, end, room_zone, deadline);
+            for (zone, r) in &others {
                 let declined = Cal::parse(&r.data)
                     .and_then(|c| c.partstat(&room_addr))
                     .is_some_and(|p| p == "DECLINED");
                 if declined {
                     continue;
                 }
-                for (s, e, _) in recur::busy_periods(&r.data, start, end, recur::Tz::UTC, deadline)
-                {
+                for (s, e, _) in recur::busy_periods(&r.data, start, end, *zone, deadline) {
                     if mine.iter().any(|(ms, me, _)| *ms < e && s < *me) {
                         return true;
                     }
@@ -1722,6 +1726,7 @@ impl Core {
                 if c.kind != DavKind::Calendar {
                     continue;
                 }
+                let zone = super::collection_zone(&c);
                 list.extend(
                     self.store
                         .dav_resources(
@@ -1734,7 +1739,9 @@ impl Core {
                                 with_data: true,
                             },
                         )
-                        .await?,
+                        .await?
+                        .into_iter()
+                        .map(|r| (zone, r)),
                 );
             }
             self.record(
@@ -1742,7 +1749,7 @@ impl Core {
                 "dav.schedule.busy",
                 Some(&a),
                 list.iter()
-                    .map(|r| format!("resource:{}", r.name))
+                    .map(|(_, r)| format!("resource:{}", r.name))
                     .collect(),
                 "ok",
                 None,
@@ -1752,18 +1759,12 @@ impl Core {
             let addr = a.clone();
             let periods = recur::blocking(move || {
                 let mut periods = Vec::new();
-                for r in &list {
+                for (zone, r) in &list {
                     let declined = Cal::parse(&r.data)
                         .and_then(|c| c.partstat(&addr))
                         .is_some_and(|p| p == "DECLINED");
                     if !declined {
-                        periods.extend(recur::busy_periods(
-                            &r.data,
-                            start,
-                            end,
-                            recur::Tz::UTC,
-                            deadline,
-                        ));
+                        periods.extend(recur::busy_periods(&r.data, start, end, *zone, deadline));
                     }
                 }
                 (periods, std::time::Instant::now() > deadline)
