@@ -711,6 +711,49 @@ impl Core {
         Ok(())
     }
 
+    /// Who may send to GROUP (`anyone`, `authenticated`, `members`), with before/after
+    /// in the ledger.
+    pub async fn group_set_senders(
+        &self,
+        admin: &AdminSession,
+        group: &str,
+        senders: &str,
+    ) -> Result<()> {
+        use crate::directory::GroupSenders;
+        let g = parse_address(group)?;
+        let Some(new) = GroupSenders::parse(senders) else {
+            return Err(CoreError::invalid(
+                "senders",
+                "one of anyone, authenticated, members",
+            ));
+        };
+        let (_, p) = self.principal_of(&g).await?;
+        if p.kind != PrincipalKind::Group {
+            return Err(CoreError::invalid("group", format!("{g} is not a group")));
+        }
+        let old = self.group_senders(&p).await?;
+        let op = Op::SetGroupSenders {
+            group: p.id,
+            senders: (new != GroupSenders::Anyone).then(|| new.as_str().to_string()),
+        };
+        let entry = Self::ledger_op(
+            admin,
+            "group.senders",
+            Some(&g.to_string()),
+            vec![format!("principal:{}", p.id)],
+            Some(json!({"senders": old.as_str()})),
+            Some(json!({"senders": new.as_str()})),
+        );
+        self.commit(vec![op, entry]).await?;
+        Ok(())
+    }
+
+    /// Who may send to GROUP.
+    pub async fn group_get_senders(&self, _admin: &AdminSession, group: &str) -> Result<String> {
+        let (_, p) = self.principal_of(&parse_address(group)?).await?;
+        Ok(self.group_senders(&p).await?.as_str().to_string())
+    }
+
     pub async fn group_members(&self, _admin: &AdminSession, group: &str) -> Result<Vec<String>> {
         let (_, p) = self.principal_of(&parse_address(group)?).await?;
         Ok(self.store.group_members(p.id).await?)

@@ -1,8 +1,8 @@
 //! Who an address is: accounts, aliases, groups, plus addressing and catch-alls.
 
-use crate::Core;
 use crate::address::{Address, parse_address};
 use crate::error::Result;
+use crate::{Authenticated, Core};
 use postern_store::{Principal, PrincipalKind};
 use std::collections::BTreeSet;
 
@@ -13,6 +13,45 @@ pub const MAX_EXPANSION_DEPTH: usize = 8;
 /// groups can otherwise fan one message out without bound).
 pub const MAX_EXPANSION: usize = 10_000;
 
+/// Who may send to a group (Exchange's "require that all senders are authenticated"
+/// and "only members"). Groups take mail from anyone unless set otherwise: the MX
+/// listener must reach lists that outside senders write to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupSenders {
+    Anyone,
+    /// Only senders who logged in (submission), never mail from port 25.
+    Authenticated,
+    /// Only logged-in senders the group itself reaches (its members, expanded).
+    Members,
+}
+
+impl GroupSenders {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "anyone" | "everyone" => GroupSenders::Anyone,
+            "authenticated" | "internal" => GroupSenders::Authenticated,
+            "members" => GroupSenders::Members,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupSenders::Anyone => "anyone",
+            GroupSenders::Authenticated => "authenticated",
+            GroupSenders::Members => "members",
+        }
+    }
+}
+
+/// A group met while resolving an address that does not take mail from anyone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestrictedGroup {
+    /// The group's address.
+    pub address: String,
+    pub senders: GroupSenders,
+}
+
 /// Where mail for an address goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
@@ -20,11 +59,22 @@ pub enum Resolution {
     NotOurs,
     /// Our domain, but nobody has this address.
     Unknown,
-    /// Local principals (deduplicated) and external addresses the mail is forwarded to.
+    /// Local principals (deduplicated) and external addresses the mail is forwarded to;
+    /// `restricted`: the groups on the way that limit their senders (see
+    /// [`Core::group_refuses`]).
     Deliver {
         local: Vec<Principal>,
         external: Vec<String>,
+        restricted: Vec<RestrictedGroup>,
     },
+}
+
+/// What an expansion has found so far.
+struct Found<'a> {
+    local: &'a mut Vec<Principal>,
+    external: &'a mut BTreeSet<String>,
+    seen: &'a mut BTreeSet<String>,
+    restricted: &'a mut Vec<RestrictedGroup>,
 }
 
 impl Core {
@@ -50,8 +100,18 @@ impl Core {
         let mut local = Vec::new();
         let mut external = BTreeSet::new();
         let mut seen = BTreeSet::new();
+        let mut restricted = Vec::new();
         let found = self
-            .expand(a, 0, &mut local, &mut external, &mut seen)
+            .expand(
+                a,
+                0,
+                &mut Found {
+                    local: &mut local,
+                    external: &mut external,
+                    seen: &mut seen,
+                    restricted: &mut restricted,
+                },
+            )
             .await?;
         if !found {
             return Ok(Resolution::Unknown);
@@ -66,18 +126,61 @@ impl Core {
         Ok(Resolution::Deliver {
             local,
             external: external.into_iter().collect(),
+            restricted,
         })
     }
 
-    /// Adds what `a` leads to; false when `a` is nobody.
-    async fn expand(
+    /// Who may send to a group.
+    pub async fn group_senders(&self, group: &Principal) -> Result<GroupSenders> {
+        Ok(self
+            .store
+            .group_senders(group.id)
+            .await?
+            .as_deref()
+            .and_then(GroupSenders::parse)
+            .unwrap_or(GroupSenders::Anyone))
+    }
+
+    /// The first of `restricted` that does not take mail from `sender` (`None`: a
+    /// session that did not log in, mail from port 25), with the reason; `None` when
+    /// all of them do.
+    pub async fn group_refuses<'a>(
         &self,
-        a: &Address,
-        depth: usize,
-        local: &mut Vec<Principal>,
-        external: &mut BTreeSet<String>,
-        seen: &mut BTreeSet<String>,
-    ) -> Result<bool> {
+        restricted: &'a [RestrictedGroup],
+        sender: Option<&Authenticated>,
+    ) -> Result<Option<(&'a RestrictedGroup, &'static str)>> {
+        for g in restricted {
+            match (g.senders, sender) {
+                (GroupSenders::Anyone, _) => {}
+                (_, None) => return Ok(Some((g, "accepts mail only from authenticated senders"))),
+                (GroupSenders::Authenticated, Some(_)) => {}
+                (GroupSenders::Members, Some(who)) => {
+                    let member = match parse_address(&g.address) {
+                        Ok(ga) => match Box::pin(self.resolve(&ga)).await? {
+                            Resolution::Deliver { local, .. } => {
+                                local.iter().any(|p| p.id == who.principal().id)
+                            }
+                            _ => false,
+                        },
+                        Err(_) => false,
+                    };
+                    if !member {
+                        return Ok(Some((g, "accepts mail only from its members")));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Adds what `a` leads to; false when `a` is nobody.
+    async fn expand(&self, a: &Address, depth: usize, f: &mut Found<'_>) -> Result<bool> {
+        let Found {
+            local,
+            external,
+            seen,
+            ..
+        } = f;
         if depth > MAX_EXPANSION_DEPTH
             || !seen.insert(a.to_string())
             || local.len() + external.len() >= MAX_EXPANSION
@@ -96,9 +199,16 @@ impl Core {
         for cand in &candidates {
             if let Some(p) = self.store.principal_by_local(domain.id, cand).await? {
                 if p.kind == PrincipalKind::Group {
+                    let senders = self.group_senders(&p).await?;
+                    if senders != GroupSenders::Anyone {
+                        f.restricted.push(RestrictedGroup {
+                            address: format!("{}@{}", p.local_part, a.domain()),
+                            senders,
+                        });
+                    }
                     for m in self.store.group_members(p.id).await? {
                         if let Ok(ma) = parse_address(&m) {
-                            Box::pin(self.expand(&ma, depth + 1, local, external, seen)).await?;
+                            Box::pin(self.expand(&ma, depth + 1, f)).await?;
                         }
                     }
                 } else {
@@ -110,7 +220,7 @@ impl Core {
             if !aliases.is_empty() {
                 for al in aliases {
                     if let Ok(t) = parse_address(&al.target) {
-                        Box::pin(self.expand(&t, depth + 1, local, external, seen)).await?;
+                        Box::pin(self.expand(&t, depth + 1, f)).await?;
                     }
                 }
                 return Ok(true);
@@ -122,7 +232,7 @@ impl Core {
         }
         for al in catch_all {
             if let Ok(t) = parse_address(&al.target) {
-                Box::pin(self.expand(&t, depth + 1, local, external, seen)).await?;
+                Box::pin(self.expand(&t, depth + 1, f)).await?;
             }
         }
         Ok(true)

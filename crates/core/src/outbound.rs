@@ -502,9 +502,9 @@ impl Core {
                 Ok(())
             }
             // An alias of ours that only forwards: the report follows it.
-            crate::directory::Resolution::Deliver { local, external }
-                if local.is_empty() && !external.is_empty() =>
-            {
+            crate::directory::Resolution::Deliver {
+                local, external, ..
+            } if local.is_empty() && !external.is_empty() => {
                 for target in external.iter().take(MAX_RETURN_FORWARDS) {
                     self.enqueue_generated(node, target, raw.clone(), about)
                         .await?;

@@ -98,7 +98,9 @@ async fn resolve(core: &Core, address: &str) -> Result<(Vec<String>, Vec<String>
     match core.resolve(&a).await.unwrap() {
         Resolution::NotOurs => Err("not ours"),
         Resolution::Unknown => Err("unknown"),
-        Resolution::Deliver { local, external } => Ok((
+        Resolution::Deliver {
+            local, external, ..
+        } => Ok((
             local
                 .iter()
                 .map(|p| format!("{}@{}", p.local_part, domains[&p.domain]))

@@ -142,6 +142,13 @@ pub enum GroupCmd {
     Members {
         group: String,
     },
+    /// Who may send to GROUP: `anyone` (the default: mail from the internet too),
+    /// `authenticated` (logged-in senders only, never port 25) or `members` (logged-in
+    /// senders the group reaches). Without SENDERS, prints the setting.
+    Senders {
+        group: String,
+        senders: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -439,6 +446,24 @@ async fn execute(core: &Core, admin: &AdminSession, action: Action) -> Result<Ex
             for m in core.group_members(admin, &group).await.map_err(err)? {
                 out!("{m}");
             }
+        }
+        Action::Group(GroupCmd::Senders {
+            group,
+            senders: Some(s),
+        }) => {
+            core.group_set_senders(admin, &group, &s)
+                .await
+                .map_err(err)?;
+            out!("{group} takes mail from: {}", s.to_ascii_lowercase());
+        }
+        Action::Group(GroupCmd::Senders {
+            group,
+            senders: None,
+        }) => {
+            out!(
+                "{}",
+                core.group_get_senders(admin, &group).await.map_err(err)?
+            );
         }
         Action::Mailbox(MailboxCmd::Import { address, mailbox }) => {
             return import(core, admin, &address, mailbox.as_deref()).await;

@@ -278,6 +278,18 @@ pub fn admin_routes() -> Vec<Route> {
             Admin,
             delete(members_remove),
         ),
+        route(
+            Method::GET,
+            "/api/v1/groups/{group}/senders",
+            Admin,
+            get(senders_get),
+        ),
+        route(
+            Method::PUT,
+            "/api/v1/groups/{group}/senders",
+            Admin,
+            put(senders_set),
+        ),
         route(Method::GET, "/api/v1/audit", Admin, get(audit_show)),
         route(
             Method::GET,
@@ -848,6 +860,30 @@ async fn members_add(
 ) -> ApiResult<StatusCode> {
     st.core.group_member_add(&a, &group, &b.member).await?;
     Ok(StatusCode::CREATED)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendersBody {
+    senders: String,
+}
+
+async fn senders_get(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Path(group): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(json!({ "senders": st.core.group_get_senders(&a, &group).await? })).into_response())
+}
+
+async fn senders_set(
+    State(st): State<AppState>,
+    Extension(a): Extension<AdminSession>,
+    Path(group): Path<String>,
+    JsonBody(b): JsonBody<SendersBody>,
+) -> ApiResult<StatusCode> {
+    st.core.group_set_senders(&a, &group, &b.senders).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn members_remove(

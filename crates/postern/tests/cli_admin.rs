@@ -747,6 +747,26 @@ fn group_members() {
         s.cli_err(&["group", "members", "nogroup@example.com"], ""),
         "postern: not found: account nogroup@example.com\n"
     );
+    // Who may send to the group.
+    assert_eq!(
+        s.cli_ok(&["group", "senders", "team@example.com"], ""),
+        "anyone\n"
+    );
+    assert_eq!(
+        s.cli_ok(
+            &["group", "senders", "team@example.com", "Authenticated"],
+            ""
+        ),
+        "team@example.com takes mail from: authenticated\n"
+    );
+    assert_eq!(
+        s.cli_ok(&["group", "senders", "team@example.com"], ""),
+        "authenticated\n"
+    );
+    assert!(
+        s.cli_err(&["group", "senders", "team@example.com", "friends"], "")
+            .contains("one of anyone, authenticated, members"),
+    );
 }
 
 fn entries(jsonl: &str) -> Vec<Value> {

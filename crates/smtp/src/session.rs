@@ -829,7 +829,32 @@ impl Session {
                 }
             }
             Resolution::Unknown => return self.unknown_rcpt().await,
-            Resolution::Deliver { local, external } => (local, external),
+            Resolution::Deliver {
+                local,
+                external,
+                restricted,
+            } => {
+                // Groups that take mail only from logged-in senders or their members.
+                match self
+                    .shared
+                    .core
+                    .group_refuses(&restricted, self.auth.as_ref())
+                    .await
+                {
+                    Ok(None) => {}
+                    Ok(Some((g, why))) => {
+                        metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "group_senders")
+                            .increment(1);
+                        let text = format!("{} {why}", g.address);
+                        return self.reply(550, "5.7.1", &text);
+                    }
+                    Err(e) => {
+                        let r = reply::for_error(&e);
+                        return self.send(&r);
+                    }
+                }
+                (local, external)
+            }
         };
         if !external.is_empty() && !self.submission() && !self.shared.core.can_forward() {
             // External targets (an alias forwarding outside) go out with an SRS sender;

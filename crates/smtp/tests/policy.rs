@@ -439,3 +439,165 @@ async fn left_out_recipients_get_a_failure_notice_unless_notify_never() {
     );
     assert!(text.contains("Status: 5.2.2"), "{text}");
 }
+
+/// A submission client authenticated as `user`.
+async fn logged_in(env: &Env, user: &str, pw: &str) -> Client {
+    use base64::Engine;
+    let mut c = Client::connect(env.submission).await;
+    c.ok("EHLO client.example").await;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pw}"));
+    c.expect(&format!("AUTH PLAIN {token}"), 235).await;
+    c
+}
+
+/// Who may send to a group (`postern group senders`): anyone by default; with
+/// `authenticated` nothing from port 25, also through an alias or an enclosing group;
+/// with `members` only logged-in senders the group reaches. Each change is in the
+/// ledger with before and after.
+#[tokio::test]
+async fn groups_can_take_mail_from_logged_in_senders_or_members_only() {
+    let env = Env::start().await;
+    let a = admin(&env).await;
+    env.core
+        .account_add(
+            &a,
+            "dave@example.com",
+            postern_core::store::PrincipalKind::Individual,
+            None,
+            Some("dave-password-123"),
+            None,
+        )
+        .await
+        .unwrap();
+    env.core
+        .account_add(
+            &a,
+            "all@example.com",
+            postern_core::store::PrincipalKind::Group,
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    env.core
+        .group_member_add(&a, "all@example.com", "team@example.com")
+        .await
+        .unwrap();
+    env.core
+        .alias_add(&a, "staff@example.com", "team@example.com")
+        .await
+        .unwrap();
+    assert_eq!(
+        env.core
+            .group_get_senders(&a, "team@example.com")
+            .await
+            .unwrap(),
+        "anyone"
+    );
+    let mx_rcpt = |rcpt: &'static str, code: u16| {
+        let env = &env;
+        async move {
+            let mut c = env.client().await;
+            c.expect("EHLO client.example", 250).await;
+            c.expect("MAIL FROM:<a@sender.example>", 250).await;
+            c.expect(&format!("RCPT TO:<{rcpt}>"), code).await
+        }
+    };
+    mx_rcpt("team@example.com", 250).await;
+
+    env.core
+        .group_set_senders(&a, "team@example.com", "authenticated")
+        .await
+        .unwrap();
+    for rcpt in ["team@example.com", "staff@example.com", "all@example.com"] {
+        let r = mx_rcpt(rcpt, 550).await;
+        assert!(
+            r.text
+                .starts_with("550 5.7.1 team@example.com accepts mail only from authenticated"),
+            "{rcpt}: {}",
+            r.text
+        );
+    }
+    // Other recipients of the same domain are untouched.
+    mx_rcpt("alice@example.com", 250).await;
+    // A logged-in sender, member or not, gets through.
+    let mut c = logged_in(&env, "dave@example.com", "dave-password-123").await;
+    let r = c
+        .send_mail(
+            "dave@example.com",
+            &["team@example.com"],
+            &message("dave@example.com", "team@example.com", "from dave"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert_eq!(env.inbox("bob@example.com").await.len(), 1);
+
+    env.core
+        .group_set_senders(&a, "team@example.com", "members")
+        .await
+        .unwrap();
+    mx_rcpt("team@example.com", 550).await;
+    let mut c = logged_in(&env, "dave@example.com", "dave-password-123").await;
+    c.expect("MAIL FROM:<dave@example.com>", 250).await;
+    let r = c.expect("RCPT TO:<team@example.com>", 550).await;
+    assert!(
+        r.text.contains("accepts mail only from its members"),
+        "{}",
+        r.text
+    );
+    // bob is a member.
+    let mut c = logged_in(&env, "bob@example.com", BOB_PW).await;
+    let r = c
+        .send_mail(
+            "bob@example.com",
+            &["team@example.com"],
+            &message("bob@example.com", "team@example.com", "from bob"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert_eq!(env.inbox("alice@example.com").await.len(), 2);
+
+    // Back to anyone; a bad value changes nothing; only groups have the setting.
+    env.core
+        .group_set_senders(&a, "team@example.com", "anyone")
+        .await
+        .unwrap();
+    mx_rcpt("team@example.com", 250).await;
+    assert!(
+        env.core
+            .group_set_senders(&a, "team@example.com", "friends")
+            .await
+            .is_err()
+    );
+    assert!(
+        env.core
+            .group_set_senders(&a, "alice@example.com", "members")
+            .await
+            .is_err()
+    );
+    let l = env.ledger("group.senders").await;
+    let changes: Vec<(String, String)> = l
+        .iter()
+        .map(|e| {
+            (
+                e.record.before.clone().unwrap()["senders"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                e.record.after.clone().unwrap()["senders"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("anyone".to_string(), "authenticated".to_string()),
+            ("authenticated".into(), "members".into()),
+            ("members".into(), "anyone".into()),
+        ]
+    );
+}

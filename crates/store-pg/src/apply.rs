@@ -616,6 +616,42 @@ impl<'t, 'c> Batch<'t, 'c> {
                 }
                 Ok(OpResult::Done)
             }
+            Op::SetGroupSenders { group, senders } => {
+                // KEY SHARE: the group cannot be removed between this check and the write.
+                let kind: Option<String> = match self
+                    .opt(
+                        "SELECT kind FROM principals WHERE id = $1 FOR KEY SHARE",
+                        &[&group.0],
+                    )
+                    .await?
+                {
+                    Some(r) => Some(col(&r, 0)?),
+                    None => None,
+                };
+                match kind.as_deref() {
+                    None => return Err(not_found(format!("group {group}"))),
+                    Some("group") => {}
+                    Some(_) => return Err(StoreError::Refused("not a group".into()).into()),
+                }
+                match senders {
+                    Some(s) => {
+                        self.exec(
+                            "INSERT INTO group_settings (group_id, senders) VALUES ($1, $2)
+                             ON CONFLICT (group_id) DO UPDATE SET senders = excluded.senders",
+                            &[&group.0, s],
+                        )
+                        .await?
+                    }
+                    None => {
+                        self.exec(
+                            "DELETE FROM group_settings WHERE group_id = $1",
+                            &[&group.0],
+                        )
+                        .await?
+                    }
+                };
+                Ok(OpResult::Done)
+            }
             Op::CreateMailbox(m) => {
                 // RFC 9051 §2.3.1.1: a name reused for a new mailbox must get a new
                 // UIDVALIDITY. Time-based, and always above the account's last one.

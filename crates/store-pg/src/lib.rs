@@ -81,9 +81,14 @@ const QUEUE_SQL: &str = include_str!("queue.sql");
 const DAV_SQL: &str = include_str!("dav.sql");
 const DAV_SHARE_SQL: &str = include_str!("dav_share.sql");
 const OUTBOUND_TLS_SQL: &str = include_str!("outbound_tls.sql");
-/// 7 → 8: a calendar's time zone (CalDAV calendar-timezone).
+/// 7 → 8: a calendar's time zone (CalDAV calendar-timezone) and who may send to a
+/// group.
 const DAV_TIMEZONE_SQL: &str =
-    "ALTER TABLE dav_collections ADD COLUMN IF NOT EXISTS timezone TEXT COLLATE \"C\"";
+    "ALTER TABLE dav_collections ADD COLUMN IF NOT EXISTS timezone TEXT COLLATE \"C\";
+     CREATE TABLE IF NOT EXISTS group_settings (
+        group_id BIGINT PRIMARY KEY REFERENCES principals(id) ON DELETE CASCADE,
+        senders TEXT COLLATE \"C\" NOT NULL
+     );";
 
 /// Settings of the PostgreSQL backend.
 #[derive(Debug, Clone)]
@@ -720,6 +725,16 @@ impl Store for PgStore {
         .iter()
         .map(|r| col(r, 0))
         .collect()
+    }
+
+    async fn group_senders(&self, group: PrincipalId) -> Result<Option<String>> {
+        self.query_opt(
+            "SELECT senders FROM group_settings WHERE group_id = $1",
+            &[&group.0],
+        )
+        .await?
+        .map(|r| col(&r, 0))
+        .transpose()
     }
 
     async fn mailboxes(&self, account: PrincipalId) -> Result<Vec<Mailbox>> {

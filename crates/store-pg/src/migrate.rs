@@ -204,6 +204,12 @@ pub const TABLES: &[Table] = &[
         derived: &[],
     },
     Table {
+        name: "group_settings",
+        pk: &["group_id"],
+        cols: &[c("group_id", I64), c("senders", Text)],
+        derived: &[],
+    },
+    Table {
         name: "mailboxes",
         pk: &["id"],
         cols: &[

@@ -304,6 +304,35 @@ pub async fn directory_rules(store: Arc<dyn Store>) {
         store.group_members(gid).await.unwrap(),
         vec!["bob@example.org".to_string()]
     );
+    // Who may send to a group: set, replaced, removed; groups only.
+    assert_eq!(store.group_senders(gid).await.unwrap(), None);
+    for s in ["authenticated", "members"] {
+        store
+            .write(vec![Op::SetGroupSenders {
+                group: gid,
+                senders: Some(s.into()),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(store.group_senders(gid).await.unwrap().as_deref(), Some(s));
+    }
+    store
+        .write(vec![Op::SetGroupSenders {
+            group: gid,
+            senders: None,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.group_senders(gid).await.unwrap(), None);
+    assert!(matches!(
+        store
+            .write(vec![Op::SetGroupSenders {
+                group: bob_id,
+                senders: Some("members".into()),
+            }])
+            .await,
+        Err(StoreError::Refused(_))
+    ));
     // Passwords: SetPassword replaces; app passwords add.
     let cred = |kind| Credential {
         id: CredentialId::generate(),

@@ -130,6 +130,8 @@ pub trait Store: Send + Sync {
     /// Aliases with this exact local part (`*` for the catch-all).
     async fn aliases_for(&self, domain: DomainId, local: &str) -> Result<Vec<Alias>>;
     async fn group_members(&self, group: PrincipalId) -> Result<Vec<String>>;
+    /// Who may send to a group, as set by `Op::SetGroupSenders` (`None`: anyone).
+    async fn group_senders(&self, group: PrincipalId) -> Result<Option<String>>;
 
     async fn mailboxes(&self, account: PrincipalId) -> Result<Vec<Mailbox>>;
     /// The ACL of one of the account's mailboxes: (grantee, rights), by grantee id.

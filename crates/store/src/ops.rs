@@ -50,6 +50,12 @@ pub enum Op {
         group: PrincipalId,
         member: String,
     },
+    /// Who may send to a group (`authenticated`, `members`); `None` = anyone (the row
+    /// goes). Refused for a principal that is not a group.
+    SetGroupSenders {
+        group: PrincipalId,
+        senders: Option<String>,
+    },
     /// `uid_validity`, `uid_next` and `highest_modseq` are set by the store.
     CreateMailbox(Mailbox),
     RenameMailbox {

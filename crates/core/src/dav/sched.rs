@@ -699,9 +699,9 @@ impl Core {
         }
         Ok(match self.resolve(&a).await? {
             Resolution::NotOurs => Recipient::External,
-            Resolution::Deliver { local: l, external } if l.len() == 1 && external.is_empty() => {
-                local(l[0].clone())
-            }
+            Resolution::Deliver {
+                local: l, external, ..
+            } if l.len() == 1 && external.is_empty() => local(l[0].clone()),
             _ if own_domain => Recipient::Unknown,
             _ => Recipient::External,
         })

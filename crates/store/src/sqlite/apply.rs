@@ -356,6 +356,29 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             check_changed(n, || format!("member {member}"))?;
             Ok(OpResult::Done)
         }
+        Op::SetGroupSenders { group, senders } => {
+            let kind: Option<String> = c
+                .query_row(
+                    "SELECT kind FROM principals WHERE id = ?1",
+                    [group.0],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match kind.as_deref() {
+                None => return Err(StoreError::NotFound(format!("group {group}"))),
+                Some("group") => {}
+                Some(_) => return Err(StoreError::Refused("not a group".into())),
+            }
+            match senders {
+                Some(s) => c.execute(
+                    "INSERT INTO group_settings (group_id, senders) VALUES (?1, ?2)
+                     ON CONFLICT (group_id) DO UPDATE SET senders = excluded.senders",
+                    params![group.0, s],
+                )?,
+                None => c.execute("DELETE FROM group_settings WHERE group_id = ?1", [group.0])?,
+            };
+            Ok(OpResult::Done)
+        }
         Op::CreateMailbox(m) => {
             let last: Option<i64> = c
                 .query_row(

@@ -126,6 +126,12 @@ const MIGRATE_2_TO_3: &str = "ALTER TABLE mailbox_messages ADD COLUMN size INTEG
 UPDATE mailbox_messages SET size = (SELECT m.size FROM messages m WHERE m.id = mailbox_messages.message_id);
 CREATE INDEX mailbox_messages_modseq ON mailbox_messages(mailbox_id, modseq);";
 
+/// 8 → 9: who may send to a group.
+const MIGRATE_8_TO_9: &str = "CREATE TABLE IF NOT EXISTS group_settings (
+    group_id INTEGER PRIMARY KEY REFERENCES principals(id) ON DELETE CASCADE,
+    senders TEXT NOT NULL
+);";
+
 /// 8 → 9: a calendar's time zone (CalDAV calendar-timezone). Made once: a table that
 /// already has the column (dav.sql of a later version, run by an earlier step) keeps it.
 fn add_timezone_column(tx: &Connection) -> Result<()> {
@@ -151,6 +157,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(include_str!("inline_blobs.sql"))?;
         tx.execute_batch(include_str!("outbound_tls.sql"))?;
         add_timezone_column(&tx)?;
+        tx.execute_batch(MIGRATE_8_TO_9)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     } else if (1..SCHEMA_VERSION).contains(&version) {
         if version < 2 {
@@ -184,6 +191,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         }
         if version < 9 {
             add_timezone_column(&tx)?;
+            tx.execute_batch(MIGRATE_8_TO_9)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     } else if version > SCHEMA_VERSION {
@@ -662,6 +670,15 @@ impl Store for SqliteStore {
             )?;
             let rows = st.query_map([group.0], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn group_senders(&self, group: PrincipalId) -> Result<Option<String>> {
+        self.read_now(move |c| {
+            Ok(c.prepare_cached("SELECT senders FROM group_settings WHERE group_id = ?1")?
+                .query_row([group.0], |r| r.get(0))
+                .optional()?)
         })
         .await
     }
