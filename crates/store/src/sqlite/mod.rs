@@ -676,9 +676,11 @@ impl Store for SqliteStore {
 
     async fn group_senders(&self, group: PrincipalId) -> Result<Option<String>> {
         self.read_now(move |c| {
-            Ok(c.prepare_cached("SELECT senders FROM group_settings WHERE group_id = ?1")?
-                .query_row([group.0], |r| r.get(0))
-                .optional()?)
+            Ok(
+                c.prepare_cached("SELECT senders FROM group_settings WHERE group_id = ?1")?
+                    .query_row([group.0], |r| r.get(0))
+                    .optional()?,
+            )
         })
         .await
     }
