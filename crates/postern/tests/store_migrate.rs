@@ -364,7 +364,7 @@ fn embedded_installation_migrates_without_loss() {
         "",
     );
     let tables = out.lines().filter(|l| l.starts_with("table ")).count();
-    assert_eq!(tables, 21, "{out}");
+    assert_eq!(tables, 22, "{out}");
     assert!(
         out.lines()
             .filter(|l| l.starts_with("table "))

@@ -110,6 +110,7 @@ async fn snapshot(s: &dyn Store) -> String {
     for p in s.principals(None).await.unwrap() {
         out += &format!("{p:?}\n");
         out += &format!("{:?}\n", s.group_members(p.id).await.unwrap());
+        out += &format!("{:?}\n", s.group_senders(p.id).await.unwrap());
         out += &format!("{:?}\n", s.credentials(p.id).await.unwrap());
         out += &format!("{:?}\n", s.usage(p.id).await.unwrap());
         out += &format!("{:?}\n", s.highest_modseq(p.id).await.unwrap());
@@ -279,6 +280,7 @@ async fn embedded_store_migrates_without_loss() {
     assert_eq!(rows("ledger_head"), 1);
     assert_eq!(rows("mailbox_acl"), 1);
     assert!(rows("journal") > 0 && rows("mailbox_messages") > 0 && rows("group_members") > 0);
+    assert!(rows("group_settings") > 0);
     assert_eq!(r.source_blobs, files.len() as u64);
     assert_eq!(
         (r.target_blobs, r.target_blob_bytes),

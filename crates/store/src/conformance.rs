@@ -333,6 +333,14 @@ pub async fn directory_rules(store: Arc<dyn Store>) {
             .await,
         Err(StoreError::Refused(_))
     ));
+    // Left set: `store migrate`'s test copies a store filled by these rules.
+    store
+        .write(vec![Op::SetGroupSenders {
+            group: gid,
+            senders: Some("authenticated".into()),
+        }])
+        .await
+        .unwrap();
     // Passwords: SetPassword replaces; app passwords add.
     let cred = |kind| Credential {
         id: CredentialId::generate(),
