@@ -180,13 +180,6 @@ pub fn index_icalendar(text: &str) -> std::result::Result<DavIndex, DavInvalid> 
         // Instantaneous: still overlaps a range containing its start.
         end = Some(s.saturating_add(1));
     }
-    if recur::may_float(text) {
-        // Floating times and dates are read in the calendar's (or the query's) zone,
-        // known only when a query runs: the index holds them as UTC widened by the
-        // largest zone offsets, and queries check such objects exactly (`recur`).
-        start = start.map(|s| s.saturating_sub(recur::MAX_ZONE_OFFSET_MS));
-        end = end.map(|e| e.saturating_add(recur::MAX_ZONE_OFFSET_MS));
-    }
     if recurring && start.is_some() {
         // A series that ends within the expansion caps is indexed over its instances;
         // an open-ended or capped one from its first start to the end of time (queries
@@ -199,6 +192,14 @@ pub fn index_icalendar(text: &str) -> std::result::Result<DavIndex, DavInvalid> 
             }
             None => end = Some(i64::MAX),
         }
+    }
+    if recur::may_float(text) {
+        // Floating times and dates are read in the calendar's (or the query's) zone,
+        // known only when a query runs: the index holds their UTC reading (a series'
+        // too) widened by the largest zone offsets, and queries check such objects
+        // exactly (`recur`).
+        start = start.map(|s| s.saturating_sub(recur::MAX_ZONE_OFFSET_MS));
+        end = end.map(|e| e.saturating_add(recur::MAX_ZONE_OFFSET_MS));
     }
     Ok(DavIndex {
         component: component.into(),
@@ -224,6 +225,17 @@ pub fn index_vcard(text: &str, name: &str) -> std::result::Result<DavIndex, DavI
         start_ms: None,
         end_ms: None,
     })
+}
+
+/// A calendar-timezone value (or a query's CALDAV:timezone) Postern takes: at most
+/// [`MAX_TIMEZONE_BYTES`], no control characters but CR, LF and TAB (the value is
+/// served back in XML), and exactly one VTIMEZONE naming a zone ([`recur::zone_of`]).
+pub fn timezone_ok(text: &str) -> bool {
+    text.len() <= MAX_TIMEZONE_BYTES
+        && !text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'))
+        && recur::zone_of(text).is_some()
 }
 
 /// The zone a calendar's floating times and dates are read in: its calendar-timezone
@@ -280,7 +292,7 @@ pub fn check_props(p: &DavCollectionProps) -> Result<()> {
         check_text("description", d, 4096)?;
     }
     if let Some(Some(tz)) = &p.timezone
-        && (tz.len() > MAX_TIMEZONE_BYTES || recur::zone_of(tz).is_none())
+        && !timezone_ok(tz)
     {
         return Err(CoreError::invalid(
             "calendar-timezone",

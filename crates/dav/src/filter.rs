@@ -567,8 +567,9 @@ fn close(stack: &mut Vec<Comp>) {
 struct Ctx<'a> {
     data: &'a str,
     tree: &'a Comp,
-    /// The object parsed by calcard, only for TZIDs that are no known zone name.
-    tz: OnceCell<Option<calcard::icalendar::ICalendar>>,
+    /// The object's VTIMEZONEs (parsed by calcard), only for TZIDs that are no known
+    /// zone name.
+    tz: OnceCell<Option<calcard::icalendar::timezone::TzResolver<String>>>,
     /// The zone floating values and dates are read in (RFC 4791 §9.9).
     floating: calcard::common::timezone::Tz,
 }
@@ -580,10 +581,14 @@ impl Ctx<'_> {
         if let Ok(tz) = calcard::common::timezone::Tz::from_str(tzid) {
             return Some(tz);
         }
+        // The object's own VTIMEZONEs, resolved once per object.
         self.tz
-            .get_or_init(|| calcard::icalendar::ICalendar::parse(self.data).ok())
+            .get_or_init(|| {
+                calcard::icalendar::ICalendar::parse(self.data)
+                    .ok()
+                    .map(|ical| ical.build_owned_tz_resolver())
+            })
             .as_ref()?
-            .build_tz_resolver()
             .resolve(tzid)
     }
 
@@ -778,15 +783,19 @@ fn in_range(p: &Prop, params: &[(String, Vec<String>)], r: Range, ctx: &Ctx<'_>)
         // A PERIOD counts by its start.
         let v = v.split('/').next().unwrap_or(v).trim();
         match instant(v, tzid.map(String::as_str), ctx) {
-            Some((t, false)) => r.0.is_none_or(|s| s <= t) && r.1.is_none_or(|e| t < e),
-            Some((t, true)) => r.0.is_none_or(|s| s < t + DAY_MS) && r.1.is_none_or(|e| t < e),
+            Some((t, None)) => r.0.is_none_or(|s| s <= t) && r.1.is_none_or(|e| t < e),
+            Some((t, Some(day_end))) => {
+                r.0.is_none_or(|s| s < day_end) && r.1.is_none_or(|e| t < e)
+            }
             None => false,
         }
     })
 }
 
-/// `YYYYMMDD[THHMMSS[Z]]` → (ms since the epoch in UTC, is a date).
-fn instant(v: &str, tzid: Option<&str>, ctx: &Ctx<'_>) -> Option<(i64, bool)> {
+/// `YYYYMMDD[THHMMSS[Z]]` → the instant in UTC ms, and for a date the end of its day
+/// (both in the zone floating values are read in: a DST day is 23 or 25 hours).
+fn instant(v: &str, tzid: Option<&str>, ctx: &Ctx<'_>) -> Option<(i64, Option<i64>)> {
+    use postern_core::dav::recur::wall_to_utc;
     let b = v.as_bytes();
     if !(b.len() == 8 || b.len() == 15 || b.len() == 16) || !b[..8].iter().all(u8::is_ascii_digit) {
         return None;
@@ -805,31 +814,21 @@ fn instant(v: &str, tzid: Option<&str>, ctx: &Ctx<'_>) -> Option<(i64, bool)> {
         u8::try_from(d).ok()?,
     )
     .ok()?;
+    // The wall-clock reading as if in UTC; placed in a zone by `wall_to_utc` (RFC 5545
+    // §3.3.5: a repeated time is its first occurrence, a skipped one takes the offset
+    // from before the gap).
     let utc_ms = |t: time::Time| {
         (time::PrimitiveDateTime::new(date, t)
             .assume_utc()
             .unix_timestamp_nanos()
             / 1_000_000) as i64
     };
-    // Floating values and dates: local times of the query's or the calendar's zone.
-    let in_zone = |tz: calcard::common::timezone::Tz, h: u32, mi: u32, s: u32| {
-        let local = calcard::common::PartialDateTime {
-            year: Some(u16::try_from(y).ok()?),
-            month: Some(u8::try_from(mo).ok()?),
-            day: Some(u8::try_from(d).ok()?),
-            hour: Some(u8::try_from(h).ok()?),
-            minute: Some(u8::try_from(mi).ok()?),
-            second: Some(u8::try_from(s.min(59)).ok()?),
-            ..Default::default()
-        };
-        let dt = local.to_date_time_with_tz(tz)?;
-        Some(dt.timestamp().saturating_mul(1000))
-    };
     if b.len() == 8 {
-        if ctx.floating.is_utc() {
-            return Some((utc_ms(time::Time::MIDNIGHT), true));
-        }
-        return Some((in_zone(ctx.floating, 0, 0, 0)?, true));
+        let midnight = utc_ms(time::Time::MIDNIGHT);
+        return Some((
+            wall_to_utc(ctx.floating, midnight),
+            Some(wall_to_utc(ctx.floating, midnight.saturating_add(DAY_MS))),
+        ));
     }
     if b[8] != b'T' {
         return None;
@@ -842,20 +841,18 @@ fn instant(v: &str, tzid: Option<&str>, ctx: &Ctx<'_>) -> Option<(i64, bool)> {
         u8::try_from(s.min(59)).ok()?,
     )
     .ok()?;
+    let wall = utc_ms(t);
     if b.len() == 16 {
-        return (b[15] == b'Z').then(|| (utc_ms(t), false));
+        return (b[15] == b'Z').then_some((wall, None));
     }
     let Some(tzid) = tzid else {
-        if ctx.floating.is_utc() {
-            return Some((utc_ms(t), false));
-        }
-        return Some((in_zone(ctx.floating, h, mi, s)?, false));
+        return Some((wall_to_utc(ctx.floating, wall), None));
     };
     let Some(tz) = ctx.zone(tzid) else {
         let offset = ctx.fixed_offset(tzid)?;
-        return Some((utc_ms(t) - offset * 1000, false));
+        return Some((wall - offset * 1000, None));
     };
-    Some((in_zone(tz, h, mi, s)?, false))
+    Some((wall_to_utc(tz, wall), None))
 }
 
 #[cfg(test)]

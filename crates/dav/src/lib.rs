@@ -454,7 +454,6 @@ fn allprop_names(t: &Target<'_>) -> Vec<(&'static str, &'static str)> {
                     (ICAL, "calendar-color"),
                     (ICAL, "calendar-order"),
                     (CALDAV, "calendar-description"),
-                    (CALDAV, "calendar-timezone"),
                 ]);
             } else {
                 v.push((CARDDAV, "addressbook-description"));
@@ -595,13 +594,6 @@ fn prop_value(who: &Authenticated, t: &Target<'_>, ns: &str, name: &str) -> Opti
             }
             (CALDAV, "calendar-timezone") if c.kind.is_calendar() => {
                 c.timezone.as_deref().map(esc)
-            }
-            // RFC 4791 §5.2.6–5.2.7: the widest dates any instance may have.
-            (CALDAV, "min-date-time") if c.kind.is_calendar() => Some("19000101T000000Z".into()),
-            (CALDAV, "max-date-time") if c.kind.is_calendar() => Some("99991231T235959Z".into()),
-            // §5.2.8: instances one expansion of an object reaches (core::dav::recur).
-            (CALDAV, "max-instances") if c.kind.is_calendar() => {
-                Some(postern_core::dav::recur::MAX_INSTANCES.to_string())
             }
             (CARDDAV, "addressbook-description") if !c.kind.is_calendar() => {
                 c.description.as_deref().map(esc)
@@ -1034,6 +1026,10 @@ async fn mkcol(
     };
     if !h.holds(kind) {
         return Err(DavResponse::precondition(403, DAV, "valid-resourcetype"));
+    }
+    if !kind.is_calendar() {
+        // calendar-timezone belongs to calendars only.
+        new.timezone = None;
     }
     if kind == DavKind::Calendar && new.components == ["VTODO"] {
         kind = DavKind::Tasks;
@@ -1645,8 +1641,7 @@ async fn recurrence_pass(
 
 /// A calendar-timezone value is acceptable (RFC 4791 §5.2.2): one VTIMEZONE, bounded.
 fn valid_timezone(text: &str) -> bool {
-    text.len() <= postern_core::dav::MAX_TIMEZONE_BYTES
-        && postern_core::dav::recur::zone_of(text).is_some()
+    postern_core::dav::timezone_ok(text)
 }
 
 /// The zone floating times and dates of a calendar are read in: its calendar-timezone,
@@ -1662,9 +1657,16 @@ fn query_zone(
     c: &DavCollection,
 ) -> Result<postern_core::dav::recur::Tz, DavResponse> {
     use postern_core::dav::recur;
+    if body.child(CALDAV, "timezone").is_some() && body.child(CALDAV, "timezone-id").is_some() {
+        // RFC 7809 §5.2: one or the other.
+        return Err(DavResponse::text(
+            400,
+            "CALDAV:timezone and CALDAV:timezone-id together\n",
+        ));
+    }
     if let Some(t) = body.child(CALDAV, "timezone") {
         let text = t.text.trim();
-        if text.len() > postern_core::dav::MAX_TIMEZONE_BYTES {
+        if !valid_timezone(text) {
             return Err(DavResponse::precondition(
                 403,
                 CALDAV,

@@ -1496,15 +1496,11 @@ fn floating_times_follow_the_calendar_timezone() {
     );
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.text().contains("valid-calendar-data"), "{}", r.text());
-    let propfind = br#"<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:calendar-timezone/><c:max-instances/><c:min-date-time/></d:prop></d:propfind>"#;
+    let propfind = br#"<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:calendar-timezone/></d:prop></d:propfind>"#;
     let r = dav(a, &alice, "PROPFIND", col, &[("Depth", "0")], propfind);
     assert_eq!(r.status, 207, "{}", r.text());
     let t = r.text();
     assert!(t.contains("TZID:America/New_York"), "{t}");
-    assert!(
-        t.contains("<c:max-instances>10000</c:max-instances>"),
-        "{t}"
-    );
     assert!(!t.contains("404 Not Found"), "{t}");
 
     let ct = ("Content-Type", "text/calendar");
@@ -1534,11 +1530,25 @@ fn floating_times_follow_the_calendar_timezone() {
     );
     // Fixed in UTC: unaffected by any zone.
     put("utc", "DTSTART:20300105T220000Z", "DTEND:20300105T223000Z");
+    // A floating daily series: its last instance (20:00 on the 9th, 01:00Z on the
+    // 10th) is found although its UTC reading ends on the 9th.
+    put(
+        "series",
+        "DTSTART:20300105T200000",
+        "DTEND:20300105T210000\r\nRRULE:FREQ=DAILY;COUNT=5",
+    );
+    // The hour clocks go back (3 November 2030, 01:00–02:00 twice in New York): its
+    // first occurrence, 05:30Z. A name folded across lines is still read.
+    put(
+        "overlap",
+        "DTSTART\r\n :20301103T013000",
+        "DTEND:20301103T014500",
+    );
     let found = |body: String| {
         let r = dav(a, &alice, "REPORT", col, &[("Depth", "1")], body.as_bytes());
         assert_eq!(r.status, 207, "{}", r.text());
         let t = r.text();
-        let mut v: Vec<&str> = ["late", "allday", "utc"]
+        let mut v: Vec<&str> = ["late", "allday", "utc", "series", "overlap"]
             .into_iter()
             .filter(|u| t.contains(&format!("/{u}.ics<")))
             .collect();
@@ -1547,9 +1557,16 @@ fn floating_times_follow_the_calendar_timezone() {
     };
     let q = |s: &str, e: &str| found(query_range(s, e, ""));
     assert_eq!(q("20300105T200000Z", "20300106T000000Z").0, ["utc"]);
-    assert_eq!(q("20300106T000000Z", "20300106T120000Z").0, ["late"]);
+    // The series' first instance (20:00 on the 5th) is 01:00Z on the 6th.
+    assert_eq!(
+        q("20300106T000000Z", "20300106T120000Z").0,
+        ["late", "series"]
+    );
     assert_eq!(q("20300111T020000Z", "20300111T030000Z").0, ["allday"]);
-    assert!(q("20300110T000000Z", "20300110T040000Z").0.is_empty());
+    assert_eq!(q("20300110T003000Z", "20300110T013000Z").0, ["series"]);
+    assert_eq!(q("20301103T053000Z", "20301103T054000Z").0, ["overlap"]);
+    assert!(q("20301103T063000Z", "20301103T064000Z").0.is_empty());
+    assert_eq!(q("20300110T000000Z", "20300110T040000Z").0, ["series"]);
     // The query's own zone wins (Tokyo, +9: 23:00 on the 5th is 14:00Z on the 5th).
     let tokyo = NEW_YORK
         .replace("America/New_York", "Asia/Tokyo")
@@ -1570,6 +1587,13 @@ fn floating_times_follow_the_calendar_timezone() {
         "</c:filter><c:timezone-id>Asia/Tokyo</c:timezone-id>",
     );
     assert_eq!(found(by_id).0, ["late"]);
+    // Both forms at once: refused (RFC 7809 §5.2).
+    let both = with_tz("20300105T130000Z", "20300105T150000Z", &tokyo).replace(
+        "</c:filter>",
+        "</c:filter><c:timezone-id>Asia/Tokyo</c:timezone-id>",
+    );
+    let r = dav(a, &alice, "REPORT", col, &[("Depth", "1")], both.as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
     let r = dav(
         a,
         &alice,
@@ -1586,8 +1610,9 @@ fn floating_times_follow_the_calendar_timezone() {
         "20300106T120000Z",
         r#"<c:calendar-data><c:expand start="20300101T000000Z" end="20300201T000000Z"/></c:calendar-data>"#,
     ));
-    assert_eq!(v, ["late"]);
+    assert_eq!(v, ["late", "series"]);
     assert!(t.contains("DTSTART:20300106T040000Z"), "{t}");
+    assert!(t.contains("DTSTART:20300106T010000Z"), "{t}");
 
     // PROPPATCH: a bad zone changes nothing and says why; removing it reads UTC.
     let patch = |inner: &str, op: &str| {
@@ -1641,6 +1666,24 @@ fn floating_times_follow_the_calendar_timezone() {
     );
     assert_eq!(r.status, 207, "{}", r.text());
     assert!(r.text().contains("valid-calendar-data"), "{}", r.text());
+    // Control characters (the value is served back in XML): refused.
+    let r = dav(
+        a,
+        &alice,
+        "PROPPATCH",
+        col,
+        &[],
+        patch(
+            &format!(
+                "<c:calendar-timezone>{}</c:calendar-timezone>",
+                esc(&NEW_YORK.replace("PRODID:-//postern test//EN", "PRODID:-//\u{1}//EN"))
+            ),
+            "set",
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 207, "{}", r.text());
+    assert!(r.text().contains("valid-calendar-data"), "{}", r.text());
     let r = dav(
         a,
         &alice,
@@ -1651,5 +1694,8 @@ fn floating_times_follow_the_calendar_timezone() {
     );
     assert_eq!(r.status, 207, "{}", r.text());
     assert!(r.text().contains("200 OK"), "{}", r.text());
-    assert_eq!(q("20300105T200000Z", "20300106T000000Z").0, ["late", "utc"]);
+    assert_eq!(
+        q("20300105T200000Z", "20300106T000000Z").0,
+        ["late", "series", "utc"]
+    );
 }

@@ -64,17 +64,67 @@ fn is_recurring(c: &ICalendarComponent) -> bool {
     c.property(&P::Rrule).is_some()
 }
 
-/// RECURRENCE-ID of a component in UTC ms.
+/// The local (wall-clock) time `wall_ms` — a floating time or a date's midnight read
+/// as if it were UTC — in `zone`, as UTC ms. RFC 5545 §3.3.5: a time that occurs twice
+/// (the hour clocks go back) is its first occurrence; one that does not occur (the hour
+/// they skip) is read with the offset from before the gap.
+pub fn wall_to_utc(zone: Tz, wall_ms: i64) -> i64 {
+    use chrono::{LocalResult, Offset, TimeZone};
+    if zone.is_utc() || zone.is_floating() {
+        return wall_ms;
+    }
+    let Some(naive) = chrono::DateTime::from_timestamp_millis(wall_ms).map(|d| d.naive_utc())
+    else {
+        return wall_ms;
+    };
+    let offset_ms = |off: <Tz as TimeZone>::Offset| i64::from(off.fix().local_minus_utc()) * 1000;
+    match zone.offset_from_local_datetime(&naive) {
+        LocalResult::Single(o) | LocalResult::Ambiguous(o, _) => wall_ms - offset_ms(o),
+        LocalResult::None => {
+            // Gaps last at most a few hours: the offset three hours earlier is the one
+            // before it.
+            let before = naive - chrono::Duration::hours(3);
+            match zone.offset_from_local_datetime(&before) {
+                LocalResult::Single(o) | LocalResult::Ambiguous(o, _) => wall_ms - offset_ms(o),
+                LocalResult::None => wall_ms,
+            }
+        }
+    }
+}
+
+/// Whether a date or date-time property of a component is read in the default zone:
+/// a floating time or a date (no UTC `Z`), without a TZID the object or calcard can
+/// resolve.
+fn reads_in_default(ical: &ICalendar, c: &ICalendarComponent, p: &P) -> bool {
+    let Some(e) = c.property(p) else {
+        return false;
+    };
+    let Some(ICalendarValue::PartialDateTime(dt)) = e.values.first() else {
+        return false;
+    };
+    if dt.tz_hour.is_some() {
+        return false;
+    }
+    e.tz_id()
+        .is_none_or(|id| ical.build_tz_resolver().resolve(id).is_none())
+}
+
+/// RECURRENCE-ID of a component in UTC ms (a floating one read in `zone`).
 fn rid_of(ical: &ICalendar, c: &ICalendarComponent, zone: Tz) -> Option<i64> {
     let e = c.property(&P::RecurrenceId)?;
     let Some(ICalendarValue::PartialDateTime(dt)) = e.values.first() else {
         return None;
     };
-    let tzr = ical.build_tz_resolver().with_default(zone);
+    let tzr = ical.build_tz_resolver().with_default(Tz::UTC);
     let dt = dt
         .to_date_time()?
         .to_date_time_with_tz(tzr.resolve_or_default(e.tz_id()))?;
-    Some(dt.timestamp().saturating_mul(1000))
+    let ms = dt.timestamp().saturating_mul(1000);
+    Some(if reads_in_default(ical, c, &P::RecurrenceId) {
+        wall_to_utc(zone, ms)
+    } else {
+        ms
+    })
 }
 
 /// Expands the parsed object's instances overlapping `[start, end)` (either side open).
@@ -130,15 +180,17 @@ pub fn expand_parsed(
     let mut events;
     let mut phase1 = 0usize;
     if has_rule {
+        // Floating times and dates are expanded as if in UTC (their wall clock), then
+        // placed in `zone` below: calcard would drop the ones in a DST gap or overlap.
         phase1 = ical
-            .expand_dates(zone, 0)
+            .expand_dates(Tz::UTC, 0)
             .events
             .len()
             .saturating_sub(overrides);
     }
     loop {
         let t0 = Instant::now();
-        events = ical.expand_dates(zone, limit).events;
+        events = ical.expand_dates(Tz::UTC, limit).events;
         let took = t0.elapsed();
         if !has_rule || events.len() == prev_len {
             break; // no rule, or the rule ended before `limit`
@@ -163,9 +215,17 @@ pub fn expand_parsed(
         truncated,
         ..Default::default()
     };
+    let floating: Vec<bool> = ical
+        .components
+        .iter()
+        .map(|c| reads_in_default(ical, c, &P::Dtstart))
+        .collect();
     for ev in &events {
         let (s, e) = ev.timestamps();
-        let (s, e) = (s.saturating_mul(1000), e.saturating_mul(1000));
+        let (mut s, mut e) = (s.saturating_mul(1000), e.saturating_mul(1000));
+        if floating.get(ev.comp_id as usize).copied().unwrap_or(false) {
+            (s, e) = (wall_to_utc(zone, s), wall_to_utc(zone, e));
+        }
         out.last_start_ms = Some(out.last_start_ms.map_or(s, |v| v.max(s)));
         if !overlaps(s, e, start, end) {
             continue;
@@ -283,7 +343,7 @@ pub fn limit_recurrence_set(
     zone: Tz,
 ) -> Option<String> {
     let ical = ICalendar::parse(text).ok()?;
-    let tzr = ical.build_tz_resolver().with_default(zone);
+    let tzr = ical.build_tz_resolver().with_default(Tz::UTC);
     let mut drop = Vec::new();
     for (idx, c) in ical.components.iter().enumerate() {
         if !c.component_type.has_time_ranges() || c.property(&P::RecurrenceId).is_none() {
@@ -297,7 +357,12 @@ pub fn limit_recurrence_set(
             let dt = dt
                 .to_date_time()?
                 .to_date_time_with_tz(tzr.resolve_or_default(e.tz_id()))?;
-            Some(dt.timestamp().saturating_mul(1000))
+            let ms = dt.timestamp().saturating_mul(1000);
+            Some(if reads_in_default(&ical, c, &p) {
+                wall_to_utc(zone, ms)
+            } else {
+                ms
+            })
         };
         let s = when(P::Dtstart).or_else(|| rid_of(&ical, c, zone));
         let e = when(P::Dtend).or(s);
@@ -424,14 +489,65 @@ pub fn may_recur(text: &str) -> bool {
 }
 
 /// The largest distance of a civil time zone from UTC (UTC+14:00, Kiribati; the
-/// smallest is UTC−12:00): a floating time is within this of its UTC reading.
+/// smallest is UTC−12:00): a floating time is within this of its UTC reading. Zones
+/// beyond it are refused ([`zone_of`]).
 pub const MAX_ZONE_OFFSET_MS: i64 = 14 * 3_600_000;
 
-/// Whether stored iCalendar text may hold a floating time or a date (a DTSTART, DTEND,
-/// DUE, RECURRENCE-ID, RDATE or EXDATE without TZID whose value does not end in `Z`):
-/// its instances depend on the zone it is read in. Conservative: a line it cannot read
-/// counts as floating (the object is then checked exactly, never missed).
+/// The content lines of iCalendar text, unfolded (RFC 5545 §3.1).
+fn unfolded(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for raw in text.split('\n') {
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        if let Some(cont) = raw.strip_prefix([' ', '\t'])
+            && let Some(last) = out.last_mut()
+        {
+            last.push_str(cont);
+            continue;
+        }
+        out.push(raw.to_string());
+    }
+    out
+}
+
+/// A content line's name, parameters (names upper-cased, values unquoted) and value;
+/// `None` when it has no `:` outside quotes.
+fn split_line(line: &str) -> Option<(&str, Vec<(String, &str)>, &str)> {
+    let mut quoted = false;
+    let mut cuts = Vec::new();
+    let mut colon = None;
+    for (i, c) in line.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ';' if !quoted => cuts.push(i),
+            ':' if !quoted => {
+                colon = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let colon = colon?;
+    let name_end = cuts.first().copied().unwrap_or(colon);
+    let mut params = Vec::new();
+    let mut bounds = cuts.clone();
+    bounds.push(colon);
+    for w in bounds.windows(2) {
+        let p = line.get(w[0] + 1..w[1]).unwrap_or("");
+        let (n, v) = p.split_once('=').unwrap_or((p, ""));
+        params.push((n.trim().to_ascii_uppercase(), v.trim_matches('"')));
+    }
+    Some((line.get(..name_end)?, params, line.get(colon + 1..)?))
+}
+
+/// Whether stored iCalendar text may hold a floating time or a date outside its
+/// VTIMEZONEs: a DTSTART, DTEND, DUE, RECURRENCE-ID, RDATE or EXDATE whose value (a
+/// period's start) does not end in `Z`, without a TZID naming a zone calcard knows by
+/// name (a TZID it can only resolve through the object's own VTIMEZONE, or not at all,
+/// counts too: calcard then reads it in the default zone). Its instances depend on the
+/// zone it is read in. Conservative: doubt counts as floating (the object is then
+/// indexed widened and checked exactly, which costs time, never a match).
 pub fn may_float(text: &str) -> bool {
+    use std::str::FromStr;
     const NAMES: [&str; 6] = [
         "DTSTART",
         "DTEND",
@@ -440,33 +556,52 @@ pub fn may_float(text: &str) -> bool {
         "RDATE",
         "EXDATE",
     ];
-    text.split('\n').any(|line| {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let Some(end) = line.find([';', ':']) else {
-            return false;
+    let mut in_zone = 0usize;
+    for line in unfolded(text) {
+        let Some((name, params, value)) = split_line(&line) else {
+            continue;
         };
-        if !NAMES.iter().any(|n| line[..end].eq_ignore_ascii_case(n)) {
-            return false;
+        if name.eq_ignore_ascii_case("BEGIN") && value.trim().eq_ignore_ascii_case("VTIMEZONE") {
+            in_zone += 1;
+            continue;
         }
-        let upper = line.to_ascii_uppercase();
-        if upper[..upper.rfind(':').unwrap_or(upper.len())].contains("TZID=") {
-            return false;
+        if name.eq_ignore_ascii_case("END") && value.trim().eq_ignore_ascii_case("VTIMEZONE") {
+            in_zone = in_zone.saturating_sub(1);
+            continue;
         }
-        // The value: after the last ':' (parameter values before it may hold ':'
-        // only when quoted, and a date-time value never does).
-        let value = line.rsplit(':').next().unwrap_or("");
-        value.is_empty() || value.split(',').any(|v| !v.trim().ends_with(['Z', 'z']))
-    })
+        if in_zone > 0 || !NAMES.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            continue;
+        }
+        if let Some((_, tzid)) = params.iter().find(|(n, _)| n == "TZID")
+            && Tz::from_str(tzid).is_ok_and(|z| !z.is_floating())
+        {
+            continue;
+        }
+        let fixed = |v: &str| {
+            let start = v.split('/').next().unwrap_or(v).trim();
+            start.ends_with(['Z', 'z'])
+        };
+        if value.trim().is_empty() || !value.split(',').all(fixed) {
+            return true;
+        }
+    }
+    false
 }
 
 /// The zone of a calendar-timezone property or a query's CALDAV:timezone (RFC 4791
-/// §5.2.2, §9.8): an iCalendar object holding exactly one VTIMEZONE. Its TZID (or
-/// X-LIC-LOCATION, or Microsoft's zone id) names an IANA or Windows zone, which calcard
-/// maps to the tz database; a zone it cannot name is read as its STANDARD offset (the
-/// first TZOFFSETTO), fixed. `None` when the text is not such an object.
+/// §5.2.2, §9.8): an iCalendar object holding exactly one VTIMEZONE and nothing else.
+/// Its TZID (or X-LIC-LOCATION, or Microsoft's zone id) names an IANA or Windows zone,
+/// which calcard maps to the tz database; a zone it cannot name is read at its STANDARD
+/// offset (else its first TZOFFSETTO), fixed, without daylight saving. `None` when the
+/// text is not such an object, or names no zone within ±14 h of UTC.
 pub fn zone_of(text: &str) -> Option<Tz> {
     let ical = ICalendar::parse(text).ok()?;
-    if ical.components.first()?.component_type != T::VCalendar {
+    let root = ical.components.first()?;
+    if root.component_type != T::VCalendar {
+        return None;
+    }
+    // The root's only sub-component is the VTIMEZONE (RFC 4791 §5.2.2).
+    if root.component_ids.len() != 1 {
         return None;
     }
     let mut zones = ical.timezones();
@@ -478,22 +613,38 @@ pub fn zone_of(text: &str) -> Option<Tz> {
     if let Some((_, tz)) = vtz.timezone() {
         return Some(tz);
     }
-    fixed_offset(text).or(Some(Tz::UTC))
+    fixed_offset(text)
 }
 
-/// The first `TZOFFSETTO` of the text as a fixed zone (`+HHMM[SS]` / `-HHMM[SS]`).
+/// The STANDARD observance's `TZOFFSETTO` (else the first one) as a fixed zone
+/// (`+HHMM[SS]` / `-HHMM[SS]`, at most ±14 h).
 fn fixed_offset(text: &str) -> Option<Tz> {
-    let line = text
-        .split('\n')
-        .map(|l| l.trim_end_matches('\r'))
-        .find(|l| {
-            l.get(..11)
-                .is_some_and(|p| p.eq_ignore_ascii_case("TZOFFSETTO:"))
-        })?;
-    let v = line.get(11..)?.trim();
+    let lines = unfolded(text);
+    fn offset_of(l: &str) -> Option<&str> {
+        l.get(..11)
+            .is_some_and(|p| p.eq_ignore_ascii_case("TZOFFSETTO:"))
+            .then(|| l.get(11..))
+            .flatten()
+    }
+    let mut standard = false;
+    let mut first = None;
+    let mut chosen = None;
+    for l in &lines {
+        if l.eq_ignore_ascii_case("BEGIN:STANDARD") {
+            standard = true;
+        } else if l.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("END:")) {
+            standard = false;
+        } else if let Some(v) = offset_of(l) {
+            first.get_or_insert(v);
+            if standard {
+                chosen.get_or_insert(v);
+            }
+        }
+    }
+    let v = chosen.or(first)?.trim();
     let (sign, digits) = match v.as_bytes().first()? {
-        b'+' => (1, &v[1..]),
-        b'-' => (-1, &v[1..]),
+        b'+' => (1, v.get(1..)?),
+        b'-' => (-1, v.get(1..)?),
         _ => return None,
     };
     if !(digits.len() == 4 || digits.len() == 6) || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -501,7 +652,7 @@ fn fixed_offset(text: &str) -> Option<Tz> {
     }
     let n = |r: std::ops::Range<usize>| digits.get(r).and_then(|s| s.parse::<i32>().ok());
     let secs = n(0..2)? * 3600 + n(2..4)? * 60 + if digits.len() == 6 { n(4..6)? } else { 0 };
-    if secs >= 24 * 3600 {
+    if i64::from(secs) * 1000 > MAX_ZONE_OFFSET_MS {
         return None;
     }
     Some(Tz::Fixed(chrono::FixedOffset::east_opt(sign * secs)?))
@@ -614,7 +765,88 @@ mod tests {
         assert!(fixed_offset("TZOFFSETTO:+05\r\n").is_none());
         // Multibyte text where the name would end: no panic.
         assert!(fixed_offset("TZOFFSETTé:+0500\r\nTZOFFSETT\u{e9}\r\n").is_none());
+        assert!(fixed_offset("PRODID:-//\u{20ac}x\r\n").is_none());
+        let euro = custom.replace("PRODID:-//t//t//EN", "PRODID:-//\u{20ac}x");
+        assert!(zone_of(&euro).is_some());
+        // Beyond ±14 h: no zone.
+        assert!(zone_of(&custom.replace("TZOFFSETTO:-0500", "TZOFFSETTO:-2300")).is_none());
+        // The STANDARD offset, wherever it is.
+        let cet = "BEGIN:VCALENDAR\r\nBEGIN:VTIMEZONE\r\nTZID:Somewhere\r\nBEGIN:DAYLIGHT\r\nDTSTART:19700329T020000\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\nEND:VCALENDAR\r\n";
+        assert_eq!(
+            zone_of(cet),
+            Some(Tz::Fixed(chrono::FixedOffset::east_opt(3600).unwrap()))
+        );
+        // Anything beside the VTIMEZONE: not a calendar-timezone.
+        let with_event = NY.replace(
+            "END:VCALENDAR",
+            "BEGIN:VEVENT\r\nUID:x\r\nDTSTART:20300101T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR",
+        );
+        assert!(zone_of(&with_event).is_none());
+        // A zone calcard cannot name and without an offset: refused.
+        assert!(zone_of(&custom.replace("TZOFFSETTO:-0500\r\n", "")).is_none());
         assert!(!may_float("DTSTARTé:20300101\r\n\u{e9}\u{e9}:x\r\n"));
+    }
+
+    #[test]
+    fn what_counts_as_floating() {
+        let zoned = format!(
+            "{}BEGIN:VEVENT\r\nUID:z\r\nDTSTART;TZID=America/New_York:20300105T230000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            NY.replace("END:VCALENDAR\r\n", "")
+        );
+        // The VTIMEZONE's own (floating) DTSTART does not count.
+        assert!(!may_float(&zoned));
+        // A TZID calcard cannot name (nor the object define): read in the default zone.
+        assert!(may_float(&floating(
+            "DTSTART;TZID=My Zone:20300105T230000",
+            ""
+        )));
+        // TZID= inside another parameter is not a TZID.
+        assert!(may_float(&floating(
+            "DTSTART;X-P=\"TZID=Europe/Paris\":20300105T230000",
+            ""
+        )));
+        assert!(may_float(&floating("DTSTART;X-TZID=a:20300105T230000", "")));
+        // A period whose start is floating.
+        assert!(may_float(&ev(
+            "RDATE;VALUE=PERIOD:20300107T230000/20300108T000000Z\r\n"
+        )));
+        assert!(!may_float(&ev(
+            "RDATE;VALUE=PERIOD:20300107T230000Z/PT1H\r\n"
+        )));
+        // A name folded across lines.
+        assert!(may_float(&floating("DTSTART\r\n :20300105T230000", "")));
+    }
+
+    #[test]
+    fn wall_clock_times_in_gaps_and_overlaps() {
+        use std::str::FromStr;
+        let ny = Tz::from_str("America/New_York").unwrap();
+        // 01:30 on 3 November 2030 happens twice: the first (EDT, 05:30Z).
+        assert_eq!(
+            wall_to_utc(ny, ms("20301103T013000Z")),
+            ms("20301103T053000Z")
+        );
+        // 02:30 on 10 March 2030 does not happen: the offset before the gap (EST).
+        assert_eq!(
+            wall_to_utc(ny, ms("20300310T023000Z")),
+            ms("20300310T073000Z")
+        );
+        assert_eq!(
+            wall_to_utc(ny, ms("20300110T120000Z")),
+            ms("20300110T170000Z")
+        );
+        assert_eq!(wall_to_utc(Tz::UTC, 1234), 1234);
+        // An all-day event on a day without a local midnight (Santiago, 7 September
+        // 2030) still has its instance.
+        let santiago = Tz::from_str("America/Santiago").unwrap();
+        let day = floating("DTSTART;VALUE=DATE:20300907", "DTEND;VALUE=DATE:20300908");
+        let ical = ICalendar::parse(&day).unwrap();
+        let x = expand_parsed(&ical, None, None, santiago, deadline());
+        assert_eq!(x.instances.len(), 1, "{x:?}");
+        let overlap = floating("DTSTART:20301103T013000", "DTEND:20301103T014500");
+        let ical = ICalendar::parse(&overlap).unwrap();
+        let x = expand_parsed(&ical, None, None, ny, deadline());
+        assert_eq!(x.instances[0].start_ms, ms("20301103T053000Z"));
     }
 
     #[test]
