@@ -455,24 +455,6 @@ struct Comp {
     children: Vec<Comp>,
 }
 
-/// Unfolds content lines (CRLF or LF, then one space or tab).
-fn unfold(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for l in text.split('\n') {
-        let l = l.strip_suffix('\r').unwrap_or(l);
-        if let Some(rest) = l.strip_prefix([' ', '\t'])
-            && let Some(last) = out.last_mut()
-        {
-            last.push_str(rest);
-            continue;
-        }
-        if !l.is_empty() {
-            out.push(l.to_string());
-        }
-    }
-    out
-}
-
 /// The ':' that starts the value (parameter values may be quoted and hold ':').
 fn value_start(l: &str) -> Option<usize> {
     let mut quoted = false;
@@ -510,7 +492,10 @@ fn parse_tree(data: &str) -> Comp {
     let mut stack: Vec<Comp> = vec![Comp::default()];
     // BEGINs beyond MAX_DEPTH not yet closed; their content is skipped.
     let mut skipped = 0usize;
-    for line in unfold(data) {
+    for line in postern_core::dav::ical::unfold(data)
+        .into_iter()
+        .filter(|l| !l.is_empty())
+    {
         let Some(p) = parse_line(&line) else {
             continue;
         };

@@ -352,6 +352,26 @@ impl<'t, 'c> Batch<'t, 'c> {
         Ok(done)
     }
 
+    /// `group` exists and is a group (else NotFound / Refused with `refusal`). KEY
+    /// SHARE: the group cannot be removed before the batch commits.
+    async fn require_group(&self, group: PrincipalId, refusal: &str) -> WResult<()> {
+        let kind: Option<String> = match self
+            .opt(
+                "SELECT kind FROM principals WHERE id = $1 FOR KEY SHARE",
+                &[&group.0],
+            )
+            .await?
+        {
+            Some(r) => Some(col(&r, 0)?),
+            None => None,
+        };
+        match kind.as_deref() {
+            None => Err(not_found(format!("group {group}"))),
+            Some("group") => Ok(()),
+            Some(_) => Err(StoreError::Refused(refusal.into()).into()),
+        }
+    }
+
     pub(crate) async fn apply(&mut self, op: &Op) -> WResult<OpResult> {
         match op {
             Op::CreateDomain(d) => {
@@ -574,24 +594,8 @@ impl<'t, 'c> Batch<'t, 'c> {
                 Ok(OpResult::Done)
             }
             Op::AddGroupMember { group, member } => {
-                // KEY SHARE: the group cannot be removed between this check and the insert.
-                let kind: Option<String> = match self
-                    .opt(
-                        "SELECT kind FROM principals WHERE id = $1 FOR KEY SHARE",
-                        &[&group.0],
-                    )
-                    .await?
-                {
-                    Some(r) => Some(col(&r, 0)?),
-                    None => None,
-                };
-                match kind.as_deref() {
-                    None => return Err(not_found(format!("group {group}"))),
-                    Some("group") => {}
-                    Some(_) => {
-                        return Err(StoreError::Refused("only a group has members".into()).into());
-                    }
-                }
+                self.require_group(*group, "only a group has members")
+                    .await?;
                 self.exec(
                     "INSERT INTO group_members (group_id, member) VALUES ($1, $2)",
                     &[&group.0, member],
@@ -617,22 +621,7 @@ impl<'t, 'c> Batch<'t, 'c> {
                 Ok(OpResult::Done)
             }
             Op::SetGroupSenders { group, senders } => {
-                // KEY SHARE: the group cannot be removed between this check and the write.
-                let kind: Option<String> = match self
-                    .opt(
-                        "SELECT kind FROM principals WHERE id = $1 FOR KEY SHARE",
-                        &[&group.0],
-                    )
-                    .await?
-                {
-                    Some(r) => Some(col(&r, 0)?),
-                    None => None,
-                };
-                match kind.as_deref() {
-                    None => return Err(not_found(format!("group {group}"))),
-                    Some("group") => {}
-                    Some(_) => return Err(StoreError::Refused("not a group".into()).into()),
-                }
+                self.require_group(*group, "not a group").await?;
                 match senders {
                     Some(s) => {
                         self.exec(

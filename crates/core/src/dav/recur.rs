@@ -493,22 +493,6 @@ pub fn may_recur(text: &str) -> bool {
 /// beyond it are refused ([`zone_of`]).
 pub const MAX_ZONE_OFFSET_MS: i64 = 14 * 3_600_000;
 
-/// The content lines of iCalendar text, unfolded (RFC 5545 §3.1).
-fn unfolded(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for raw in text.split('\n') {
-        let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        if let Some(cont) = raw.strip_prefix([' ', '\t'])
-            && let Some(last) = out.last_mut()
-        {
-            last.push_str(cont);
-            continue;
-        }
-        out.push(raw.to_string());
-    }
-    out
-}
-
 /// A content line's name, parameters (names upper-cased, values unquoted) and value;
 /// `None` when it has no `:` outside quotes.
 fn split_line(line: &str) -> Option<(&str, Vec<(String, &str)>, &str)> {
@@ -557,7 +541,7 @@ pub fn may_float(text: &str) -> bool {
         "EXDATE",
     ];
     let mut in_zone = 0usize;
-    for line in unfolded(text) {
+    for line in super::ical::unfold(text) {
         let Some((name, params, value)) = split_line(&line) else {
             continue;
         };
@@ -619,7 +603,7 @@ pub fn zone_of(text: &str) -> Option<Tz> {
 /// The STANDARD observance's `TZOFFSETTO` (else the first one) as a fixed zone
 /// (`+HHMM[SS]` / `-HHMM[SS]`, at most ±14 h).
 fn fixed_offset(text: &str) -> Option<Tz> {
-    let lines = unfolded(text);
+    let lines = super::ical::unfold(text);
     fn offset_of(l: &str) -> Option<&str> {
         l.get(..11)
             .is_some_and(|p| p.eq_ignore_ascii_case("TZOFFSETTO:"))

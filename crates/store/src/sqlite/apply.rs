@@ -324,18 +324,7 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             Ok(OpResult::Done)
         }
         Op::AddGroupMember { group, member } => {
-            let kind: Option<String> = c
-                .query_row(
-                    "SELECT kind FROM principals WHERE id = ?1",
-                    [group.0],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            match kind.as_deref() {
-                None => return Err(StoreError::NotFound(format!("group {group}"))),
-                Some("group") => {}
-                Some(_) => return Err(StoreError::Refused("only a group has members".into())),
-            }
+            require_group(c, *group, "only a group has members")?;
             c.execute(
                 "INSERT INTO group_members (group_id, member) VALUES (?1, ?2)",
                 params![group.0, member],
@@ -357,18 +346,7 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
             Ok(OpResult::Done)
         }
         Op::SetGroupSenders { group, senders } => {
-            let kind: Option<String> = c
-                .query_row(
-                    "SELECT kind FROM principals WHERE id = ?1",
-                    [group.0],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            match kind.as_deref() {
-                None => return Err(StoreError::NotFound(format!("group {group}"))),
-                Some("group") => {}
-                Some(_) => return Err(StoreError::Refused("not a group".into())),
-            }
+            require_group(c, *group, "not a group")?;
             match senders {
                 Some(s) => c.execute(
                     "INSERT INTO group_settings (group_id, senders) VALUES (?1, ?2)
@@ -741,5 +719,21 @@ pub(super) fn apply(c: &Connection, op: &Op, notices: &mut Vec<ChangeNotice>) ->
         | Op::AddTlsRpt(_)
         | Op::ClaimTlsRpt { .. }
         | Op::FinishTlsRpt { .. } => super::outbound_tls::apply(c, op),
+    }
+}
+
+/// `group` exists and is a group (else NotFound / Refused with `refusal`).
+fn require_group(c: &Connection, group: PrincipalId, refusal: &str) -> Result<()> {
+    let kind: Option<String> = c
+        .query_row(
+            "SELECT kind FROM principals WHERE id = ?1",
+            [group.0],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match kind.as_deref() {
+        None => Err(StoreError::NotFound(format!("group {group}"))),
+        Some("group") => Ok(()),
+        Some(_) => Err(StoreError::Refused(refusal.into())),
     }
 }
