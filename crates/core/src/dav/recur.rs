@@ -495,7 +495,10 @@ pub const MAX_ZONE_OFFSET_MS: i64 = 14 * 3_600_000;
 
 /// A content line's name, parameters (names upper-cased, values unquoted) and value;
 /// `None` when it has no `:` outside quotes.
-fn split_line(line: &str) -> Option<(&str, Vec<(String, &str)>, &str)> {
+/// A content line split: name, parameters (upper-cased name, unquoted value), value.
+type ContentLine<'a> = (&'a str, Vec<(String, &'a str)>, &'a str);
+
+fn split_line(line: &str) -> Option<ContentLine<'_>> {
     let mut quoted = false;
     let mut cuts = Vec::new();
     let mut colon = None;
