@@ -750,7 +750,11 @@ impl Core {
 
     /// Who may send to GROUP.
     pub async fn group_get_senders(&self, _admin: &AdminSession, group: &str) -> Result<String> {
-        let (_, p) = self.principal_of(&parse_address(group)?).await?;
+        let g = parse_address(group)?;
+        let (_, p) = self.principal_of(&g).await?;
+        if p.kind != PrincipalKind::Group {
+            return Err(CoreError::invalid("group", format!("{g} is not a group")));
+        }
         Ok(self.group_senders(&p).await?.as_str().to_string())
     }
 

@@ -130,15 +130,13 @@ impl Core {
         })
     }
 
-    /// Who may send to a group.
+    /// Who may send to a group. A stored value this build cannot read (one written by
+    /// a newer node) counts as the strictest, `members`: the setting fails closed.
     pub async fn group_senders(&self, group: &Principal) -> Result<GroupSenders> {
-        Ok(self
-            .store
-            .group_senders(group.id)
-            .await?
-            .as_deref()
-            .and_then(GroupSenders::parse)
-            .unwrap_or(GroupSenders::Anyone))
+        Ok(match self.store.group_senders(group.id).await? {
+            None => GroupSenders::Anyone,
+            Some(s) => GroupSenders::parse(&s).unwrap_or(GroupSenders::Members),
+        })
     }
 
     /// The first of `restricted` that does not take mail from `sender` (`None`: a

@@ -501,6 +501,14 @@ impl Core {
                 self.enqueue_generated(node, to, raw, about).await?;
                 Ok(())
             }
+            // A group that takes mail only from logged-in senders (or its members): a
+            // notice is from nobody who logged in, and the return address is whatever
+            // the sender claimed, so it would carry their text past the group's rule.
+            crate::directory::Resolution::Deliver { restricted, .. } if !restricted.is_empty() => {
+                Err(CoreError::Refused(format!(
+                    "return address {to}: a group that does not take mail from outside"
+                )))
+            }
             // An alias of ours that only forwards: the report follows it.
             crate::directory::Resolution::Deliver {
                 local, external, ..

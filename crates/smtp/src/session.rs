@@ -834,7 +834,9 @@ impl Session {
                 external,
                 restricted,
             } => {
-                // Groups that take mail only from logged-in senders or their members.
+                // Groups that take mail only from logged-in senders or their members
+                // (postmaster is always deliverable, RFC 5321 §4.5.1).
+                let postmaster = a.local().eq_ignore_ascii_case("postmaster");
                 match self
                     .shared
                     .core
@@ -842,10 +844,14 @@ impl Session {
                     .await
                 {
                     Ok(None) => {}
+                    Ok(Some(_)) if postmaster => {}
                     Ok(Some((g, why))) => {
                         metrics::counter!("postern_smtp_rcpt_refused_total", "reason" => "group_senders")
                             .increment(1);
-                        let text = format!("{} {why}", g.address);
+                        // The address the sender wrote, not the group met inside it: aliases
+                        // and nested groups stay private (the log names the group).
+                        info!(session = self.id, rcpt = %a, group = %g.address, "refused: group sender rule");
+                        let text = format!("{a} {why}");
                         return self.reply(550, "5.7.1", &text);
                     }
                     Err(e) => {

@@ -510,15 +510,18 @@ async fn groups_can_take_mail_from_logged_in_senders_or_members_only() {
         .group_set_senders(&a, "team@example.com", "authenticated")
         .await
         .unwrap();
+    // The reply names the address written, never the group met inside it.
     for rcpt in ["team@example.com", "staff@example.com", "all@example.com"] {
         let r = mx_rcpt(rcpt, 550).await;
-        assert!(
-            r.text
-                .starts_with("550 5.7.1 team@example.com accepts mail only from authenticated"),
-            "{rcpt}: {}",
-            r.text
-        );
+        let want = format!("550 5.7.1 {rcpt} accepts mail only from authenticated");
+        assert!(r.text.starts_with(&want), "{rcpt}: {}", r.text);
     }
+    // Postmaster is always deliverable (RFC 5321 §4.5.1), even when it is the group.
+    env.core
+        .alias_add(&a, "postmaster@catch.example", "team@example.com")
+        .await
+        .unwrap();
+    mx_rcpt("postmaster@catch.example", 250).await;
     // Other recipients of the same domain are untouched.
     mx_rcpt("alice@example.com", 250).await;
     // A logged-in sender, member or not, gets through.
@@ -538,6 +541,25 @@ async fn groups_can_take_mail_from_logged_in_senders_or_members_only() {
         .await
         .unwrap();
     mx_rcpt("team@example.com", 550).await;
+    // A notice the MX sends back to a claimed sender that is the group (carol has no
+    // room) does not carry the outsider's text to the members either.
+    let carol = used(&env, "carol@example.com").await;
+    env.core
+        .account_quota(&a, "carol@example.com", Some(carol + 10))
+        .await
+        .unwrap();
+    let alice_before = env.inbox("alice@example.com").await.len();
+    let mut c = env.client().await;
+    c.expect("EHLO client.example", 250).await;
+    c.expect("MAIL FROM:<team@example.com>", 250).await;
+    c.expect("RCPT TO:<carol@example.com>", 250).await;
+    c.expect("RCPT TO:<dave@example.com>", 250).await;
+    c.expect("DATA", 354).await;
+    c.send(b"From: team@example.com\r\nTo: carol@example.com\r\nSubject: URGENT reset your password\r\n\r\nmore text than carol has room for\r\n")
+        .await;
+    c.send(b".\r\n").await;
+    assert_eq!(c.reply().await.code, 250);
+    assert_eq!(env.inbox("alice@example.com").await.len(), alice_before);
     let mut c = logged_in(&env, "dave@example.com", "dave-password-123").await;
     c.expect("MAIL FROM:<dave@example.com>", 250).await;
     let r = c.expect("RCPT TO:<team@example.com>", 550).await;

@@ -81,14 +81,15 @@ const QUEUE_SQL: &str = include_str!("queue.sql");
 const DAV_SQL: &str = include_str!("dav.sql");
 const DAV_SHARE_SQL: &str = include_str!("dav_share.sql");
 const OUTBOUND_TLS_SQL: &str = include_str!("outbound_tls.sql");
-/// 7 → 8: a calendar's time zone (CalDAV calendar-timezone) and who may send to a
-/// group.
+/// 7 → 8: a calendar's time zone (CalDAV calendar-timezone).
 const DAV_TIMEZONE_SQL: &str =
-    "ALTER TABLE dav_collections ADD COLUMN IF NOT EXISTS timezone TEXT COLLATE \"C\";
-     CREATE TABLE IF NOT EXISTS group_settings (
+    "ALTER TABLE dav_collections ADD COLUMN IF NOT EXISTS timezone TEXT COLLATE \"C\"";
+/// Schema 8: who may send to a group (made IF NOT EXISTS at every open: a schema made
+/// between the two additions of version 8 has the column without the table).
+const GROUP_SETTINGS_SQL: &str = "CREATE TABLE IF NOT EXISTS group_settings (
         group_id BIGINT PRIMARY KEY REFERENCES principals(id) ON DELETE CASCADE,
         senders TEXT COLLATE \"C\" NOT NULL
-     );";
+     )";
 
 /// Settings of the PostgreSQL backend.
 #[derive(Debug, Clone)]
@@ -312,6 +313,7 @@ pub(crate) async fn prepare_schema(
     }
     // Unversioned: throttling counters and node secrets (crates/store-pg/src/throttle.rs).
     tx.batch_execute(throttle::SQL).await.map_err(pg_err)?;
+    tx.batch_execute(GROUP_SETTINGS_SQL).await.map_err(pg_err)?;
     Ok(())
 }
 

@@ -109,6 +109,16 @@ fn reads_in_default(ical: &ICalendar, c: &ICalendarComponent, p: &P) -> bool {
         .is_none_or(|id| ical.build_tz_resolver().resolve(id).is_none())
 }
 
+/// The properties calcard takes an instance's start from, in its order (DTSTART, else
+/// RECURRENCE-ID, DUE, COMPLETED, CREATED).
+const START_PROPS: [P; 5] = [
+    P::Dtstart,
+    P::RecurrenceId,
+    P::Due,
+    P::Completed,
+    P::Created,
+];
+
 /// RECURRENCE-ID of a component in UTC ms (a floating one read in `zone`).
 fn rid_of(ical: &ICalendar, c: &ICalendarComponent, zone: Tz) -> Option<i64> {
     let e = c.property(&P::RecurrenceId)?;
@@ -179,6 +189,28 @@ pub fn expand_parsed(
     let mut truncated = false;
     let mut events;
     let mut phase1 = 0usize;
+    // Per component: is its start (the property calcard takes it from) read in the
+    // default zone? Such instances come out as wall-clock times and are placed in
+    // `zone` below.
+    let floating: Vec<bool> = ical
+        .components
+        .iter()
+        .map(|c| {
+            START_PROPS
+                .iter()
+                .find(|p| c.property(p).is_some())
+                .is_some_and(|p| reads_in_default(ical, c, p))
+        })
+        .collect();
+    // The stop test compares wall-clock starts with a UTC end: a floating series needs
+    // the largest offset of slack (a zone east of UTC reads later than its wall clock).
+    let stop_at = end.map(|re| {
+        if floating.iter().any(|f| *f) {
+            re.saturating_add(MAX_ZONE_OFFSET_MS)
+        } else {
+            re
+        }
+    });
     if has_rule {
         // Floating times and dates are expanded as if in UTC (their wall clock), then
         // placed in `zone` below: calcard would drop the ones in a DST gap or overlap.
@@ -197,7 +229,7 @@ pub fn expand_parsed(
         }
         prev_len = events.len();
         let ruled = events.get(phase1..).unwrap_or_default();
-        if let Some(re) = end
+        if let Some(re) = stop_at
             && ruled
                 .iter()
                 .any(|ev| ev.start.timestamp().saturating_mul(1000) >= re)
@@ -215,16 +247,21 @@ pub fn expand_parsed(
         truncated,
         ..Default::default()
     };
-    let floating: Vec<bool> = ical
-        .components
-        .iter()
-        .map(|c| reads_in_default(ical, c, &P::Dtstart))
-        .collect();
     for ev in &events {
         let (s, e) = ev.timestamps();
         let (mut s, mut e) = (s.saturating_mul(1000), e.saturating_mul(1000));
-        if floating.get(ev.comp_id as usize).copied().unwrap_or(false) {
-            (s, e) = (wall_to_utc(zone, s), wall_to_utc(zone, e));
+        if let Some(c) = ical.components.get(ev.comp_id as usize)
+            && floating.get(ev.comp_id as usize).copied().unwrap_or(false)
+        {
+            let placed = wall_to_utc(zone, s);
+            // A DURATION is exact time (RFC 5545 §3.3.6); an end property is a wall
+            // clock of its own.
+            e = if c.property(&P::Dtend).is_none() && c.property(&P::Due).is_none() {
+                placed.saturating_add(e.saturating_sub(s))
+            } else {
+                wall_to_utc(zone, e)
+            };
+            s = placed;
         }
         out.last_start_ms = Some(out.last_start_ms.map_or(s, |v| v.max(s)));
         if !overlaps(s, e, start, end) {
@@ -834,6 +871,42 @@ mod tests {
         let ical = ICalendar::parse(&overlap).unwrap();
         let x = expand_parsed(&ical, None, None, ny, deadline());
         assert_eq!(x.instances[0].start_ms, ms("20301103T053000Z"));
+    }
+
+    #[test]
+    fn floating_series_in_zones_east_of_utc_and_other_starts() {
+        use std::str::FromStr;
+        let tokyo = Tz::from_str("Asia/Tokyo").unwrap();
+        // Hourly from midnight Tokyo wall time: 06:00Z and 07:00Z fall in the range (the
+        // stop test must not end at the wall clock's 08:00).
+        let hourly = floating(
+            "DTSTART:20300101T000000",
+            "DTEND:20300101T003000\r\nRRULE:FREQ=HOURLY",
+        );
+        let ical = ICalendar::parse(&hourly).unwrap();
+        let x = expand_parsed(
+            &ical,
+            Some(ms("20300101T060000Z")),
+            Some(ms("20300101T080000Z")),
+            tokyo,
+            deadline(),
+        );
+        let starts: Vec<i64> = x.instances.iter().map(|i| i.start_ms).collect();
+        assert_eq!(starts, [ms("20300101T060000Z"), ms("20300101T070000Z")]);
+        // A to-do with only a floating DUE: its start is DUE, read in the zone.
+        let todo = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VTODO\r\nUID:t\r\nDTSTAMP:20300101T000000Z\r\nDUE:20300105T230000\r\nEND:VTODO\r\nEND:VCALENDAR\r\n";
+        let ical = ICalendar::parse(todo).unwrap();
+        let x = expand_parsed(&ical, None, None, tokyo, deadline());
+        assert_eq!(x.instances[0].start_ms, ms("20300105T140000Z"));
+        // DURATION is exact time across the spring-forward gap (New York, 10 March).
+        let ny = Tz::from_str("America/New_York").unwrap();
+        let d = floating("DTSTART:20300310T013000", "DURATION:PT2H");
+        let ical = ICalendar::parse(&d).unwrap();
+        let x = expand_parsed(&ical, None, None, ny, deadline());
+        assert_eq!(
+            (x.instances[0].start_ms, x.instances[0].end_ms),
+            (ms("20300310T063000Z"), ms("20300310T083000Z"))
+        );
     }
 
     #[test]

@@ -126,8 +126,8 @@ const MIGRATE_2_TO_3: &str = "ALTER TABLE mailbox_messages ADD COLUMN size INTEG
 UPDATE mailbox_messages SET size = (SELECT m.size FROM messages m WHERE m.id = mailbox_messages.message_id);
 CREATE INDEX mailbox_messages_modseq ON mailbox_messages(mailbox_id, modseq);";
 
-/// 8 → 9: who may send to a group.
-const MIGRATE_8_TO_9: &str = "CREATE TABLE IF NOT EXISTS group_settings (
+/// Schema 9: who may send to a group.
+const GROUP_SETTINGS_SQL: &str = "CREATE TABLE IF NOT EXISTS group_settings (
     group_id INTEGER PRIMARY KEY REFERENCES principals(id) ON DELETE CASCADE,
     senders TEXT NOT NULL
 );";
@@ -157,7 +157,6 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(include_str!("inline_blobs.sql"))?;
         tx.execute_batch(include_str!("outbound_tls.sql"))?;
         add_timezone_column(&tx)?;
-        tx.execute_batch(MIGRATE_8_TO_9)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     } else if (1..SCHEMA_VERSION).contains(&version) {
         if version < 2 {
@@ -191,7 +190,6 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         }
         if version < 9 {
             add_timezone_column(&tx)?;
-            tx.execute_batch(MIGRATE_8_TO_9)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     } else if version > SCHEMA_VERSION {
@@ -201,6 +199,9 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     }
     // Indexes that store nothing new (made when missing, at any version).
     dav::ensure_indexes(&tx)?;
+    // Made IF NOT EXISTS at every open (a store made between the two additions of
+    // schema 9 has the column without the table).
+    tx.execute_batch(GROUP_SETTINGS_SQL)?;
     tx.commit()?;
     Ok(())
 }
