@@ -581,35 +581,48 @@ pub fn may_float(text: &str) -> bool {
         "EXDATE",
     ];
     let mut in_zone = 0usize;
-    for line in super::ical::unfold(text) {
-        let Some((name, params, value)) = split_line(&line) else {
-            continue;
+    let mut floats = |line: &str| -> bool {
+        // The name (cheap, no allocation) first: most lines are not of interest.
+        let Some(end) = line.find([';', ':']) else {
+            return false;
         };
-        if name.eq_ignore_ascii_case("BEGIN") && value.trim().eq_ignore_ascii_case("VTIMEZONE") {
-            in_zone += 1;
-            continue;
-        }
-        if name.eq_ignore_ascii_case("END") && value.trim().eq_ignore_ascii_case("VTIMEZONE") {
-            in_zone = in_zone.saturating_sub(1);
-            continue;
+        let name = &line[..end];
+        let is_begin = name.eq_ignore_ascii_case("BEGIN");
+        if is_begin || name.eq_ignore_ascii_case("END") {
+            let value = line.get(end + 1..).unwrap_or("").trim();
+            if value.eq_ignore_ascii_case("VTIMEZONE") {
+                in_zone = if is_begin {
+                    in_zone + 1
+                } else {
+                    in_zone.saturating_sub(1)
+                };
+            }
+            return false;
         }
         if in_zone > 0 || !NAMES.iter().any(|n| name.eq_ignore_ascii_case(n)) {
-            continue;
+            return false;
         }
+        let Some((_, params, value)) = split_line(line) else {
+            return false;
+        };
         if let Some((_, tzid)) = params.iter().find(|(n, _)| n == "TZID")
             && Tz::from_str(tzid).is_ok_and(|z| !z.is_floating())
         {
-            continue;
+            return false;
         }
         let fixed = |v: &str| {
             let start = v.split('/').next().unwrap_or(v).trim();
             start.ends_with(['Z', 'z'])
         };
-        if value.trim().is_empty() || !value.split(',').all(fixed) {
-            return true;
-        }
+        value.trim().is_empty() || !value.split(',').all(fixed)
+    };
+    if text.contains("\n ") || text.contains("\n\t") {
+        // Folded lines: unfold first (a name may be split across them).
+        super::ical::unfold(text).iter().any(|l| floats(l))
+    } else {
+        text.split('\n')
+            .any(|l| floats(l.strip_suffix('\r').unwrap_or(l)))
     }
-    false
 }
 
 /// The zone of a calendar-timezone property or a query's CALDAV:timezone (RFC 4791
