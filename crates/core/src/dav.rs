@@ -231,11 +231,19 @@ pub fn index_vcard(text: &str, name: &str) -> std::result::Result<DavIndex, DavI
 /// [`MAX_TIMEZONE_BYTES`], no control characters but CR, LF and TAB (the value is
 /// served back in XML), and exactly one VTIMEZONE naming a zone ([`recur::zone_of`]).
 pub fn timezone_ok(text: &str) -> bool {
-    text.len() <= MAX_TIMEZONE_BYTES
-        && !text
+    checked_zone(text).is_some()
+}
+
+/// The zone of such a value ([`timezone_ok`]), else `None`.
+pub fn checked_zone(text: &str) -> Option<recur::Tz> {
+    if text.len() > MAX_TIMEZONE_BYTES
+        || text
             .chars()
             .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'))
-        && recur::zone_of(text).is_some()
+    {
+        return None;
+    }
+    recur::zone_of(text)
 }
 
 /// The zone a calendar's floating times and dates are read in: its calendar-timezone

@@ -605,18 +605,7 @@ impl Ctx<'_> {
 
 /// `+0300`, `-0530`, `+013045` → seconds east of UTC.
 fn utc_offset(v: &str) -> Option<i64> {
-    let v = v.trim();
-    let (sign, rest) = match v.as_bytes().first()? {
-        b'+' => (1, &v[1..]),
-        b'-' => (-1, &v[1..]),
-        _ => return None,
-    };
-    if !(rest.len() == 4 || rest.len() == 6) || !rest.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| rest.get(r).and_then(|s| s.parse::<i64>().ok());
-    let secs = n(0..2)? * 3600 + n(2..4)? * 60 + if rest.len() == 6 { n(4..6)? } else { 0 };
-    (secs < 24 * 3600).then_some(sign * secs)
+    postern_core::dav::recur::utc_offset_secs(v).map(i64::from)
 }
 
 fn comp_ok(f: &CompFilter, parent: &Comp, ctx: &Ctx<'_>) -> bool {

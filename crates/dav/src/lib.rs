@@ -890,7 +890,7 @@ async fn proppatch(
                     }
                     (CALDAV, "calendar-timezone") if c.kind.is_calendar() => {
                         // RFC 4791 §5.2.2: one VTIMEZONE in an iCalendar object.
-                        if set && !valid_timezone(&text) {
+                        if set && !postern_core::dav::timezone_ok(&text) {
                             bad_tz.push((p.ns.clone(), p.name.clone()));
                             continue;
                         }
@@ -999,7 +999,7 @@ async fn mkcol(
                             new.description = Some(text)
                         }
                         (CALDAV, "calendar-timezone") => {
-                            if !valid_timezone(&text) {
+                            if !postern_core::dav::timezone_ok(&text) {
                                 return Err(DavResponse::precondition(
                                     403,
                                     CALDAV,
@@ -1477,7 +1477,7 @@ async fn multiget(
             .await
             .map_err(core_error)?
     };
-    let found = recurrence_pass(found, None, shape, zone_of_collection(c)).await?;
+    let found = recurrence_pass(found, None, shape, postern_core::dav::collection_zone(c)).await?;
     let mut parts = Vec::new();
     for n in &names {
         match found.iter().find(|r| &r.name == n) {
@@ -1639,17 +1639,6 @@ async fn recurrence_pass(
     }
 }
 
-/// A calendar-timezone value is acceptable (RFC 4791 §5.2.2): one VTIMEZONE, bounded.
-fn valid_timezone(text: &str) -> bool {
-    postern_core::dav::timezone_ok(text)
-}
-
-/// The zone floating times and dates of a calendar are read in: its calendar-timezone,
-/// else UTC.
-fn zone_of_collection(c: &DavCollection) -> postern_core::dav::recur::Tz {
-    postern_core::dav::collection_zone(c)
-}
-
 /// The zone of a query (RFC 4791 §9.8 CALDAV:timezone, RFC 7809 CALDAV:timezone-id),
 /// else the calendar's. An element that names no zone is a 403 valid-calendar-data.
 fn query_zone(
@@ -1665,22 +1654,14 @@ fn query_zone(
         ));
     }
     if let Some(t) = body.child(CALDAV, "timezone") {
-        let text = t.text.trim();
-        if !valid_timezone(text) {
-            return Err(DavResponse::precondition(
-                403,
-                CALDAV,
-                "valid-calendar-data",
-            ));
-        }
-        return recur::zone_of(text)
+        return postern_core::dav::checked_zone(t.text.trim())
             .ok_or_else(|| DavResponse::precondition(403, CALDAV, "valid-calendar-data"));
     }
     if let Some(t) = body.child(CALDAV, "timezone-id") {
         return recur::zone_named(&t.text)
             .ok_or_else(|| DavResponse::precondition(403, CALDAV, "valid-timezone"));
     }
-    Ok(zone_of_collection(c))
+    Ok(postern_core::dav::collection_zone(c))
 }
 
 fn calcard_parse(text: &str) -> Result<postern_core::dav::recur::Calendar, ()> {
@@ -1729,7 +1710,7 @@ async fn free_busy_query(
         )
         .await
         .map_err(core_error)?;
-    let zone = zone_of_collection(c);
+    let zone = postern_core::dav::collection_zone(c);
     let out = recur::blocking(move || {
         let deadline = std::time::Instant::now() + recur::EXPAND_BUDGET;
         let mut periods = Vec::new();

@@ -105,8 +105,11 @@ fn reads_in_default(ical: &ICalendar, c: &ICalendarComponent, p: &P) -> bool {
     if dt.tz_hour.is_some() {
         return false;
     }
-    e.tz_id()
-        .is_none_or(|id| ical.build_tz_resolver().resolve(id).is_none())
+    e.tz_id().is_none_or(|id| {
+        // A known name first: the object's own VTIMEZONEs only when it is not one.
+        <Tz as std::str::FromStr>::from_str(id).is_err()
+            && ical.build_tz_resolver().resolve(id).is_none()
+    })
 }
 
 /// The properties calcard takes an instance's start from, in its order (DTSTART, else
@@ -532,37 +535,6 @@ pub const MAX_ZONE_OFFSET_MS: i64 = 14 * 3_600_000;
 
 /// A content line's name, parameters (names upper-cased, values unquoted) and value;
 /// `None` when it has no `:` outside quotes.
-/// A content line split: name, parameters (upper-cased name, unquoted value), value.
-type ContentLine<'a> = (&'a str, Vec<(String, &'a str)>, &'a str);
-
-fn split_line(line: &str) -> Option<ContentLine<'_>> {
-    let mut quoted = false;
-    let mut cuts = Vec::new();
-    let mut colon = None;
-    for (i, c) in line.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            ';' if !quoted => cuts.push(i),
-            ':' if !quoted => {
-                colon = Some(i);
-                break;
-            }
-            _ => {}
-        }
-    }
-    let colon = colon?;
-    let name_end = cuts.first().copied().unwrap_or(colon);
-    let mut params = Vec::new();
-    let mut bounds = cuts.clone();
-    bounds.push(colon);
-    for w in bounds.windows(2) {
-        let p = line.get(w[0] + 1..w[1]).unwrap_or("");
-        let (n, v) = p.split_once('=').unwrap_or((p, ""));
-        params.push((n.trim().to_ascii_uppercase(), v.trim_matches('"')));
-    }
-    Some((line.get(..name_end)?, params, line.get(colon + 1..)?))
-}
-
 /// Whether stored iCalendar text may hold a floating time or a date outside its
 /// VTIMEZONEs: a DTSTART, DTEND, DUE, RECURRENCE-ID, RDATE or EXDATE whose value (a
 /// period's start) does not end in `Z`, without a TZID naming a zone calcard knows by
@@ -602,8 +574,9 @@ pub fn may_float(text: &str) -> bool {
         if in_zone > 0 || !NAMES.iter().any(|n| name.eq_ignore_ascii_case(n)) {
             return false;
         }
-        let Some((_, params, value)) = split_line(line) else {
-            return false;
+        // A line that does not parse is doubt: floating.
+        let Some(super::ical::Prop { params, value, .. }) = super::ical::parse_line(line) else {
+            return true;
         };
         if let Some((_, tzid)) = params.iter().find(|(n, _)| n == "TZID")
             && Tz::from_str(tzid).is_ok_and(|z| !z.is_floating())
@@ -678,7 +651,17 @@ fn fixed_offset(text: &str) -> Option<Tz> {
             }
         }
     }
-    let v = chosen.or(first)?.trim();
+    let secs = utc_offset_secs(chosen.or(first)?)?;
+    if i64::from(secs.abs()) * 1000 > MAX_ZONE_OFFSET_MS {
+        return None;
+    }
+    Some(Tz::Fixed(chrono::FixedOffset::east_opt(secs)?))
+}
+
+/// A UTC-OFFSET value (RFC 5545 §3.3.14: `+0300`, `-0530`, `+013045`) in seconds east
+/// of UTC; `None` unless well formed and under 24 hours.
+pub fn utc_offset_secs(v: &str) -> Option<i32> {
+    let v = v.trim();
     let (sign, digits) = match v.as_bytes().first()? {
         b'+' => (1, v.get(1..)?),
         b'-' => (-1, v.get(1..)?),
@@ -689,10 +672,7 @@ fn fixed_offset(text: &str) -> Option<Tz> {
     }
     let n = |r: std::ops::Range<usize>| digits.get(r).and_then(|s| s.parse::<i32>().ok());
     let secs = n(0..2)? * 3600 + n(2..4)? * 60 + if digits.len() == 6 { n(4..6)? } else { 0 };
-    if i64::from(secs) * 1000 > MAX_ZONE_OFFSET_MS {
-        return None;
-    }
-    Some(Tz::Fixed(chrono::FixedOffset::east_opt(sign * secs)?))
+    (secs < 24 * 3600).then_some(sign * secs)
 }
 
 /// A zone by its IANA name or a Windows zone name (RFC 7809 CALDAV:timezone-id).
